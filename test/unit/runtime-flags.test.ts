@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_INSTALL_NAMESPACE,
+  FlagError,
+  parseBindAddress,
+  parseFlags,
+  usage,
+} from '../../src/controller/runtime/flags.js';
+
+const noPod = (): undefined => undefined;
+
+describe('parseFlags', () => {
+  it('has the documented defaults', () => {
+    const f = parseFlags([], noPod);
+    expect(f).toEqual({
+      metricsBindAddress: undefined,
+      metricsSecure: true,
+      healthProbeBindAddress: { host: '', port: 8081 },
+      leaderElect: false,
+      leaderElectionNamespace: DEFAULT_INSTALL_NAMESPACE,
+      namespaces: [],
+      logFormat: 'json',
+      logLevel: 'info',
+      stuckPodGraceMs: 300_000,
+      help: false,
+    });
+  });
+
+  it('accepts Go flag syntax: =value, separate value, single dash, bare bools', () => {
+    const f = parseFlags(
+      [
+        '--metrics-bind-address=:8443',
+        '--metrics-secure=false',
+        '-health-probe-bind-address',
+        '127.0.0.1:9000',
+        '--leader-elect',
+        '--namespaces',
+        ' team-a, team-b ,team-a',
+        '--log-format=text',
+        '--log-level=debug',
+        '--stuck-pod-grace=1h30m',
+      ],
+      noPod,
+    );
+    expect(f.metricsBindAddress).toEqual({ host: '', port: 8443 });
+    expect(f.metricsSecure).toBe(false);
+    expect(f.healthProbeBindAddress).toEqual({ host: '127.0.0.1', port: 9000 });
+    expect(f.leaderElect).toBe(true);
+    expect(f.namespaces).toEqual(['team-a', 'team-b']);
+    expect(f.logFormat).toBe('text');
+    expect(f.logLevel).toBe('debug');
+    expect(f.stuckPodGraceMs).toBe(90 * 60_000);
+  });
+
+  it('turns listeners off with 0', () => {
+    const f = parseFlags(['--health-probe-bind-address=0', '--metrics-bind-address', '0'], noPod);
+    expect(f.healthProbeBindAddress).toBeUndefined();
+    expect(f.metricsBindAddress).toBeUndefined();
+  });
+
+  it('takes the Lease namespace from the pod, then from the flag', () => {
+    expect(parseFlags([], () => 'ctrl-ns').leaderElectionNamespace).toBe('ctrl-ns');
+    expect(parseFlags(['--leader-election-namespace=other'], () => 'ctrl-ns').leaderElectionNamespace).toBe('other');
+  });
+
+  it.each([
+    [['--metrics-bind-address=abc'], 'invalid value "abc" for --metrics-bind-address: expected [host]:port or 0'],
+    [['--metrics-bind-address=:70000'], 'invalid value ":70000" for --metrics-bind-address'],
+    [['--metrics-secure=maybe'], 'invalid value "maybe" for --metrics-secure: expected true or false'],
+    [['--log-format=xml'], 'invalid value "xml" for --log-format: expected json or text'],
+    [['--log-level=loud'], 'invalid value "loud" for --log-level'],
+    [['--stuck-pod-grace=5'], 'invalid value "5" for --stuck-pod-grace'],
+    [['--stuck-pod-grace=0s'], 'invalid value "0s" for --stuck-pod-grace: expected a positive duration'],
+    [['--namespaces=Team_A'], 'invalid value "Team_A" for --namespaces'],
+    [['--metrics-port=1'], 'unknown flag "--metrics-port"'],
+    [['--leader-elect', 'false'], 'unexpected argument "false"'],
+    [['--namespaces'], 'flag needs a value: --namespaces'],
+    [['stray'], 'unexpected argument "stray"'],
+  ])('refuses %j', (argv, message) => {
+    expect(() => parseFlags(argv, noPod)).toThrow(FlagError);
+    expect(() => parseFlags(argv, noPod)).toThrow(message);
+  });
+
+  it('recognises help in its usual spellings', () => {
+    for (const h of ['--help', '-help', '-h']) expect(parseFlags([h], noPod).help).toBe(true);
+  });
+});
+
+describe('parseBindAddress', () => {
+  it('reads hosts, IPv6 in brackets, and port 0', () => {
+    expect(parseBindAddress('x', '[::1]:8443')).toEqual({ host: '::1', port: 8443 });
+    expect(parseBindAddress('x', 'localhost:0')).toEqual({ host: 'localhost', port: 0 });
+    expect(() => parseBindAddress('x', '::1:80')).toThrow(FlagError);
+  });
+});
+
+describe('usage', () => {
+  it('lists every flag', () => {
+    const text = usage();
+    for (const name of [
+      'metrics-bind-address',
+      'metrics-secure',
+      'health-probe-bind-address',
+      'leader-elect',
+      'leader-election-namespace',
+      'namespaces',
+      'log-format',
+      'log-level',
+      'stuck-pod-grace',
+      'help',
+    ]) {
+      expect(text).toContain(`--${name}`);
+    }
+  });
+});

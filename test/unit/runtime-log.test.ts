@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { Logger, REDACTED, redact } from '../../src/controller/runtime/log.js';
+
+function capture(): { lines: string[]; sink: { write(s: string): void } } {
+  const lines: string[] = [];
+  return { lines, sink: { write: (s: string) => void lines.push(s) } };
+}
+
+const fixed = (): Date => new Date('2025-01-02T03:04:05.678Z');
+
+describe('Logger', () => {
+  it('writes one JSON object per line with context from with()', () => {
+    const { lines, sink } = capture();
+    const log = new Logger({ sink, now: fixed }).with({ kind: 'WorkerPool', namespace: 'ns' });
+    log.with({ name: 'pool-a' }).info('scaled', { from: 1, to: 3 });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]?.endsWith('\n')).toBe(true);
+    expect(JSON.parse(lines[0] ?? '')).toEqual({
+      ts: '2025-01-02T03:04:05.678Z',
+      level: 'info',
+      msg: 'scaled',
+      kind: 'WorkerPool',
+      namespace: 'ns',
+      name: 'pool-a',
+      from: 1,
+      to: 3,
+    });
+  });
+
+  it('drops lines below the level', () => {
+    const { lines, sink } = capture();
+    const log = new Logger({ sink, level: 'warn' });
+    log.debug('a');
+    log.info('b');
+    log.warn('c');
+    log.error('d');
+    expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['c', 'd']);
+    expect(log.enabled('info')).toBe(false);
+  });
+
+  it('has a text mode for terminals', () => {
+    const { lines, sink } = capture();
+    new Logger({ sink, format: 'text', now: fixed }).warn('pod stuck', { name: 'run-1', reason: 'Image pull' });
+    expect(lines[0]).toBe('2025-01-02T03:04:05.678Z WARN  pod stuck name=run-1 reason="Image pull"\n');
+  });
+
+  it('serializes errors by name and message', () => {
+    const { lines, sink } = capture();
+    const err = Object.assign(new Error('boom'), { code: 'ECONNRESET' });
+    new Logger({ sink }).error('failed', { error: err });
+    expect((JSON.parse(lines[0] ?? '') as { error: unknown }).error).toEqual({
+      name: 'Error',
+      message: 'boom',
+      code: 'ECONNRESET',
+    });
+  });
+
+  it('never writes key material, whatever the call site passes', () => {
+    const { lines, sink } = capture();
+    const pem = '-----BEGIN RSA PRIVATE KEY-----\nMIIE...\n-----END RSA PRIVATE KEY-----';
+    const b64pem = Buffer.from(pem).toString('base64');
+    new Logger({ sink }).with({ token: 'eyJhbGciOi' }).info(`got ${pem}`, {
+      secretName: 'pool-creds',
+      privateKey: 'abc',
+      nested: { 'tls.key': 'x', list: [{ password: 'p' }, b64pem, `x${b64pem}`, `xy${b64pem}`] },
+      clientCert: 'c',
+    });
+    const out = lines.join('');
+    expect(out).not.toContain('MIIE');
+    expect(out).not.toContain('abc');
+    expect(out).not.toContain('eyJhbGciOi');
+    expect(out).not.toContain(b64pem.slice(4, 20));
+    const obj = JSON.parse(lines[0] ?? '') as Record<string, unknown>;
+    expect(obj.secretName).toBe('pool-creds');
+    expect(obj).toMatchObject({
+      msg: REDACTED,
+      token: REDACTED,
+      privateKey: REDACTED,
+      clientCert: REDACTED,
+      nested: { 'tls.key': REDACTED, list: [{ password: REDACTED }, REDACTED, REDACTED, REDACTED] },
+    });
+  });
+});
+
+describe('redact', () => {
+  it('copies and leaves ordinary data alone', () => {
+    const input = { name: 'w-1', count: 3, labels: { app: 'x' }, when: new Date(0) };
+    expect(redact(input)).toEqual({ name: 'w-1', count: 3, labels: { app: 'x' }, when: '1970-01-01T00:00:00.000Z' });
+  });
+
+  it('survives cycles', () => {
+    const a: Record<string, unknown> = { name: 'a' };
+    a.self = a;
+    expect(redact(a)).toEqual({ name: 'a', self: '[circular]' });
+  });
+});
