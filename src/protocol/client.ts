@@ -1,0 +1,188 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import https from 'node:https';
+import {
+  signRequest,
+  workerApiPaths,
+  type DrainResponse,
+  type ErrorBody,
+  type ErrorCode,
+  type PoolStats,
+  type RegisterRequest,
+  type RegisterResponse,
+} from './registration.js';
+import { assertRsaPrivateKeyPem, type PoolToken } from './token.js';
+
+const TLS_TRUST_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+]);
+
+/** Base of the errors {@link BackendClient} throws. */
+export class BackendError extends Error {
+  /** HTTP status, when the backend answered. */
+  readonly status: number | undefined;
+  /** Machine-readable cause from the backend's error body, e.g. `unknown-worker`. */
+  readonly code: ErrorCode | undefined;
+  constructor(message: string, status: number | undefined, options?: { cause?: unknown; code?: ErrorCode }) {
+    super(message, options);
+    this.name = 'BackendError';
+    this.status = status;
+    this.code = options?.code;
+  }
+}
+
+/**
+ * The backend refused the request for a reason retrying will not fix (4xx:
+ * wrong key, unknown pool or worker, bad CSR). The message is the backend's
+ * own explanation, prefixed with the operation.
+ */
+export class TerminalBackendError extends BackendError {
+  override readonly name = 'TerminalBackendError';
+}
+
+/** The backend was unreachable, timed out, or failed (5xx, 429): retry with backoff. */
+export class RetryableBackendError extends BackendError {
+  override readonly name = 'RetryableBackendError';
+}
+
+export interface BackendClientOptions {
+  /** The parsed pool token. */
+  token: PoolToken;
+  /** The pool private key, PEM. */
+  privateKeyPem: string;
+  /** Per-request timeout; default 30 s. */
+  timeoutMs?: number;
+  /** Max parallel connections to the backend; default 16. */
+  maxSockets?: number;
+}
+
+/**
+ * The controller's side of the worker API, for one pool.
+ *
+ * HTTPS with the token's CA as the only trust anchor (a public CA cannot
+ * impersonate the backend), keep-alive connections, every request signed with
+ * the pool key. Safe to share; call {@link close} when the pool goes away.
+ */
+export class BackendClient {
+  private readonly token: PoolToken;
+  private readonly key: KeyObject;
+  private readonly agent: https.Agent;
+  private readonly timeoutMs: number;
+
+  constructor(opts: BackendClientOptions) {
+    assertRsaPrivateKeyPem(opts.privateKeyPem);
+    this.token = opts.token;
+    this.key = createPrivateKey(opts.privateKeyPem);
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.agent = new https.Agent({ ca: opts.token.caCert, keepAlive: true, maxSockets: opts.maxSockets ?? 16 });
+  }
+
+  /** Registers a new worker with its CSR (see `createCsr`). */
+  async register(csr: string): Promise<RegisterResponse> {
+    const body: RegisterRequest = { csr };
+    const res = await this.call<RegisterResponse>('register worker', 'POST', workerApiPaths.register(this.token.poolId), body);
+    if (typeof res.workerId !== 'string' || typeof res.certificatePem !== 'string' || typeof res.caPem !== 'string') {
+      throw new RetryableBackendError('register worker: backend answer lacks workerId, certificatePem or caPem', 201);
+    }
+    return res;
+  }
+
+  /**
+   * Deregisters a worker. Idempotent: an unknown worker counts as done. A run
+   * the worker had not accepted yet is queued again; one it had accepted is
+   * marked failed.
+   */
+  async deregister(workerId: string): Promise<void> {
+    try {
+      await this.call('deregister worker', 'DELETE', workerApiPaths.deregister(this.token.poolId, workerId));
+    } catch (err) {
+      if (err instanceof TerminalBackendError && err.code === 'unknown-worker') return;
+      throw err;
+    }
+  }
+
+  /**
+   * Drains a worker: from now on the backend sends it no new run. `busy`
+   * tells whether it has one already; then undrain it (or wait for the run to
+   * end) instead of removing it.
+   */
+  async drain(workerId: string): Promise<DrainResponse> {
+    const res = await this.call<DrainResponse>('drain worker', 'POST', workerApiPaths.drain(this.token.poolId, workerId), {});
+    return { busy: res.busy === true };
+  }
+
+  /** Makes a drained worker eligible for runs again. */
+  async undrain(workerId: string): Promise<void> {
+    await this.call('undrain worker', 'POST', workerApiPaths.undrain(this.token.poolId, workerId), {});
+  }
+
+  /** Pool counters (pending runs; idle, busy, drained, offline workers). */
+  async poolStats(): Promise<PoolStats> {
+    return this.call<PoolStats>('get pool stats', 'GET', workerApiPaths.stats(this.token.poolId));
+  }
+
+  /** Closes idle keep-alive connections. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private call<T>(what: string, method: string, path: string, payload?: unknown): Promise<T> {
+    const body = payload === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload), 'utf8');
+    const headers: Record<string, string> = {
+      ...signRequest({ method, path, poolId: this.token.poolId, body, privateKey: this.key }),
+      accept: 'application/json',
+    };
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(body.length);
+    }
+    const url = new URL(path, this.token.apiUrl);
+    return new Promise<T>((resolve, reject) => {
+      const req = https.request(url, { method, headers, agent: this.agent, timeout: this.timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => reject(new RetryableBackendError(`${what}: ${err.message}`, res.statusCode, { cause: err })));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          let data: unknown;
+          try {
+            data = text.length > 0 ? JSON.parse(text) : {};
+          } catch {
+            data = undefined;
+          }
+          if (status >= 200 && status < 300) {
+            if (typeof data !== 'object' || data === null) {
+              reject(new RetryableBackendError(`${what}: backend answered ${status} with a body that is not JSON`, status));
+            } else {
+              resolve(data as T);
+            }
+            return;
+          }
+          const errBody = typeof data === 'object' && data !== null ? (data as Partial<ErrorBody>) : {};
+          const serverReason =
+            typeof errBody.error === 'string' ? errBody.error : text.slice(0, 200) || res.statusMessage || 'no reason given';
+          const code = typeof errBody.code === 'string' ? errBody.code : undefined;
+          const message = `${what}: backend answered ${status}: ${serverReason}`;
+          if (status >= 400 && status < 500 && status !== 408 && status !== 429) reject(new TerminalBackendError(message, status, { code }));
+          else reject(new RetryableBackendError(message, status, { code }));
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== undefined && TLS_TRUST_ERRORS.has(err.code)) {
+          // Retrying cannot help: the token's CA is not the one the backend uses.
+          reject(new TerminalBackendError(`${what}: the backend at ${this.token.apiUrl} presented a certificate the token's caCert does not accept (${err.code}): ${err.message}`, undefined, { cause: err }));
+          return;
+        }
+        reject(new RetryableBackendError(`${what}: cannot reach the backend at ${this.token.apiUrl}: ${err.message}`, undefined, { cause: err }));
+      });
+      req.end(body);
+    });
+  }
+}

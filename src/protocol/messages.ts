@@ -1,0 +1,244 @@
+import { PROTOCOL_VERSION } from './version.js';
+
+/**
+ * MQTT message payloads (UTF-8 JSON). Every message carries `type` and
+ * `version`; receivers validate with {@link parseMessage} and drop (count, log)
+ * anything that fails. Unknown extra fields are ignored so that a minor,
+ * additive change does not need a new version.
+ */
+
+/** Run ids become part of Pod names, so they are restricted to DNS-label-safe text. */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** Largest payload accepted; a schedule with a large environment stays far below it. */
+export const MAX_MESSAGE_BYTES = 256 * 1024;
+
+/** backend -> worker: run this. Redelivered until the worker answers `accepted`; apply idempotently by `runId`. */
+export interface ScheduleMessage {
+  type: 'schedule';
+  version: typeof PROTOCOL_VERSION;
+  runId: string;
+  /** Image of the `worker` container. */
+  runnerImage: string;
+  /** Image of the `init` and `launcher-grpc` containers (the pool may pin its own). */
+  launcherImage: string;
+  /** Environment for the run's `worker` container. */
+  env: Record<string, string>;
+  timeouts: {
+    /** Whole-run limit: Pod `activeDeadlineSeconds` and `SPACELIFT_LAUNCHER_RUN_TIMEOUT`. */
+    runSeconds?: number;
+    /** Log-silence limit: `SPACELIFT_LAUNCHER_LOGS_TIMEOUT`. */
+    logsSeconds?: number;
+  };
+}
+
+/** backend -> worker: stop this run (no-op if unknown or already over). */
+export interface StopMessage {
+  type: 'stop';
+  version: typeof PROTOCOL_VERSION;
+  runId: string;
+}
+
+/** What a worker reports about itself. `offline` is only ever sent as the MQTT will. */
+export type WorkerState = 'idle' | 'busy' | 'draining' | 'offline';
+export const WORKER_STATES: readonly WorkerState[] = ['idle', 'busy', 'draining', 'offline'];
+
+/** worker -> backend: current state, sent on every connect and as a periodic heartbeat. */
+export interface StateMessage {
+  type: 'state';
+  version: typeof PROTOCOL_VERSION;
+  state: WorkerState;
+  /** The run in progress, when `busy`. */
+  runId?: string;
+}
+
+export type RunStatus = 'accepted' | 'pod-created' | 'running' | 'finished' | 'failed' | 'stopped';
+export const RUN_STATUSES: readonly RunStatus[] = ['accepted', 'pod-created', 'running', 'finished', 'failed', 'stopped'];
+
+/** worker -> backend: progress of one run. */
+export interface RunStatusMessage {
+  type: 'run-status';
+  version: typeof PROTOCOL_VERSION;
+  runId: string;
+  status: RunStatus;
+  /** Human-readable cause; expected with `failed` and `stopped`. */
+  reason?: string;
+  /** Exit code of the `worker` container, when known. */
+  exitCode?: number;
+}
+
+export type ToWorkerMessage = ScheduleMessage | StopMessage;
+export type ToBackendMessage = StateMessage | RunStatusMessage;
+export type ProtocolMessage = ToWorkerMessage | ToBackendMessage;
+export type MessageType = ProtocolMessage['type'];
+
+/** Message types each direction may carry. */
+export const TO_WORKER_TYPES: readonly MessageType[] = ['schedule', 'stop'];
+export const TO_BACKEND_TYPES: readonly MessageType[] = ['state', 'run-status'];
+
+export type ParseResult<T> = { ok: true; message: T } | { ok: false; reason: string };
+
+/** Serializes a message for publishing. */
+export function encodeMessage(message: ProtocolMessage): Buffer {
+  return Buffer.from(JSON.stringify(message), 'utf8');
+}
+
+class Invalid extends Error {}
+
+function invalid(reason: string): never {
+  throw new Invalid(reason);
+}
+
+type Obj = Record<string, unknown>;
+
+function str(o: Obj, field: string, opts: { optional?: boolean; max?: number; pattern?: RegExp } = {}): string | undefined {
+  const v = o[field];
+  if (v === undefined) {
+    if (opts.optional) return undefined;
+    invalid(`field "${field}" is missing`);
+  }
+  if (typeof v !== 'string') invalid(`field "${field}" must be a string, got ${describe(v)}`);
+  if (v.length === 0) invalid(`field "${field}" must not be empty`);
+  if (opts.max !== undefined && v.length > opts.max) invalid(`field "${field}" is longer than ${opts.max} characters`);
+  if (opts.pattern && !opts.pattern.test(v)) invalid(`field "${field}" has an invalid value ${JSON.stringify(v.slice(0, 80))}`);
+  return v;
+}
+
+function reqStr(o: Obj, field: string, opts: { max?: number; pattern?: RegExp } = {}): string {
+  return str(o, field, opts) as string;
+}
+
+function oneOf<T extends string>(o: Obj, field: string, allowed: readonly T[]): T {
+  const v = reqStr(o, field, { max: 64 });
+  if (!(allowed as readonly string[]).includes(v)) {
+    invalid(`field "${field}" must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  }
+  return v as T;
+}
+
+function optInt(o: Obj, field: string, min: number, max: number): number | undefined {
+  const v = o[field];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v)) invalid(`field "${field}" must be an integer, got ${describe(v)}`);
+  if (v < min || v > max) invalid(`field "${field}" must be between ${min} and ${max}, got ${v}`);
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (typeof v === 'string') return `string ${JSON.stringify(v.slice(0, 40))}`;
+  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${String(v)}`;
+  return typeof v;
+}
+
+function isObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const IMAGE = /^[^\s]+$/;
+const ENV_NAME = /^[^=\s][^=]*$/;
+
+function parseEnv(o: Obj): Record<string, string> {
+  const v = o['env'];
+  if (v === undefined) invalid('field "env" is missing');
+  if (!isObject(v)) invalid(`field "env" must be an object of strings, got ${describe(v)}`);
+  const env: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (!ENV_NAME.test(k)) invalid(`field "env" has an invalid variable name ${JSON.stringify(k)}`);
+    if (typeof val !== 'string') invalid(`field "env.${k}" must be a string, got ${describe(val)}`);
+    env[k] = val;
+  }
+  return env;
+}
+
+function parseTimeouts(o: Obj): ScheduleMessage['timeouts'] {
+  const v = o['timeouts'];
+  if (v === undefined) return {};
+  if (!isObject(v)) invalid(`field "timeouts" must be an object, got ${describe(v)}`);
+  const out: ScheduleMessage['timeouts'] = {};
+  const run = optInt(v, 'runSeconds', 1, 7 * 24 * 3600);
+  const logs = optInt(v, 'logsSeconds', 1, 7 * 24 * 3600);
+  if (run !== undefined) out.runSeconds = run;
+  if (logs !== undefined) out.logsSeconds = logs;
+  return out;
+}
+
+function parseBody(type: MessageType, o: Obj): ProtocolMessage {
+  const version = PROTOCOL_VERSION;
+  switch (type) {
+    case 'schedule':
+      return {
+        type,
+        version,
+        runId: reqStr(o, 'runId', { pattern: RUN_ID_PATTERN }),
+        runnerImage: reqStr(o, 'runnerImage', { max: 1024, pattern: IMAGE }),
+        launcherImage: reqStr(o, 'launcherImage', { max: 1024, pattern: IMAGE }),
+        env: parseEnv(o),
+        timeouts: parseTimeouts(o),
+      };
+    case 'stop':
+      return { type, version, runId: reqStr(o, 'runId', { pattern: RUN_ID_PATTERN }) };
+    case 'state': {
+      const msg: StateMessage = { type, version, state: oneOf(o, 'state', WORKER_STATES) };
+      const runId = str(o, 'runId', { optional: true, pattern: RUN_ID_PATTERN });
+      if (runId !== undefined) msg.runId = runId;
+      return msg;
+    }
+    case 'run-status': {
+      const msg: RunStatusMessage = {
+        type,
+        version,
+        runId: reqStr(o, 'runId', { pattern: RUN_ID_PATTERN }),
+        status: oneOf(o, 'status', RUN_STATUSES),
+      };
+      const reason = str(o, 'reason', { optional: true, max: 4096 });
+      if (reason !== undefined) msg.reason = reason;
+      const exitCode = optInt(o, 'exitCode', -2147483648, 2147483647);
+      if (exitCode !== undefined) msg.exitCode = exitCode;
+      return msg;
+    }
+  }
+}
+
+/**
+ * Validates a received payload.
+ *
+ * @param allowed restricts the accepted types to one direction (e.g.
+ *   {@link TO_WORKER_TYPES} on the worker side), so a message sent the wrong
+ *   way is rejected like an unknown one.
+ * @returns the typed message, or a reason such as `malformed JSON: ...`,
+ *   `unknown message type "foo"`, `unsupported version 2 of "schedule"`,
+ *   `field "runId" is missing`.
+ */
+export function parseMessage<T extends ProtocolMessage = ProtocolMessage>(
+  payload: Uint8Array | string,
+  allowed: readonly MessageType[] = [...TO_WORKER_TYPES, ...TO_BACKEND_TYPES],
+): ParseResult<T> {
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
+  if (size > MAX_MESSAGE_BYTES) return { ok: false, reason: `message is ${size} bytes, more than ${MAX_MESSAGE_BYTES}` };
+  let data: unknown;
+  try {
+    const text = typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
+    data = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, reason: `malformed JSON: ${(err as Error).message}` };
+  }
+  if (!isObject(data)) return { ok: false, reason: `message must be a JSON object, got ${describe(data)}` };
+  const type = data['type'];
+  if (typeof type !== 'string') return { ok: false, reason: `field "type" must be a string, got ${describe(type)}` };
+  if (!(allowed as readonly string[]).includes(type)) {
+    const known = (TO_WORKER_TYPES as readonly string[]).includes(type) || (TO_BACKEND_TYPES as readonly string[]).includes(type);
+    return { ok: false, reason: known ? `message type "${type}" is not accepted in this direction` : `unknown message type ${JSON.stringify(type.slice(0, 64))}` };
+  }
+  const version = data['version'];
+  if (version !== PROTOCOL_VERSION) {
+    return { ok: false, reason: `unsupported version ${JSON.stringify(version)} of "${type}" (this build speaks ${PROTOCOL_VERSION})` };
+  }
+  try {
+    return { ok: true, message: parseBody(type as MessageType, data) as T };
+  } catch (err) {
+    if (err instanceof Invalid) return { ok: false, reason: `invalid "${type}" message: ${err.message}` };
+    throw err;
+  }
+}

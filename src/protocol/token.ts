@@ -1,0 +1,187 @@
+import { createPrivateKey } from 'node:crypto';
+import forge from 'node-forge';
+import { Base64DecodeError, decodeBase64Strict } from './base64.js';
+import { DEFAULT_TOPIC_NAMESPACE, PROTOCOL_VERSION } from './version.js';
+
+/**
+ * The pool's connection settings. Serialized as base64 of JSON; that text is
+ * what a user stores as the `token` key of the pool's Secret.
+ */
+export interface PoolToken {
+  /** Protocol version the backend speaks; this build accepts only {@link PROTOCOL_VERSION}. */
+  protocolVersion: number;
+  /** Base URL of the backend HTTP API, `https://host:port`. */
+  apiUrl: string;
+  /** URL of the MQTT broker, `mqtts://host:port`. */
+  brokerUrl: string;
+  /** The pool id (a ULID). */
+  poolId: string;
+  /** PEM of the CA that signed both the API's and the broker's server certificates. */
+  caCert: string;
+  /** First topic level; `spacelift` when absent. */
+  topicNamespace?: string;
+}
+
+/** Which credential a {@link PoolCredentialsError} is about. */
+export type CredentialField = 'token' | 'privateKey';
+
+/**
+ * A pool token or private key that cannot be used. The message names the
+ * cause and is meant to be shown to the user verbatim (for example in a
+ * `WorkerPoolCannotRegister` event).
+ */
+export class PoolCredentialsError extends Error {
+  constructor(
+    readonly field: CredentialField,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PoolCredentialsError';
+  }
+}
+
+/** Serializes a token exactly as it goes into the Secret: base64 of compact JSON. */
+export function encodePoolToken(token: PoolToken): string {
+  const body: PoolToken = {
+    protocolVersion: token.protocolVersion,
+    apiUrl: token.apiUrl,
+    brokerUrl: token.brokerUrl,
+    poolId: token.poolId,
+    caCert: token.caCert,
+  };
+  if (token.topicNamespace !== undefined) body.topicNamespace = token.topicNamespace;
+  return Buffer.from(JSON.stringify(body), 'utf8').toString('base64');
+}
+
+function fail(message: string): never {
+  throw new PoolCredentialsError('token', message);
+}
+
+function requireString(obj: Record<string, unknown>, field: string): string {
+  const v = obj[field];
+  if (v === undefined || v === null) fail(`token field "${field}" is missing`);
+  if (typeof v !== 'string') fail(`token field "${field}" must be a string, got ${typeof v}`);
+  if (v.length === 0) fail(`token field "${field}" is empty`);
+  return v;
+}
+
+function requireUrl(obj: Record<string, unknown>, field: string, schemes: readonly string[]): string {
+  const v = requireString(obj, field);
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    fail(`token field "${field}" is not a URL: ${JSON.stringify(v)}`);
+  }
+  if (!schemes.includes(url.protocol)) {
+    fail(`token field "${field}" must use ${schemes.join(' or ')}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+const TOPIC_LEVEL = /^[A-Za-z0-9_.-]+$/;
+const POOL_ID = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Parses and validates the `token` value of a pool Secret.
+ *
+ * Surrounding whitespace and line breaks (as left by `base64` without `-w 0`)
+ * are tolerated; everything else is checked: base64, JSON, each field's
+ * presence and type, the protocol version, URL schemes and the CA PEM.
+ *
+ * @throws {@link PoolCredentialsError} with `field === 'token'` and a message
+ *   such as `token is not base64-encoded JSON: illegal base64 data at input byte 12`
+ *   or `token field "brokerUrl" is missing`.
+ */
+export function parsePoolToken(text: string): PoolToken {
+  let raw: Buffer;
+  try {
+    raw = decodeBase64Strict(text.trim());
+  } catch (err) {
+    if (err instanceof Base64DecodeError) fail(`token is not base64-encoded JSON: ${err.message}`);
+    throw err;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    fail(`token is not base64-encoded JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    fail('token is not base64-encoded JSON: the decoded value is not a JSON object');
+  }
+  const obj = parsed as Record<string, unknown>;
+  const version = obj['protocolVersion'];
+  if (version === undefined) fail('token field "protocolVersion" is missing');
+  if (typeof version !== 'number' || !Number.isInteger(version)) {
+    fail(`token field "protocolVersion" must be an integer, got ${JSON.stringify(version)}`);
+  }
+  if (version !== PROTOCOL_VERSION) {
+    fail(`token protocolVersion ${version} is not supported (this build speaks ${PROTOCOL_VERSION})`);
+  }
+  const apiUrl = requireUrl(obj, 'apiUrl', ['https:']);
+  const brokerUrl = requireUrl(obj, 'brokerUrl', ['mqtts:']);
+  const poolId = requireString(obj, 'poolId');
+  if (!POOL_ID.test(poolId)) fail(`token field "poolId" has invalid characters: ${JSON.stringify(poolId)}`);
+  const caCert = requireString(obj, 'caCert');
+  try {
+    forge.pki.certificateFromPem(caCert);
+  } catch (err) {
+    fail(`token field "caCert" is not a PEM certificate: ${(err as Error).message}`);
+  }
+  const token: PoolToken = { protocolVersion: version, apiUrl, brokerUrl, poolId, caCert };
+  const ns = obj['topicNamespace'];
+  if (ns !== undefined) {
+    if (typeof ns !== 'string' || !TOPIC_LEVEL.test(ns)) {
+      fail(`token field "topicNamespace" must be a single topic level like "${DEFAULT_TOPIC_NAMESPACE}", got ${JSON.stringify(ns)}`);
+    }
+    token.topicNamespace = ns;
+  }
+  return token;
+}
+
+/**
+ * Turns the `privateKey` value of a pool Secret (base64 of the PEM, as made by
+ * `base64 -w 0`) into the PEM text, checking that it is an RSA private key.
+ *
+ * @throws {@link PoolCredentialsError} with `field === 'privateKey'` and a
+ *   message such as `unable to base64 decode privateKey: illegal base64 data at input byte 4364`
+ *   or `privateKey is not a PEM-encoded RSA private key`.
+ */
+export function decodeSecretPrivateKey(b64: string): string {
+  let pem: string;
+  try {
+    pem = decodeBase64Strict(b64.trim()).toString('utf8');
+  } catch (err) {
+    if (err instanceof Base64DecodeError) {
+      throw new PoolCredentialsError('privateKey', `unable to base64 decode privateKey: ${err.message}`);
+    }
+    throw err;
+  }
+  assertRsaPrivateKeyPem(pem);
+  return pem;
+}
+
+/**
+ * Checks that `pem` is an unencrypted PEM RSA private key (PKCS#1 or PKCS#8).
+ *
+ * @throws {@link PoolCredentialsError} `privateKey is not a PEM-encoded RSA private key`
+ */
+export function assertRsaPrivateKeyPem(pem: string): void {
+  const bad = (): never => {
+    throw new PoolCredentialsError('privateKey', 'privateKey is not a PEM-encoded RSA private key');
+  };
+  if (!pem.includes('-----BEGIN')) bad();
+  try {
+    const key = createPrivateKey({ key: pem, format: 'pem' });
+    if (key.asymmetricKeyType !== 'rsa') bad();
+  } catch (err) {
+    if (err instanceof PoolCredentialsError) throw err;
+    bad();
+  }
+}
+
+/** The topic namespace of a token, defaulting to `spacelift`. */
+export function tokenTopicNamespace(token: PoolToken): string {
+  return token.topicNamespace ?? DEFAULT_TOPIC_NAMESPACE;
+}
