@@ -1,0 +1,10 @@
+/** The library entry point for other cdk8s apps. */
+export { WorkerPoolController } from './controller.js';
+export type { WorkerPoolControllerProps, ControllerResources } from './controller.js';
+export { WorkerPool } from './workerpool.js';
+export type { WorkerPoolProps, WorkerPoolCredentials } from './workerpool.js';
+export { WorkerPoolCrd, MAX_POOL_NAME_LENGTH } from './workerpool-crd.js';
+export { WorkerCrd } from './worker-crd.js';
+export { ControllerRbac } from './rbac.js';
+export type { ControllerRbacProps } from './rbac.js';
+export * as api from '../imports/workers.spacelift.io.js';

@@ -1,0 +1,57 @@
+/**
+ * Every name the controller shares with the cluster: API coordinates, labels,
+ * annotations, finalizers, the field manager and defaults of the install.
+ * One module, so that the constructs, the reconciler and the tests agree.
+ */
+
+export const API_GROUP = 'workers.spacelift.io';
+export const API_VERSION = 'v1beta1';
+export const API_GROUP_VERSION = `${API_GROUP}/${API_VERSION}`;
+
+export const WORKERPOOL_KIND = 'WorkerPool';
+export const WORKERPOOL_PLURAL = 'workerpools';
+export const WORKERPOOL_SINGULAR = 'workerpool';
+
+export const WORKER_KIND = 'Worker';
+export const WORKER_PLURAL = 'workers';
+export const WORKER_SINGULAR = 'worker';
+
+/** On Workers and run Pods: the backend's pool id (documented selector). */
+export const LABEL_WORKERPOOL = `${API_GROUP}/workerpool`;
+/** On run Pods: the Worker object's name. */
+export const LABEL_WORKER = `${API_GROUP}/worker`;
+/** On run Pods: the backend's run id, unchanged. */
+export const LABEL_RUN_ID = `${API_GROUP}/run-id`;
+/** On Secrets the controller writes: which Worker's credentials they hold. */
+export const LABEL_WORKER_SECRET = `${API_GROUP}/worker-credentials`;
+/** On everything the controller creates, so its informers can select only its own objects. */
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY_VALUE = 'kube-workerpool-controller';
+
+/** Set on a Worker chosen for removal; survives controller restarts. */
+export const ANNOTATION_DRAINING = `${API_GROUP}/draining`;
+
+/** Holds a Worker until it is deregistered from the backend. */
+export const FINALIZER_WORKER = `${API_GROUP}/deregister`;
+/** Holds a run Pod until its outcome has been reported to the backend. */
+export const FINALIZER_RUN_POD = `${API_GROUP}/report-run`;
+
+export const FIELD_MANAGER = 'kube-workerpool-controller';
+
+export const CONTROLLER_NAME = 'kube-workerpool-controller';
+/** The namespace the documented commands install into. */
+export const DEFAULT_CONTROLLER_NAMESPACE = 'spacelift-worker-controller-system';
+
+/** Keys of the documented pool Secret. */
+export const SECRET_KEY_TOKEN = 'token';
+export const SECRET_KEY_PRIVATE_KEY = 'privateKey';
+
+/** UID and GID every run container uses unless the user overrides it. */
+export const RUN_POD_UID = 1983;
+
+export const WORKSPACE_MOUNT_PATH = '/opt/spacelift/workspace';
+export const BINARIES_CACHE_MOUNT_PATH = '/opt/spacelift/binaries_cache';
+
+export const CONTAINER_INIT = 'init';
+export const CONTAINER_LAUNCHER_GRPC = 'launcher-grpc';
+export const CONTAINER_WORKER = 'worker';

@@ -1,0 +1,105 @@
+import { Chart, Testing } from 'cdk8s';
+import { describe, expect, test } from 'vitest';
+import { WorkerPoolController, WorkerPoolControllerProps } from '../../constructs/index.js';
+import { at, find, synthController } from '../support/synth.js';
+
+interface ContainerJson {
+  image: string;
+  args: string[];
+  ports: { name: string; containerPort: number }[];
+  resources: { requests: Record<string, string>; limits: Record<string, string> };
+  securityContext: Record<string, unknown>;
+  livenessProbe: unknown;
+  readinessProbe: unknown;
+}
+
+function manager(props?: WorkerPoolControllerProps): ContainerJson {
+  const deployment = find(synthController(props), 'Deployment', 'kube-workerpool-controller');
+  return (at(deployment, 'spec.template.spec.containers') as ContainerJson[])[0];
+}
+
+describe('controller Deployment', () => {
+  const objects = synthController();
+  const deployment = find(objects, 'Deployment', 'kube-workerpool-controller');
+  const container = manager();
+
+  test('runs in the documented namespace with its own ServiceAccount', () => {
+    expect(find(objects, 'Namespace', 'spacelift-worker-controller-system')).toBeDefined();
+    expect(find(objects, 'ServiceAccount', 'kube-workerpool-controller').metadata.namespace).toBe('spacelift-worker-controller-system');
+    expect(deployment.metadata.namespace).toBe('spacelift-worker-controller-system');
+    expect(at(deployment, 'spec.template.spec.serviceAccountName')).toBe('kube-workerpool-controller');
+  });
+
+  test('passes the documented flags', () => {
+    expect(container.args).toEqual([
+      '--metrics-bind-address=:8443',
+      '--metrics-secure=true',
+      '--health-probe-bind-address=:8081',
+      '--leader-elect',
+    ]);
+  });
+
+  test('probes the health port', () => {
+    expect(container.livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'health' } });
+    expect(container.readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 'health' } });
+    expect(container.ports).toEqual([
+      { name: 'health', containerPort: 8081, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 8443, protocol: 'TCP' },
+    ]);
+  });
+
+  test('is restricted: non-root, no privilege escalation, read-only root, no capabilities', () => {
+    expect(at(deployment, 'spec.template.spec.securityContext')).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(container.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    });
+  });
+
+  test('requests resources and sets no CPU limit (scale-out is CPU-bound)', () => {
+    expect(container.resources).toEqual({ requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } });
+  });
+
+  test('a metrics Service points at the metrics port', () => {
+    const service = find(objects, 'Service', 'kube-workerpool-controller-metrics');
+    expect(at(service, 'spec.ports')).toEqual([{ name: 'https', port: 8443, targetPort: 'metrics', protocol: 'TCP' }]);
+    expect(at(service, 'spec.selector')).toEqual(at(deployment, 'spec.selector.matchLabels'));
+  });
+});
+
+describe('props', () => {
+  test('image, replicas, metrics and resources are configurable', () => {
+    const c = manager({ image: 'registry.example.com/kwc:1.2.3', metricsSecure: false, resources: { cpuLimit: '2' } });
+    expect(c.image).toBe('registry.example.com/kwc:1.2.3');
+    expect(c.args).toContain('--metrics-secure=false');
+    expect(c.resources.limits).toEqual({ memory: '512Mi', cpu: '2' });
+  });
+
+  test('metricsPort 0 turns metrics off and drops the Service', () => {
+    const objects = synthController({ metricsPort: 0 });
+    expect(objects.some((o) => o.kind === 'Service')).toBe(false);
+    expect(manager({ metricsPort: 0 }).args).toContain('--metrics-bind-address=0');
+  });
+
+  test('includeCrds false and createNamespace false leave them out', () => {
+    const kinds = synthController({ includeCrds: false, createNamespace: false }).map((o) => o.kind);
+    expect(kinds).not.toContain('CustomResourceDefinition');
+    expect(kinds).not.toContain('Namespace');
+  });
+
+  test.each<[WorkerPoolControllerProps, string]>([
+    [{ replicas: 0 }, 'replicas must be an integer from 1 to 9007199254740991, got 0'],
+    [{ replicas: 1.5 }, 'got 1.5'],
+    [{ replicas: 2, leaderElect: false }, 'replicas is 2 but leaderElect is false'],
+    [{ namespace: 'Team_A' }, 'namespace must be a DNS-1123 label'],
+    [{ watchNamespaces: ['ok', 'Not OK'] }, 'watchNamespaces[] must be a DNS-1123 label (lowercase letters, digits and \'-\', at most 63 characters), got "Not OK"'],
+    [{ metricsPort: 70000 }, 'metricsPort must be an integer from 0 to 65535, got 70000'],
+    [{ metricsPort: 8081 }, 'metricsPort and healthProbePort must differ, both are 8081'],
+    [{ image: ' ' }, 'image must not be empty'],
+  ])('rejects %j', (props, message) => {
+    const chart = new Chart(Testing.app(), 'test');
+    expect(() => new WorkerPoolController(chart, 'c', props)).toThrow(message);
+  });
+});

@@ -1,0 +1,30 @@
+/**
+ * dist/manifests.yaml and imports/ are committed; they must equal what
+ * `npm run synth` makes now, or users install something the code does not say.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, test } from 'vitest';
+
+const root = join(import.meta.dirname, '..', '..');
+const out = mkdtempSync(join(tmpdir(), 'kwc-synth-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+function cdk8s(...args: string[]): void {
+  execFileSync(join(root, 'node_modules', '.bin', 'cdk8s'), [...args, '--check-upgrade=false'], { cwd: root, stdio: 'pipe' });
+}
+
+test('committed dist/manifests.yaml and imports/ equal a fresh synth', () => {
+  cdk8s('synth', '--output', join(out, 'dist'));
+  cdk8s('import', join(out, 'dist', 'manifests.yaml'), '--output', join(out, 'imports'), '--language', 'typescript');
+
+  expect(readdirSync(join(out, 'dist'))).toEqual(['manifests.yaml']);
+  expect(readFileSync(join(out, 'dist', 'manifests.yaml'), 'utf8')).toBe(readFileSync(join(root, 'dist', 'manifests.yaml'), 'utf8'));
+  const imports = readdirSync(join(out, 'imports')).sort();
+  expect(readdirSync(join(root, 'imports')).sort()).toEqual(imports);
+  for (const file of imports) {
+    expect(readFileSync(join(out, 'imports', file), 'utf8'), file).toBe(readFileSync(join(root, 'imports', file), 'utf8'));
+  }
+}, 120_000);
