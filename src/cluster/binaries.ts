@@ -1,0 +1,114 @@
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// Walks up from this file so the same code works from src/ (tsx) and from
+// the compiled copy in lib/src/, which has no shell script or versions file.
+function findRepoRoot(start: string): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'src', 'cluster', 'versions.env'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no src/cluster/versions.env above ${start}`);
+  }
+}
+
+export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+
+export interface ControlPlaneVersions {
+  kubernetes: string;
+  etcd: string;
+}
+
+export interface ControlPlaneBinaries {
+  kubeApiserver: string;
+  kubectl: string;
+  etcd: string;
+  versions: ControlPlaneVersions;
+}
+
+/** Parses the KEY=VALUE lines of versions.env, the one place versions are set. */
+export function parseVersionsEnv(text: string): ControlPlaneVersions {
+  const values = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const match = /^\s*([A-Z_]+)=(\S+)\s*$/.exec(line);
+    if (match?.[1] !== undefined && match[2] !== undefined) values.set(match[1], match[2]);
+  }
+  const kubernetes = values.get('KUBE_VERSION');
+  const etcd = values.get('ETCD_VERSION');
+  if (kubernetes === undefined || etcd === undefined) {
+    throw new Error('versions.env must set KUBE_VERSION and ETCD_VERSION');
+  }
+  return { kubernetes, etcd };
+}
+
+function sourceFile(name: string): string {
+  return join(repoRoot, 'src', 'cluster', name);
+}
+
+export function controlPlaneVersions(env: NodeJS.ProcessEnv = process.env): ControlPlaneVersions {
+  const pinned = parseVersionsEnv(readFileSync(sourceFile('versions.env'), 'utf8'));
+  return {
+    kubernetes: env.KWC_KUBE_VERSION ?? pinned.kubernetes,
+    etcd: env.KWC_ETCD_VERSION ?? pinned.etcd,
+  };
+}
+
+export function binaryCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KWC_BIN_CACHE ?? join(repoRoot, '.cache', 'bin');
+}
+
+/** Where build-binaries.sh puts (or has put) the binaries of the pinned versions. */
+export function binaryPaths(env: NodeJS.ProcessEnv = process.env): ControlPlaneBinaries {
+  const versions = controlPlaneVersions(env);
+  const cache = binaryCacheDir(env);
+  const kubeDir = join(cache, `kubernetes-${versions.kubernetes}`);
+  return {
+    kubeApiserver: join(kubeDir, 'kube-apiserver'),
+    kubectl: join(kubeDir, 'kubectl'),
+    etcd: join(cache, `etcd-${versions.etcd}`, 'etcd'),
+    versions,
+  };
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function binariesPresent(binaries: ControlPlaneBinaries): boolean {
+  return [binaries.kubeApiserver, binaries.kubectl, binaries.etcd].every(isExecutable);
+}
+
+/**
+ * Returns the cached binaries, building them first when absent. The build
+ * script's progress goes to `progress` (stderr by default) line by line.
+ */
+export async function ensureBinaries(
+  options: { env?: NodeJS.ProcessEnv; progress?: NodeJS.WritableStream } = {},
+): Promise<ControlPlaneBinaries> {
+  const env = options.env ?? process.env;
+  const binaries = binaryPaths(env);
+  if (binariesPresent(binaries)) return binaries;
+  const progress = options.progress ?? process.stderr;
+  await new Promise<void>((resolvePromise, reject) => {
+    const child = spawn('bash', [sourceFile('build-binaries.sh')], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.pipe(progress, { end: false });
+    child.stderr.pipe(progress, { end: false });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (code === 0) resolvePromise();
+      else reject(new Error(`build-binaries.sh failed (${signal ?? `exit code ${String(code)}`}); see its output above`));
+    });
+  });
+  if (!binariesPresent(binaries)) {
+    throw new Error(`build-binaries.sh succeeded but ${JSON.stringify(binaries)} are not all executable`);
+  }
+  return binaries;
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver, kubectl and etcd from the Go module proxy and caches
+# them by version, because no binary downloads or container images are
+# reachable where this project is developed and tested.
+#
+#   src/cluster/build-binaries.sh [--print-dir]
+#
+# Binaries land in $KWC_BIN_CACHE (default <repo>/.cache/bin):
+#   kubernetes-<KUBE_VERSION>/{kube-apiserver,kubectl}, etcd-<ETCD_VERSION>/etcd
+# A warm run (binaries present) does nothing. A cold run takes many minutes.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+KUBE_VERSION="${KWC_KUBE_VERSION:-$KUBE_VERSION}"
+ETCD_VERSION="${KWC_ETCD_VERSION:-$ETCD_VERSION}"
+cache="${KWC_BIN_CACHE:-$repo/.cache/bin}"
+kube_dir="$cache/kubernetes-$KUBE_VERSION"
+etcd_dir="$cache/etcd-$ETCD_VERSION"
+
+started=$SECONDS
+log() { printf '[build-binaries +%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*" >&2; }
+
+all_present() {
+  [[ -x "$kube_dir/kube-apiserver" && -x "$kube_dir/kubectl" && -x "$etcd_dir/etcd" ]]
+}
+
+if all_present; then
+  log "cached: kubernetes $KUBE_VERSION and etcd $ETCD_VERSION in $cache"
+  exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  cat >&2 <<MSG
+build-binaries: Go is not installed (no 'go' on PATH).
+The tests need kube-apiserver $KUBE_VERSION, kubectl and etcd $ETCD_VERSION, built
+from the Go module proxy. Install Go >= 1.24 (https://go.dev/doc/install), or
+point the tests at an existing cluster with KWC_TEST_KUBECONFIG=/path/to/kubeconfig.
+MSG
+  exit 3
+fi
+
+mkdir -p "$cache"
+# Two test runs, or a test run and `npm run cluster:up`, may start at once:
+# one builds, the others wait for it and then find the binaries cached.
+exec 9>"$cache/.build.lock"
+if ! flock -n 9; then
+  log "another build is running; waiting for it"
+  flock 9
+  if all_present; then log "built by the other process"; exit 0; fi
+fi
+
+log "cold build: kubernetes $KUBE_VERSION (kube-apiserver, kubectl), etcd $ETCD_VERSION with $(go version | cut -d' ' -f3), $(nproc) cores"
+work="$cache/build"
+mkdir -p "$work"
+
+# Runs a long command with its output in a log file and prints a heartbeat
+# with the number of packages compiled so far, so a cold build is never silent.
+run_with_progress() {
+  local what="$1" logfile="$2"; shift 2
+  : >"$logfile"
+  "$@" >"$logfile" 2>&1 &
+  local pid=$! last=$SECONDS rc
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 2
+    if ((SECONDS - last >= 20)); then
+      last=$SECONDS
+      log "$what: $(wc -l <"$logfile") packages/modules so far"
+    fi
+  done
+  if wait "$pid"; then rc=0; else rc=$?; fi
+  if ((rc != 0)); then
+    log "$what FAILED (exit $rc); last lines of $logfile:"
+    tail -n 40 "$logfile" >&2
+    exit "$rc"
+  fi
+  log "$what done"
+}
+
+# CGO off and -trimpath: static, reproducible binaries that do not depend on
+# a C toolchain. The tags are the ones Kubernetes' own release build uses.
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=mod" GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+build_flags=(-trimpath -tags=selinux,notest)
+
+build_kubernetes() {
+  [[ -x "$kube_dir/kube-apiserver" && -x "$kube_dir/kubectl" ]] && return 0
+  local mod="$work/kubernetes-$KUBE_VERSION" staging="v0.${KUBE_VERSION#v1.}"
+  rm -rf "$mod" && mkdir -p "$mod" && cd "$mod"
+  go mod init kwc.local/kubernetes-build >/dev/null 2>&1
+  log "fetching k8s.io/kubernetes $KUBE_VERSION go.mod"
+  local upstream
+  upstream="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+  [[ -f "$upstream" ]] || { log "could not download k8s.io/kubernetes@$KUBE_VERSION"; exit 1; }
+  # k8s.io/kubernetes requires its staging repositories at v0.0.0 and points
+  # them at ./staging with replace directives that only apply inside its own
+  # repository; outside it, each must be replaced by its published tag.
+  local edits=() m
+  for m in $(grep -oE '^[[:space:]]*k8s\.io/[a-z0-9.-]+ v0\.0\.0$' "$upstream" | awk '{print $1}' | sort -u); do
+    edits+=("-replace=$m=$m@$staging")
+  done
+  log "replacing ${#edits[@]} staging modules with $staging"
+  go mod edit "${edits[@]}" "-require=k8s.io/kubernetes@$KUBE_VERSION"
+  # Kubernetes relies on the runtime defaults of the Go version it targets.
+  local godebug
+  godebug="$(grep -E '^godebug ' "$upstream" || true)"
+  [[ -n "$godebug" ]] && printf '\n%s\n' "$godebug" >>go.mod
+  run_with_progress "resolving kubernetes modules" "$mod/get.log" \
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION"
+  local out="$mod/out"
+  mkdir -p "$out"
+  run_with_progress "compiling kube-apiserver" "$mod/build-apiserver.log" \
+    go build -v "${build_flags[@]}" -ldflags="-s -w $(version_ldflags)" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  run_with_progress "compiling kubectl" "$mod/build-kubectl.log" \
+    go build -v "${build_flags[@]}" -ldflags="-s -w $(version_ldflags)" -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl
+  mkdir -p "$kube_dir"
+  # Move into place last, so an interrupted build never leaves a binary that
+  # looks cached but is incomplete.
+  mv "$out/kubectl" "$kube_dir/kubectl"
+  mv "$out/kube-apiserver" "$kube_dir/kube-apiserver"
+}
+
+# Without these, the binaries report v0.0.0 and kubectl warns about version skew.
+version_ldflags() {
+  local v="${KUBE_VERSION#v}" pkg
+  local major="${v%%.*}" rest="${v#*.}"
+  local minor="${rest%%.*}"
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    printf -- '-X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean ' \
+      "$pkg" "$KUBE_VERSION" "$pkg" "$major" "$pkg" "$minor" "$pkg"
+  done
+}
+
+build_etcd() {
+  [[ -x "$etcd_dir/etcd" ]] && return 0
+  local mod="$work/etcd-$ETCD_VERSION"
+  rm -rf "$mod" && mkdir -p "$mod" && cd "$mod"
+  go mod init kwc.local/etcd-build >/dev/null 2>&1
+  cat >main.go <<'GO'
+// Package main runs etcd's own entry point; etcd publishes no command module.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  run_with_progress "resolving etcd modules" "$mod/get.log" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  run_with_progress "compiling etcd" "$mod/build.log" go build -v "${build_flags[@]}" -ldflags="-s -w" -o "$mod/etcd" .
+  mkdir -p "$etcd_dir"
+  mv "$mod/etcd" "$etcd_dir/etcd"
+}
+
+build_etcd
+build_kubernetes
+rm -rf "$work"
+log "done: $kube_dir, $etcd_dir"
