@@ -18,7 +18,11 @@ export const WORKER_SINGULAR = 'worker';
 
 /** On Workers and run Pods: the backend's pool id (documented selector). */
 export const LABEL_WORKERPOOL = `${API_GROUP}/workerpool`;
-/** On run Pods: the Worker object's name. */
+/**
+ * On run Pods: the backend's worker id (a lowercase ULID, so it is also the
+ * suffix of the Worker object's name). The documented command is
+ * `kubectl get pods -l "workers.spacelift.io/worker=<worker-id>"`.
+ */
 export const LABEL_WORKER = `${API_GROUP}/worker`;
 /** On run Pods: the backend's run id, unchanged. */
 export const LABEL_RUN_ID = `${API_GROUP}/run-id`;
@@ -27,6 +31,12 @@ export const LABEL_WORKER_SECRET = `${API_GROUP}/worker-credentials`;
 /** On everything the controller creates, so its informers can select only its own objects. */
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY_VALUE = 'kube-workerpool-controller';
+
+/**
+ * On run Pods: the Worker object's name (the owner reference has it too, but
+ * an annotation is what `kubectl describe pod` shows at a glance).
+ */
+export const ANNOTATION_WORKER_NAME = `${API_GROUP}/worker-name`;
 
 /** Set on a Worker chosen for removal; survives controller restarts. */
 export const ANNOTATION_DRAINING = `${API_GROUP}/draining`;
