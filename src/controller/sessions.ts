@@ -1,0 +1,138 @@
+/**
+ * The MQTT sessions the controller holds, one per Worker, keyed by the
+ * Worker's namespace/name. Only the leader holds them.
+ */
+import { createHash } from 'node:crypto';
+import {
+  WorkerConnection,
+  type RunStatusMessage,
+  type ToWorkerMessage,
+  type WorkerCredentials,
+  type WorkerState,
+} from '../protocol/index.js';
+import type { Logger } from './runtime/log.js';
+
+export interface SessionHandlers {
+  /** A valid message for the worker. Resolve only once it is handled: the broker redelivers it otherwise. */
+  onMessage(workerKey: string, message: ToWorkerMessage): Promise<void>;
+  /** The session opened or closed. */
+  onConnectionChange(workerKey: string, connected: boolean): void;
+  /** A message failed validation and was dropped. */
+  onRejected(workerKey: string, reason: string): void;
+}
+
+export interface SessionSpec {
+  readonly brokerUrl: string;
+  readonly topicNamespace: string;
+  readonly credentials: WorkerCredentials;
+  readonly initialState: { state: WorkerState; runId?: string };
+}
+
+interface Session {
+  readonly connection: WorkerConnection;
+  readonly fingerprint: string;
+}
+
+function fingerprintOf(spec: SessionSpec): string {
+  return createHash('sha256')
+    .update(spec.brokerUrl)
+    .update(spec.topicNamespace)
+    .update(spec.credentials.certificatePem)
+    .update(spec.credentials.caPem)
+    .digest('hex');
+}
+
+export class SessionManager {
+  private readonly sessions = new Map<string, Session>();
+  private reconnects = 0;
+
+  constructor(
+    private readonly handlers: SessionHandlers,
+    private readonly log: Logger,
+  ) {}
+
+  /** Opens the session, or replaces it when the broker or credentials changed. Idempotent. */
+  ensure(workerKey: string, spec: SessionSpec): void {
+    const fingerprint = fingerprintOf(spec);
+    const existing = this.sessions.get(workerKey);
+    if (existing?.fingerprint === fingerprint) return;
+    if (existing !== undefined) void existing.connection.close();
+    const log = this.log.with({ worker: workerKey, workerId: spec.credentials.workerId });
+    const connection = new WorkerConnection({
+      brokerUrl: spec.brokerUrl,
+      topicNamespace: spec.topicNamespace,
+      credentials: spec.credentials,
+      initialState: spec.initialState,
+      onMessage: (message) => this.handlers.onMessage(workerKey, message),
+      logger: { info: (msg, fields) => log.info(msg, fields), warn: (msg, fields) => log.warn(msg, fields) },
+    });
+    let everConnected = false;
+    connection.on('connect', () => {
+      if (everConnected) this.reconnects++;
+      everConnected = true;
+      this.handlers.onConnectionChange(workerKey, true);
+    });
+    connection.on('disconnect', () => this.handlers.onConnectionChange(workerKey, false));
+    connection.on('rejected', ({ reason }) => this.handlers.onRejected(workerKey, reason));
+    this.sessions.set(workerKey, { connection, fingerprint });
+    connection.start();
+  }
+
+  has(workerKey: string): boolean {
+    return this.sessions.has(workerKey);
+  }
+
+  isConnected(workerKey: string): boolean {
+    return this.sessions.get(workerKey)?.connection.connected ?? false;
+  }
+
+  /** Announces the worker's state to the backend (now if connected, else on reconnect). */
+  async setState(workerKey: string, state: WorkerState, runId?: string): Promise<void> {
+    await this.sessions.get(workerKey)?.connection.setState(state, runId);
+  }
+
+  /** Reports a run's progress; false when the worker has no session to report through. */
+  async sendRunStatus(workerKey: string, update: Omit<RunStatusMessage, 'type' | 'version'>): Promise<boolean> {
+    const session = this.sessions.get(workerKey);
+    if (session === undefined) return false;
+    await session.connection.sendRunStatus(update);
+    return true;
+  }
+
+  /** Closes cleanly: the broker keeps the persistent session and queues messages for later. */
+  async close(workerKey: string): Promise<void> {
+    const session = this.sessions.get(workerKey);
+    if (session === undefined) return;
+    this.sessions.delete(workerKey);
+    await session.connection.close();
+  }
+
+  async closeAll(): Promise<void> {
+    const keys = [...this.sessions.keys()];
+    await Promise.all(keys.map((k) => this.close(k)));
+  }
+
+  get count(): number {
+    return this.sessions.size;
+  }
+
+  get connectedCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.connection.connected) n++;
+    return n;
+  }
+
+  get reconnectCount(): number {
+    return this.reconnects;
+  }
+
+  get rejectedCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) n += s.connection.rejectedCount;
+    return n;
+  }
+
+  keys(): string[] {
+    return [...this.sessions.keys()];
+  }
+}

@@ -1,0 +1,74 @@
+import { generateKeyPairSync } from 'node:crypto';
+import forge from 'node-forge';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { readPoolCredentials } from '../../src/controller/pool-credentials.js';
+import type { Secret } from '../../src/controller/runtime/k8s-client.js';
+import { encodePoolToken } from '../../src/protocol/index.js';
+import type { WorkerPoolSpec } from '../../src/controller/api-types.js';
+
+let token = '';
+let keyB64 = '';
+
+beforeAll(() => {
+  const keys = forge.pki.rsa.generateKeyPair({ bits: 1024, e: 0x10001 });
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = '01';
+  cert.validity.notBefore = new Date();
+  cert.validity.notAfter = new Date(Date.now() + 3600_000);
+  cert.setSubject([{ name: 'commonName', value: 'ca' }]);
+  cert.setIssuer([{ name: 'commonName', value: 'ca' }]);
+  cert.sign(keys.privateKey);
+  token = encodePoolToken({
+    protocolVersion: 1,
+    apiUrl: 'https://127.0.0.1:1',
+    brokerUrl: 'mqtts://127.0.0.1:2',
+    poolId: '01hf7yat00aaaaaaaaaaaaaaaa',
+    caCert: forge.pki.certificateToPem(cert),
+  });
+  const pem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  keyB64 = Buffer.from(pem).toString('base64');
+});
+
+const spec: WorkerPoolSpec = {
+  poolSize: 1,
+  token: { secretKeyRef: { name: 'creds', key: 'token' } },
+  privateKey: { secretKeyRef: { name: 'creds', key: 'privateKey' } },
+};
+
+function secret(data: Record<string, string>): Secret {
+  return { metadata: { name: 'creds', namespace: 'ns' }, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])) };
+}
+
+describe('readPoolCredentials', () => {
+  test('reads the documented Secret', () => {
+    const result = readPoolCredentials(spec, 'ns', () => secret({ token, privateKey: keyB64 }));
+    expect(result.ok).toBe(true);
+    if (result.ok) {
+      expect(result.credentials.token.poolId).toBe('01hf7yat00aaaaaaaaaaaaaaaa');
+      expect(result.credentials.privateKeyPem).toContain('-----BEGIN PRIVATE KEY-----');
+    }
+  });
+
+  test.each([
+    ['missing Secret', () => undefined, 'SecretNotFound', 'secret ns/creds (spec.token.secretKeyRef) not found'],
+    ['missing key', () => secret({ token }), 'SecretKeyMissing', 'secret ns/creds has no key "privateKey" (spec.privateKey.secretKeyRef.key)'],
+    ['token not base64', () => secret({ token: 'not base64 at all!', privateKey: keyB64 }), 'InvalidToken', 'token is not base64-encoded JSON'],
+    ['key not base64', () => secret({ token, privateKey: `${keyB64.slice(0, 100)}*${keyB64.slice(100)}` }), 'InvalidPrivateKey', 'unable to base64 decode privateKey: illegal base64 data at input byte 100'],
+    ['key not a PEM', () => secret({ token, privateKey: Buffer.from('hello').toString('base64') }), 'InvalidPrivateKey', 'privateKey is not a PEM-encoded RSA private key'],
+  ] as const)('%s', (_name, lookup, reason, message) => {
+    const result = readPoolCredentials(spec, 'ns', lookup);
+    expect(result).toMatchObject({ ok: false, reason });
+    if (!result.ok) expect(result.message).toContain(message);
+  });
+
+  test('a pool without credentials says so', () => {
+    expect(readPoolCredentials({ poolSize: 1 }, 'ns', () => undefined)).toMatchObject({ ok: false, reason: 'CredentialsNotConfigured' });
+  });
+
+  test('the fingerprint follows the credentials', () => {
+    const a = readPoolCredentials(spec, 'ns', () => secret({ token, privateKey: keyB64 }));
+    const b = readPoolCredentials(spec, 'ns', () => secret({ token, privateKey: keyB64 }));
+    expect(a.ok && b.ok && a.credentials.fingerprint === b.credentials.fingerprint).toBe(true);
+  });
+});
