@@ -1,0 +1,254 @@
+/**
+ * Typed helpers for the API calls reconcilers make, on top of {@link KubeRest}.
+ *
+ * Objects are the JSON the API server serves (see `rest.ts` for why), typed with
+ * {@link Wire}: client-node's model types with every `Date` turned back into the
+ * RFC 3339 string actually on the wire.
+ *
+ * @module
+ */
+import {
+  PatchStrategy,
+  type CoreV1Event,
+  type KubeConfig,
+  type V1Lease,
+  type V1ObjectMeta,
+  type V1Pod,
+  type V1Secret,
+} from '@kubernetes/client-node';
+import {
+  API_GROUP,
+  API_VERSION,
+  FIELD_MANAGER,
+  WORKER_KIND,
+  WORKER_PLURAL,
+  WORKERPOOL_KIND,
+  WORKERPOOL_PLURAL,
+} from '../../constants.js';
+import { KubeRest, type QueryParams } from './rest.js';
+
+/** A client-node model type as JSON: `Date` fields are strings. */
+export type Wire<T> = T extends Date
+  ? string
+  : T extends readonly (infer U)[]
+    ? Wire<U>[]
+    : T extends object
+      ? { [K in keyof T]: Wire<T[K]> }
+      : T;
+
+export type ObjectMeta = Wire<V1ObjectMeta>;
+export type Pod = Wire<V1Pod>;
+export type Secret = Wire<V1Secret>;
+export type CoreEvent = Wire<CoreV1Event>;
+export type Lease = Wire<V1Lease>;
+
+/**
+ * The least the runtime needs of an object. Structural, so both wire types and
+ * client-node's own models fit.
+ */
+export interface KubeObject {
+  readonly apiVersion?: string;
+  readonly kind?: string;
+  readonly metadata?: {
+    readonly name?: string;
+    readonly namespace?: string;
+    readonly uid?: string;
+    readonly resourceVersion?: string;
+    readonly labels?: Readonly<Record<string, string>>;
+  };
+}
+
+/** A custom object whose spec and status the caller interprets. */
+export interface CustomObject extends KubeObject {
+  readonly metadata?: ObjectMeta;
+  readonly spec?: Readonly<Record<string, unknown>>;
+  readonly status?: Readonly<Record<string, unknown>>;
+}
+
+/** Where a resource lives in the API. `T` is the object type its calls return. */
+export interface ResourceRef<T extends KubeObject> {
+  /** Empty for the core group. */
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+  readonly kind: string;
+  /** Type-only marker, never set; it lets `get(PODS, ...)` return a Pod. */
+  readonly __type?: T;
+}
+
+export function resource<T extends KubeObject>(group: string, version: string, plural: string, kind: string): ResourceRef<T> {
+  return { group, version, plural, kind };
+}
+
+export const PODS = resource<Pod>('', 'v1', 'pods', 'Pod');
+export const SECRETS = resource<Secret>('', 'v1', 'secrets', 'Secret');
+export const EVENTS = resource<CoreEvent>('', 'v1', 'events', 'Event');
+export const LEASES = resource<Lease>('coordination.k8s.io', 'v1', 'leases', 'Lease');
+export const WORKERPOOLS = resource<CustomObject>(API_GROUP, API_VERSION, WORKERPOOL_PLURAL, WORKERPOOL_KIND);
+export const WORKERS = resource<CustomObject>(API_GROUP, API_VERSION, WORKER_PLURAL, WORKER_KIND);
+
+/** "group/version", or just "version" for the core group. */
+export function apiVersionOf(ref: ResourceRef<KubeObject>): string {
+  return ref.group === '' ? ref.version : `${ref.group}/${ref.version}`;
+}
+
+/** The REST path of a collection, an object, or an object's subresource. */
+export function resourcePath(
+  ref: ResourceRef<KubeObject>,
+  namespace: string | undefined,
+  name?: string,
+  subresource?: string,
+): string {
+  let p = ref.group === '' ? `/api/${ref.version}` : `/apis/${ref.group}/${ref.version}`;
+  if (namespace !== undefined) p += `/namespaces/${encodeURIComponent(namespace)}`;
+  p += `/${ref.plural}`;
+  if (name !== undefined) p += `/${encodeURIComponent(name)}`;
+  if (subresource !== undefined) p += `/${subresource}`;
+  return p;
+}
+
+/** One RFC 6902 operation. */
+export type JsonPatchOp =
+  | { readonly op: 'add' | 'replace' | 'test'; readonly path: string; readonly value: unknown }
+  | { readonly op: 'remove'; readonly path: string }
+  | { readonly op: 'move' | 'copy'; readonly from: string; readonly path: string };
+
+/** Escapes one JSON-pointer segment: label keys contain "/", e.g. `/metadata/labels/app.kubernetes.io~1name`. */
+export function jsonPointerSegment(segment: string): string {
+  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+export interface ListOptions {
+  readonly labelSelector?: string;
+  readonly fieldSelector?: string;
+  readonly limit?: number;
+  readonly continue?: string;
+}
+
+export interface ObjectList<T> {
+  readonly items: T[];
+  readonly metadata?: { readonly resourceVersion?: string; readonly continue?: string };
+}
+
+export interface DeleteOptions {
+  readonly propagationPolicy?: 'Foreground' | 'Background' | 'Orphan';
+  readonly gracePeriodSeconds?: number;
+  /** Delete only this incarnation / this version of the object. */
+  readonly preconditions?: { readonly uid?: string; readonly resourceVersion?: string };
+}
+
+export interface PatchOptions {
+  /** "status" to patch the status subresource. */
+  readonly subresource?: 'status' | 'scale';
+}
+
+/**
+ * API calls for any resource given its {@link ResourceRef}. Every write names our
+ * field manager, so `kubectl get -o yaml --show-managed-fields` says who wrote what.
+ * All methods reject with `ApiException` on non-2xx answers; see `errors.ts`.
+ */
+export class KubeClient {
+  constructor(readonly rest: KubeRest) {}
+
+  static fromKubeConfig(kc: KubeConfig): KubeClient {
+    return new KubeClient(new KubeRest(kc));
+  }
+
+  get<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, name: string): Promise<T> {
+    return this.rest.request<T>('GET', resourcePath(ref, namespace, name));
+  }
+
+  /** One page of a list; `namespace` undefined lists across all namespaces. */
+  list<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, options: ListOptions = {}): Promise<ObjectList<T>> {
+    const query: QueryParams = {
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector,
+      limit: options.limit,
+      continue: options.continue,
+    };
+    return this.rest.request<ObjectList<T>>('GET', resourcePath(ref, namespace), { query });
+  }
+
+  /**
+   * Every page of a list, and the resourceVersion to start a watch from.
+   * Pages keep a large namespace from arriving as one huge response.
+   */
+  async listAll<T extends KubeObject>(
+    ref: ResourceRef<T>,
+    namespace: string | undefined,
+    options: Omit<ListOptions, 'continue' | 'limit'> = {},
+  ): Promise<{ items: T[]; resourceVersion: string }> {
+    const items: T[] = [];
+    let token: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = await this.list(ref, namespace, { ...options, limit: 500, continue: token });
+      items.push(...(page.items ?? []));
+      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+      token = page.metadata?.continue || undefined;
+    } while (token !== undefined);
+    return { items, resourceVersion };
+  }
+
+  create<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, body: T): Promise<T> {
+    return this.rest.request<T>('POST', resourcePath(ref, namespace), {
+      body: { apiVersion: apiVersionOf(ref), kind: ref.kind, ...body },
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
+  /** PUT; with `metadata.resourceVersion` set it fails with 409 if someone wrote in between. */
+  replace<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, name: string, body: T): Promise<T> {
+    return this.rest.request<T>('PUT', resourcePath(ref, namespace, name), {
+      body: { apiVersion: apiVersionOf(ref), kind: ref.kind, ...body },
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+
+  /** RFC 7386 merge patch: objects merge, `null` deletes, arrays are replaced whole. */
+  mergePatch<T extends KubeObject>(
+    ref: ResourceRef<T>,
+    namespace: string | undefined,
+    name: string,
+    patch: unknown,
+    options: PatchOptions = {},
+  ): Promise<T> {
+    return this.patch(ref, namespace, name, patch, PatchStrategy.MergePatch, options);
+  }
+
+  /**
+   * RFC 6902 JSON patch. With a `test` op on `/metadata/resourceVersion` it is a
+   * compare-and-swap; good for list edits such as removing one finalizer.
+   */
+  jsonPatch<T extends KubeObject>(
+    ref: ResourceRef<T>,
+    namespace: string | undefined,
+    name: string,
+    ops: readonly JsonPatchOp[],
+    options: PatchOptions = {},
+  ): Promise<T> {
+    return this.patch(ref, namespace, name, ops, PatchStrategy.JsonPatch, options);
+  }
+
+  /** Resolves once the API server accepted the deletion (finalizers may keep the object a while). */
+  async delete(ref: ResourceRef<KubeObject>, namespace: string | undefined, name: string, options: DeleteOptions = {}): Promise<void> {
+    await this.rest.request<unknown>('DELETE', resourcePath(ref, namespace, name), {
+      body: { apiVersion: 'v1', kind: 'DeleteOptions', ...options },
+    });
+  }
+
+  private patch<T extends KubeObject>(
+    ref: ResourceRef<T>,
+    namespace: string | undefined,
+    name: string,
+    body: unknown,
+    contentType: PatchStrategy,
+    options: PatchOptions,
+  ): Promise<T> {
+    return this.rest.request<T>('PATCH', resourcePath(ref, namespace, name, options.subresource), {
+      body,
+      contentType,
+      query: { fieldManager: FIELD_MANAGER },
+    });
+  }
+}
