@@ -65,3 +65,16 @@ export const BINARIES_CACHE_MOUNT_PATH = '/opt/spacelift/binaries_cache';
 export const CONTAINER_INIT = 'init';
 export const CONTAINER_LAUNCHER_GRPC = 'launcher-grpc';
 export const CONTAINER_WORKER = 'worker';
+
+/** Holds a WorkerPool until its Workers are deregistered (they need the pool's credentials for that). */
+export const FINALIZER_WORKERPOOL = `${API_GROUP}/workers`;
+
+/** On run Pods: the last run status reported to the backend and acknowledged by the broker. */
+export const ANNOTATION_RUN_REPORTED = `${API_GROUP}/reported-status`;
+/** On run Pods: the backend asked to stop the run; its end is reported as `stopped`. */
+export const ANNOTATION_STOP_REQUESTED = `${API_GROUP}/stop-requested`;
+
+/** Keys of a Worker's credentials Secret (the usual TLS names, plus the CA). */
+export const WORKER_SECRET_KEY = 'tls.key';
+export const WORKER_SECRET_CERT = 'tls.crt';
+export const WORKER_SECRET_CA = 'ca.crt';

@@ -4,9 +4,9 @@
  * cdk8s import renames a few JSON fields (`...TTL` becomes `...Ttl`), so specs
  * read from the API go through `workerPoolSpecFromApi`.
  */
-import type { V1ObjectMeta } from '@kubernetes/client-node';
 import type { WorkerPoolSpec, WorkerSpec } from '../../imports/workers.spacelift.io.js';
 import { toJson_WorkerPoolSpec } from '../../imports/workers.spacelift.io.js';
+import type { ObjectMeta } from './runtime/k8s-client.js';
 
 export type { WorkerPoolSpec, WorkerSpec };
 
@@ -46,7 +46,7 @@ export interface WorkerStatus {
 export interface WorkerPoolObject {
   readonly apiVersion: string;
   readonly kind: string;
-  readonly metadata: V1ObjectMeta;
+  readonly metadata: ObjectMeta;
   readonly spec: WorkerPoolSpec;
   readonly status?: WorkerPoolStatus;
 }
@@ -54,9 +54,18 @@ export interface WorkerPoolObject {
 export interface WorkerObject {
   readonly apiVersion: string;
   readonly kind: string;
-  readonly metadata: V1ObjectMeta;
+  readonly metadata: ObjectMeta;
   readonly spec: WorkerSpec;
   readonly status?: WorkerStatus;
+}
+
+/** A WorkerPool exactly as the API serves it (spec in JSON field names). */
+export interface WorkerPoolWire {
+  readonly apiVersion?: string;
+  readonly kind?: string;
+  readonly metadata: ObjectMeta;
+  readonly spec?: Readonly<Record<string, unknown>>;
+  readonly status?: WorkerPoolStatus;
 }
 
 /** JSON names of spec fields whose generated TypeScript name differs. */
@@ -75,4 +84,14 @@ export function workerPoolSpecFromApi(raw: Readonly<Record<string, unknown>>): W
 /** The inverse of `workerPoolSpecFromApi`: the JSON the API takes. */
 export function workerPoolSpecToApi(spec: WorkerPoolSpec): Record<string, unknown> {
   return toJson_WorkerPoolSpec(spec) ?? {};
+}
+
+export function workerPoolFromApi(raw: WorkerPoolWire): WorkerPoolObject {
+  return {
+    apiVersion: raw.apiVersion ?? '',
+    kind: raw.kind ?? '',
+    metadata: raw.metadata,
+    spec: workerPoolSpecFromApi(raw.spec ?? {}),
+    status: raw.status,
+  };
 }

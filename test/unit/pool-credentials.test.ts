@@ -50,13 +50,14 @@ describe('readPoolCredentials', () => {
     }
   });
 
-  test.each([
+  const cases: [string, () => Secret | undefined, string, string][] = [
     ['missing Secret', () => undefined, 'SecretNotFound', 'secret ns/creds (spec.token.secretKeyRef) not found'],
     ['missing key', () => secret({ token }), 'SecretKeyMissing', 'secret ns/creds has no key "privateKey" (spec.privateKey.secretKeyRef.key)'],
     ['token not base64', () => secret({ token: 'not base64 at all!', privateKey: keyB64 }), 'InvalidToken', 'token is not base64-encoded JSON'],
     ['key not base64', () => secret({ token, privateKey: `${keyB64.slice(0, 100)}*${keyB64.slice(100)}` }), 'InvalidPrivateKey', 'unable to base64 decode privateKey: illegal base64 data at input byte 100'],
     ['key not a PEM', () => secret({ token, privateKey: Buffer.from('hello').toString('base64') }), 'InvalidPrivateKey', 'privateKey is not a PEM-encoded RSA private key'],
-  ] as const)('%s', (_name, lookup, reason, message) => {
+  ];
+  test.each(cases)('%s', (_name, lookup, reason, message) => {
     const result = readPoolCredentials(spec, 'ns', lookup);
     expect(result).toMatchObject({ ok: false, reason });
     if (!result.ok) expect(result.message).toContain(message);

@@ -1,0 +1,81 @@
+/**
+ * A WorkerPool's status, computed from its Workers and credentials. Pure, so
+ * what `kubectl get workerpools` shows is tested without a cluster.
+ */
+import { LABEL_WORKERPOOL } from '../constants.js';
+import type { Condition, WorkerObject, WorkerPoolObject, WorkerPoolStatus } from './api-types.js';
+import { setCondition } from './conditions.js';
+
+export type CredentialsState =
+  | { readonly valid: true; readonly poolId: string }
+  | { readonly valid: false; readonly reason: string; readonly message: string; readonly poolId?: string };
+
+export const CONDITION_READY = 'Ready';
+export const CONDITION_CREDENTIALS_VALID = 'CredentialsValid';
+
+export function isBusy(w: WorkerObject): boolean {
+  return w.status?.state === 'Busy' || (w.status?.state === 'Draining' && (w.status.currentRunID ?? '') !== '');
+}
+
+export function computePoolStatus(
+  pool: WorkerPoolObject,
+  credentials: CredentialsState,
+  workers: readonly WorkerObject[],
+  now: Date = new Date(),
+): WorkerPoolStatus {
+  const generation = pool.metadata.generation;
+  const desired = pool.spec.poolSize ?? 1;
+  const live = workers.filter((w) => w.metadata.deletionTimestamp === undefined);
+  const connected = live.filter((w) => w.status?.registered === true && w.status.connected === true);
+  const busy = live.filter(isBusy).length;
+  const idle = live.filter((w) => w.status?.state === 'Idle').length;
+  const draining = live.filter((w) => w.status?.state === 'Draining').length;
+  const poolId = credentials.poolId ?? pool.status?.poolId;
+
+  let conditions: Condition[] = [...(pool.status?.conditions ?? [])];
+  conditions = credentials.valid
+    ? setCondition(conditions, { type: CONDITION_CREDENTIALS_VALID, status: 'True', reason: 'CredentialsAccepted', message: 'the token and private key were accepted' }, generation, now)
+    : setCondition(conditions, { type: CONDITION_CREDENTIALS_VALID, status: 'False', reason: credentials.reason, message: credentials.message }, generation, now);
+
+  let ready: { status: 'True' | 'False'; reason: string; message: string };
+  if (!credentials.valid) {
+    ready = { status: 'False', reason: 'CannotRegister', message: credentials.message };
+  } else if (connected.length === desired && live.length === desired) {
+    ready = { status: 'True', reason: 'PoolReady', message: `${desired} of ${desired} workers registered and connected` };
+  } else if (live.length > desired || draining > 0) {
+    ready = { status: 'False', reason: 'ScalingDown', message: `${live.length} workers for a pool size of ${desired}; busy workers leave after their run` };
+  } else {
+    ready = { status: 'False', reason: 'ScalingUp', message: `${connected.length} of ${desired} workers registered and connected` };
+  }
+  conditions = setCondition(conditions, { type: CONDITION_READY, ...ready }, generation, now);
+
+  return {
+    poolId,
+    desiredPoolSize: desired,
+    // Absent while the credentials are broken: the documented `kubectl get workerpools` shows it empty.
+    actualPoolSize: credentials.valid ? connected.length : undefined,
+    busyWorkers: busy,
+    idleWorkers: idle,
+    selector: poolId === undefined ? undefined : `${LABEL_WORKERPOOL}=${poolId}`,
+    observedGeneration: generation,
+    conditions,
+  };
+}
+
+/** Whether writing `next` would change anything; status is patched only then. */
+export function statusChanged<T>(current: T | undefined, next: T): boolean {
+  return JSON.stringify(normalize(current ?? {})) !== JSON.stringify(normalize(next));
+}
+
+function normalize(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(normalize);
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, v]) => v !== undefined)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => [k, normalize(v)]),
+    );
+  }
+  return value;
+}
