@@ -160,7 +160,9 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
 
   /**
    * Records the worker's state and publishes it now if connected; it is
-   * re-sent on every connect and heartbeat. Resolves when the broker
+   * re-sent on every connect and heartbeat. {@link sendRunStatus} already
+   * switches between `busy` and `idle`; call this for `draining` and to
+   * correct the state after a restart. Resolves when the broker
    * acknowledged it, or immediately when offline.
    */
   async setState(state: WorkerState, runId?: string): Promise<void> {
@@ -174,7 +176,15 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
    */
   sendRunStatus(update: Omit<RunStatusMessage, 'type' | 'version'>): Promise<void> {
     const msg: RunStatusMessage = { type: 'run-status', version: PROTOCOL_VERSION, ...update };
-    return this.publish(msg);
+    // Keep the heartbeat consistent with the statuses: the backend fails a run
+    // whose worker says `idle` after accepting it, so a heartbeat racing the
+    // caller's own setState must already say `busy`.
+    const ended = update.status === 'finished' || update.status === 'failed' || update.status === 'stopped';
+    if (!ended && this.state.state !== 'draining') this.state = { state: 'busy', runId: update.runId };
+    else if (ended && this.state.runId === update.runId) this.state = this.state.state === 'draining' ? { state: 'draining' } : { state: 'idle' };
+    const sent = this.publish(msg);
+    if (ended && this.client.connected) void this.publishState().catch(() => undefined);
+    return sent;
   }
 
   /**

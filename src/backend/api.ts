@@ -1,0 +1,183 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { MemoryNonceStore, verifySignedRequest, type ErrorBody, type NonceStore } from '../protocol/registration.js';
+import { bearerMatches } from './admin-token.js';
+import type { Logger } from './log.js';
+import { ApiError, type BackendService } from './service.js';
+import type { StateStore } from './store.js';
+
+const MAX_BODY = 1024 * 1024;
+
+type Auth = 'admin' | 'pool' | 'admin-or-pool' | 'none';
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  auth: Auth;
+  handle: (ctx: Ctx) => Promise<[number, unknown]>;
+}
+
+interface Ctx {
+  params: string[];
+  body: Record<string, unknown>;
+  query: URLSearchParams;
+}
+
+/** Persisted nonce store: a replayed request is refused even after a backend restart. */
+class PersistentNonces implements NonceStore {
+  private readonly mem = new MemoryNonceStore();
+  constructor(private readonly store: StateStore) {}
+  remember(poolId: string, nonce: string, expiresAt: number, now: number): boolean {
+    const key = `${poolId}/${nonce}`;
+    const exp = this.store.data.nonces[key];
+    if (exp !== undefined && exp > now) return false;
+    if (!this.mem.remember(poolId, nonce, expiresAt, now)) return false;
+    this.store.data.nonces[key] = expiresAt;
+    return true;
+  }
+}
+
+/**
+ * The HTTP API. Admin routes need `Authorization: Bearer <admin token>`;
+ * worker routes need a pool signature (docs/protocol.md); drain and undrain
+ * take either. Errors are `{"error", "code"}` with a message naming the cause.
+ */
+export function createApiHandler(opts: { service: BackendService; store: StateStore; adminToken: string; log: Logger; counters: () => Record<string, number> }) {
+  const { service, log } = opts;
+  const nonces = new PersistentNonces(opts.store);
+  const id = '([0-9A-Za-z_-]+)';
+  const routes: Route[] = [
+    { method: 'GET', pattern: /^\/healthz$/, auth: 'none', handle: async () => [200, { ok: true }] },
+    { method: 'GET', pattern: /^\/api\/status$/, auth: 'admin', handle: async () => [200, opts.counters()] },
+    { method: 'GET', pattern: /^\/api\/pools$/, auth: 'admin', handle: async () => [200, service.listPools()] },
+    {
+      method: 'POST',
+      pattern: /^\/api\/pools$/,
+      auth: 'admin',
+      handle: async ({ body }) => {
+        const name = body['name'];
+        if (typeof name !== 'string' || name.trim() === '') throw new ApiError(400, 'bad-request', 'field "name" must be a non-empty string');
+        return [201, await service.createPool(name)];
+      },
+    },
+    { method: 'GET', pattern: new RegExp(`^/api/pools/${id}$`), auth: 'admin', handle: async ({ params }) => [200, service.getPool(params[0] as string)] },
+    { method: 'GET', pattern: new RegExp(`^/api/pools/${id}/stats$`), auth: 'pool', handle: async ({ params }) => [200, service.poolStats(params[0] as string)] },
+    {
+      method: 'POST',
+      pattern: new RegExp(`^/api/pools/${id}/workers$`),
+      auth: 'pool',
+      handle: async ({ params, body }) => [201, await service.register(params[0] as string, body['csr'])],
+    },
+    {
+      method: 'DELETE',
+      pattern: new RegExp(`^/api/pools/${id}/workers/${id}$`),
+      auth: 'pool',
+      handle: async ({ params }) => {
+        await service.deregister(params[0] as string, params[1] as string);
+        return [200, {}];
+      },
+    },
+    {
+      method: 'POST',
+      pattern: new RegExp(`^/api/pools/${id}/workers/${id}/drain$`),
+      auth: 'admin-or-pool',
+      handle: async ({ params }) => [200, await service.drain(params[0] as string, params[1] as string)],
+    },
+    {
+      method: 'POST',
+      pattern: new RegExp(`^/api/pools/${id}/workers/${id}/undrain$`),
+      auth: 'admin-or-pool',
+      handle: async ({ params }) => {
+        await service.undrain(params[0] as string, params[1] as string);
+        return [200, {}];
+      },
+    },
+    { method: 'POST', pattern: /^\/api\/runs$/, auth: 'admin', handle: async ({ body }) => [201, await service.createRun({ ...body, poolId: body['poolId'] })] },
+    { method: 'GET', pattern: /^\/api\/runs$/, auth: 'admin', handle: async ({ query }) => [200, service.listRuns(query.get('poolId') ?? undefined)] },
+    { method: 'GET', pattern: new RegExp(`^/api/runs/${id}$`), auth: 'admin', handle: async ({ params }) => [200, service.getRun(params[0] as string)] },
+    { method: 'POST', pattern: new RegExp(`^/api/runs/${id}/stop$`), auth: 'admin', handle: async ({ params }) => [202, await service.stopRun(params[0] as string)] },
+  ];
+
+  const send = (res: ServerResponse, status: number, payload: unknown): void => {
+    const text = JSON.stringify(payload);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+    res.end(text);
+  };
+  const fail = (res: ServerResponse, err: ApiError): void => {
+    const body: ErrorBody = { error: err.message, code: err.code };
+    send(res, err.status, body);
+  };
+
+  const readBody = (req: IncomingMessage): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY) {
+          reject(new ApiError(413, 'bad-request', `request body larger than ${MAX_BODY} bytes`));
+          req.destroy();
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks)));
+      req.on('error', reject);
+    });
+
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = Date.now();
+    const url = new URL(req.url ?? '/', 'https://backend.invalid');
+    const method = req.method ?? 'GET';
+    let status = 500;
+    try {
+      const pathMatches = routes.map((r) => ({ r, m: r.pattern.exec(url.pathname) })).filter((x) => x.m !== null);
+      const hit = pathMatches.find((x) => x.r.method === method);
+      if (!hit) {
+        throw pathMatches.length > 0
+          ? new ApiError(405, 'bad-request', `${method} is not allowed on ${url.pathname}`)
+          : new ApiError(404, 'not-found', `no such endpoint: ${method} ${url.pathname}`);
+      }
+      const params = (hit.m as RegExpExecArray).slice(1).map((p) => decodeURIComponent(p));
+      const raw = await readBody(req);
+      const { auth } = hit.r;
+      const isAdmin = bearerMatches(req.headers.authorization, opts.adminToken);
+      if (auth === 'admin' && !isAdmin) {
+        throw new ApiError(401, 'unauthorized', req.headers.authorization ? 'the bearer token is not the admin token' : 'missing Authorization: Bearer <admin token> (see <data-dir>/admin-token)');
+      }
+      if (auth === 'pool' || (auth === 'admin-or-pool' && !isAdmin)) {
+        const verdict = verifySignedRequest({
+          method,
+          path: url.pathname,
+          headers: req.headers,
+          body: raw,
+          expectedPoolId: params[0] as string,
+          publicKeyFor: (poolId) => service.poolPublicKey(poolId),
+          nonces,
+        });
+        if (!verdict.ok) throw new ApiError(verdict.status, verdict.status === 404 ? 'unknown-pool' : 'unauthorized', verdict.reason);
+      }
+      let body: Record<string, unknown> = {};
+      if (raw.length > 0) {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(raw.toString('utf8'));
+        } catch (err) {
+          throw new ApiError(400, 'bad-request', `request body is not JSON: ${(err as Error).message}`);
+        }
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ApiError(400, 'bad-request', 'request body must be a JSON object');
+        body = parsed as Record<string, unknown>;
+      }
+      const [code, payload] = await hit.r.handle({ params, body, query: url.searchParams });
+      status = code;
+      send(res, code, payload);
+    } catch (err) {
+      const apiErr = err instanceof ApiError ? err : new ApiError(500, 'internal', 'internal error');
+      if (!(err instanceof ApiError)) log.error('request failed', { method, path: url.pathname, error: (err as Error).message });
+      status = apiErr.status;
+      if (!res.headersSent) fail(res, apiErr);
+      if (apiErr.status === 401 || apiErr.status === 404) log.warn('request refused', { method, path: url.pathname, status, reason: apiErr.message });
+    } finally {
+      log.debug('request', { method, path: url.pathname, status, ms: Date.now() - started });
+    }
+  };
+}

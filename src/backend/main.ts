@@ -1,0 +1,103 @@
+/**
+ * `npm run backend -- --data-dir <dir> [--port N] [--broker-port N] [--external-broker URL]
+ *    [--host ADDR] [--public-host NAME] [--log-level debug|info|warn|error]`
+ * `npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port N] [--host ADDR]`
+ *
+ * Prints exactly one line on stdout when ready:
+ *   backend ready: api=<url> broker=<url>
+ * Logs are JSON lines on stderr.
+ */
+import { parseArgs } from 'node:util';
+import { writeMosquittoConfig } from './mosquitto.js';
+import { startBackend } from './server.js';
+import type { LogLevel } from './log.js';
+
+function usage(message: string): never {
+  process.stderr.write(
+    `${message}\n\nusage: npm run backend -- --data-dir <dir> [--port 9443] [--broker-port 8883] [--external-broker mqtts://host:port]\n` +
+      `                      [--host 127.0.0.1] [--public-host <name>] [--log-level info]\n` +
+      `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--user <unix user>]\n`,
+  );
+  process.exit(2);
+}
+
+function port(v: string | undefined, flag: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) usage(`${flag} must be a port number 0-65535, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: {
+        'data-dir': { type: 'string' },
+        port: { type: 'string' },
+        'broker-port': { type: 'string' },
+        'external-broker': { type: 'string' },
+        host: { type: 'string' },
+        'public-host': { type: 'string' },
+        'log-level': { type: 'string' },
+        out: { type: 'string' },
+        user: { type: 'string' },
+      },
+    });
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  const dataDir = values['data-dir'];
+  if (!dataDir) usage('--data-dir is required');
+
+  if (positionals[0] === 'mosquitto-config') {
+    if (!values.out) usage('--out is required');
+    const { confPath, brokerUrl } = await writeMosquittoConfig({
+      dataDir,
+      outDir: values.out,
+      port: port(values.port, '--port', 8883),
+      bindAddress: values.host ?? '127.0.0.1',
+      runAsUser: values.user,
+    });
+    process.stdout.write(`mosquitto config written: conf=${confPath} broker=${brokerUrl}\n`);
+    return;
+  }
+  if (positionals.length > 0) usage(`unknown command ${JSON.stringify(positionals[0])}`);
+
+  const level = values['log-level'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) usage(`--log-level must be debug, info, warn or error, got ${JSON.stringify(level)}`);
+  const ext = values['external-broker'];
+  if (ext !== undefined && !/^mqtts:\/\/[^/]+:\d+\/?$/.test(ext)) usage(`--external-broker must look like mqtts://host:port, got ${JSON.stringify(ext)}`);
+
+  const backend = await startBackend({
+    dataDir,
+    host: values.host,
+    publicHost: values['public-host'],
+    // Stable defaults: pool tokens carry these URLs, so they must not change between restarts.
+    port: port(values.port, '--port', 9443),
+    brokerPort: port(values['broker-port'], '--broker-port', 8883),
+    externalBroker: ext,
+    logLevel: level as LogLevel,
+  });
+  process.stdout.write(`backend ready: api=${backend.apiUrl} broker=${backend.brokerUrl}\n`);
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'stopping', signal }) + '\n');
+    backend.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'backend failed to start', error: err.message }) + '\n');
+  process.exit(1);
+});

@@ -1,0 +1,173 @@
+import { mkdir, chmod } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server } from 'node:https';
+import type { Socket } from 'node:net';
+import { DEFAULT_TOPIC_NAMESPACE } from '../protocol/version.js';
+import { loadOrCreateAdminToken } from './admin-token.js';
+import { createApiHandler } from './api.js';
+import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
+import { connectBus, type Bus } from './bus.js';
+import { CertificateAuthority } from './ca.js';
+import { createLogger, type LogLevel, type LogSink } from './log.js';
+import { BackendService } from './service.js';
+import { StateStore } from './store.js';
+
+export interface BackendOptions {
+  /** Where state, the CA and the admin token live; created if missing. */
+  dataDir: string;
+  /** Address to listen on; default 127.0.0.1. */
+  host?: string;
+  /** Host name put into the URLs in pool tokens and the server certificates; default `host`. */
+  publicHost?: string;
+  /** Extra names for the server certificates (DNS names or IPs). */
+  extraHosts?: string[];
+  /** API port; 0 (default) picks a free one. */
+  port?: number;
+  /** Embedded broker port; 0 (default) picks a free one. Ignored with `externalBroker`. */
+  brokerPort?: number;
+  /** `mqtts://host:port` of an external broker configured per docs/mosquitto.md; no embedded broker then. */
+  externalBroker?: string;
+  topicNamespace?: string;
+  defaultRunnerImage?: string;
+  defaultLauncherImage?: string;
+  /** Log destination (default stderr) and level (default info). */
+  logSink?: LogSink;
+  logLevel?: LogLevel;
+  /** Period of the offline/redelivery check; default 1 s. */
+  tickMs?: number;
+  /** First re-send delay of an unacknowledged schedule; default 5 s. */
+  redeliverMs?: number;
+  /** Silence after which a worker counts as offline; default 100 s. */
+  offlineAfterMs?: number;
+}
+
+export interface RunningBackend {
+  /** `https://host:port` */
+  apiUrl: string;
+  /** `mqtts://host:port` (the external broker's, if used). */
+  brokerUrl: string;
+  /** Bearer token for the admin API (also in `<dataDir>/admin-token`). */
+  adminToken: string;
+  /** PEM of the backend CA (also in `<dataDir>/ca.pem`). */
+  caPem: string;
+  /** Counters: rejected worker messages, schedules and stops sent, workers online. */
+  counters(): Record<string, number>;
+  /** Stops the API, the broker and the MQTT session; state is already on disk. */
+  stop(): Promise<void>;
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Starts the reference backend in this process. */
+export async function startBackend(opts: BackendOptions): Promise<RunningBackend> {
+  const log = createLogger({ sink: opts.logSink, level: opts.logLevel ?? 'info', component: 'backend' });
+  const host = opts.host ?? '127.0.0.1';
+  const publicHost = opts.publicHost ?? host;
+  const ns = opts.topicNamespace ?? DEFAULT_TOPIC_NAMESPACE;
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  await chmod(opts.dataDir, 0o700);
+
+  const [ca, adminToken, store] = await Promise.all([
+    CertificateAuthority.loadOrCreate(opts.dataDir),
+    loadOrCreateAdminToken(opts.dataDir),
+    StateStore.open(opts.dataDir),
+  ]);
+  log.addSecret(adminToken);
+  const hosts = [...new Set(['localhost', '127.0.0.1', '::1', host, publicHost, ...(opts.extraHosts ?? [])])].filter((h) => h !== '0.0.0.0' && h !== '::');
+  // Server keys are made fresh on each start; only the CA must persist.
+  const [serverPair, clientPair] = await Promise.all([ca.issueServer(hosts, publicHost), ca.issueBackendClient()]);
+
+  // The API listens first so the pool tokens can carry its real port.
+  const sockets = new Set<Socket>();
+  const server: Server = createHttpsServer({ cert: serverPair.certPem, key: serverPair.keyPem });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const apiAddr = server.address();
+  const apiPort = typeof apiAddr === 'object' && apiAddr ? apiAddr.port : 0;
+  const apiUrl = `https://${urlHost(publicHost)}:${apiPort}`;
+
+  let service: BackendService | undefined;
+  let broker: EmbeddedBroker | undefined;
+  let brokerUrl: string;
+  if (opts.externalBroker) {
+    brokerUrl = opts.externalBroker;
+  } else {
+    broker = await startEmbeddedBroker({
+      host,
+      port: opts.brokerPort ?? 0,
+      caPem: ca.certPem,
+      certPem: serverPair.certPem,
+      keyPem: serverPair.keyPem,
+      topicNamespace: ns,
+      workerPool: (id) => service?.workerPool(id),
+      log,
+    });
+    brokerUrl = `mqtts://${urlHost(publicHost)}:${broker.port}`;
+  }
+
+  service = new BackendService({
+    store,
+    ca,
+    log,
+    apiUrl,
+    brokerUrl,
+    topicNamespace: ns === DEFAULT_TOPIC_NAMESPACE ? undefined : ns,
+    defaultRunnerImage: opts.defaultRunnerImage ?? 'public.ecr.aws/spacelift/runner-terraform:latest',
+    defaultLauncherImage: opts.defaultLauncherImage ?? 'public.ecr.aws/spacelift/launcher:latest',
+    redeliverMs: opts.redeliverMs,
+    offlineAfterMs: opts.offlineAfterMs,
+  });
+  const svc = service;
+  const counters = (): Record<string, number> => ({ ...svc.counters, onlineWorkers: svc.onlineWorkers() });
+
+  // With the embedded broker the brokerUrl host may be a public name; the backend itself connects on loopback.
+  const busUrl = broker ? `mqtts://${urlHost(host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host)}:${broker.port}` : brokerUrl;
+  let bus: Bus;
+  try {
+    bus = await connectBus({ brokerUrl: busUrl, caPem: ca.certPem, certPem: clientPair.certPem, keyPem: clientPair.keyPem, topicNamespace: ns, service: svc, log });
+  } catch (err) {
+    await broker?.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  }
+  svc.setSender(bus);
+
+  const handler = createApiHandler({ service: svc, store, adminToken, log, counters });
+  server.on('request', (req, res) => void handler(req, res));
+
+  const ticker = setInterval(() => svc.tick(), opts.tickMs ?? 1000);
+  ticker.unref();
+  svc.scheduleAll();
+  log.info('backend started', { apiUrl, brokerUrl, external: Boolean(opts.externalBroker), pools: Object.keys(store.data.pools).length });
+
+  let stopped = false;
+  return {
+    apiUrl,
+    brokerUrl,
+    adminToken,
+    caPem: ca.certPem,
+    counters,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(ticker);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await closed;
+      await bus.close();
+      await broker?.close();
+      await store.persist();
+      log.info('backend stopped');
+    },
+  };
+}

@@ -1,0 +1,540 @@
+import forge from 'node-forge';
+import { generateRsaKeyPair, verifyCsrPem } from '../protocol/keys.js';
+import type { RegisterResponse, PoolStats, ErrorCode } from '../protocol/registration.js';
+import type { RunStatusMessage, ScheduleMessage, StateMessage, StopMessage, WorkerState } from '../protocol/messages.js';
+import { encodePoolToken } from '../protocol/token.js';
+import { PROTOCOL_VERSION } from '../protocol/version.js';
+import type { CertificateAuthority } from './ca.js';
+import { ulid } from './ids.js';
+import type { Logger } from './log.js';
+import { ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, type RunRecord, type RunState, type StateStore, type WorkerRecord } from './store.js';
+
+/** An error with an HTTP status and a message meant for the caller. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Sends messages to workers (the backend's MQTT client). */
+export interface WorkerSender {
+  send(poolId: string, workerId: string, message: ScheduleMessage | StopMessage): void;
+}
+
+/** What the backend knows about a worker's connection; memory only, rebuilt from messages after a restart. */
+interface Presence {
+  online: boolean;
+  reported: WorkerState;
+  lastSeen: number;
+  /** When it last became available; the scheduler prefers the smallest. */
+  idleSince: number;
+}
+
+/** Re-send bookkeeping for a run's pending schedule or stop; memory only. */
+interface Delivery {
+  lastSent: number;
+  attempts: number;
+}
+
+export interface ServiceOptions {
+  store: StateStore;
+  ca: CertificateAuthority;
+  log: Logger;
+  apiUrl: string;
+  brokerUrl: string;
+  topicNamespace?: string;
+  defaultRunnerImage: string;
+  defaultLauncherImage: string;
+  /** A worker silent for this long counts as offline; default 100 s (three 30 s heartbeats and some slack). */
+  offlineAfterMs?: number;
+  /** First re-send of an unacknowledged schedule/stop; doubles up to 5 min. Default 5 s. */
+  redeliverMs?: number;
+}
+
+export interface RunView {
+  id: string;
+  poolId: string;
+  state: RunState;
+  workerId: string | null;
+  reason: string | null;
+  exitCode: number | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** Counters for tests, the status endpoint and logs. */
+export interface ServiceCounters {
+  rejectedMessages: number;
+  schedulesSent: number;
+  stopsSent: number;
+}
+
+/**
+ * The backend's domain logic: pools, workers, runs, scheduling and the
+ * handling of worker messages. Transport-free; the HTTP API and the MQTT
+ * client call into it.
+ */
+export class BackendService {
+  private readonly presence = new Map<string, Presence>();
+  private readonly deliveries = new Map<string, Delivery>();
+  private sender: WorkerSender | undefined;
+  private readonly offlineAfterMs: number;
+  private readonly redeliverMs: number;
+  readonly counters: ServiceCounters = { rejectedMessages: 0, schedulesSent: 0, stopsSent: 0 };
+
+  constructor(private readonly opts: ServiceOptions) {
+    this.offlineAfterMs = opts.offlineAfterMs ?? 100_000;
+    this.redeliverMs = opts.redeliverMs ?? 5_000;
+  }
+
+  private get data() {
+    return this.opts.store.data;
+  }
+
+  setSender(sender: WorkerSender): void {
+    this.sender = sender;
+  }
+
+  // ---- pools -------------------------------------------------------------
+
+  /** Creates a pool; returns the credentials exactly as they go into the pool's Secret. */
+  async createPool(name: string): Promise<{ id: string; token: string; privateKey: string }> {
+    const { privateKeyPem, publicKeyPem } = await generateRsaKeyPair();
+    const id = ulid();
+    this.data.pools[id] = { id, name, publicKeyPem, createdAt: new Date().toISOString() };
+    await this.opts.store.persist();
+    const token = encodePoolToken({
+      protocolVersion: PROTOCOL_VERSION,
+      apiUrl: this.opts.apiUrl,
+      brokerUrl: this.opts.brokerUrl,
+      poolId: id,
+      caCert: this.opts.ca.certPem,
+      ...(this.opts.topicNamespace ? { topicNamespace: this.opts.topicNamespace } : {}),
+    });
+    this.opts.log.info('pool created', { poolId: id });
+    return { id, token, privateKey: Buffer.from(privateKeyPem, 'utf8').toString('base64') };
+  }
+
+  poolPublicKey(poolId: string): string | undefined {
+    return this.data.pools[poolId]?.publicKeyPem;
+  }
+
+  private pool(poolId: string) {
+    const pool = this.data.pools[poolId];
+    if (!pool) throw new ApiError(404, 'unknown-pool', `pool ${JSON.stringify(poolId)} does not exist`);
+    return pool;
+  }
+
+  listPools(): Array<{ id: string; name: string }> {
+    return Object.values(this.data.pools).map((p) => ({ id: p.id, name: p.name }));
+  }
+
+  getPool(poolId: string): { id: string; name: string; pendingRuns: number; workers: Array<{ id: string; state: string; drained: boolean }> } {
+    const pool = this.pool(poolId);
+    return {
+      id: pool.id,
+      name: pool.name,
+      pendingRuns: this.queuedRuns(poolId).length,
+      workers: this.poolWorkers(poolId).map((w) => ({ id: w.id, state: this.workerState(w), drained: w.drained })),
+    };
+  }
+
+  poolStats(poolId: string): PoolStats {
+    this.pool(poolId);
+    const workers = this.poolWorkers(poolId);
+    const stats: PoolStats = { poolId, pendingRuns: this.queuedRuns(poolId).length, workers: { total: workers.length, idle: 0, busy: 0, drained: 0, offline: 0 } };
+    for (const w of workers) {
+      const s = this.workerState(w);
+      if (w.drained) stats.workers.drained++;
+      if (s === 'busy') stats.workers.busy++;
+      else if (s === 'offline') stats.workers.offline++;
+      else if (s === 'idle' && !w.drained) stats.workers.idle++;
+    }
+    return stats;
+  }
+
+  // ---- workers -----------------------------------------------------------
+
+  /** The pool a registered worker belongs to (the broker's authentication uses it). */
+  workerPool(workerId: string): string | undefined {
+    return this.data.workers[workerId]?.poolId;
+  }
+
+  private poolWorkers(poolId: string): WorkerRecord[] {
+    return Object.values(this.data.workers).filter((w) => w.poolId === poolId);
+  }
+
+  private worker(poolId: string, workerId: string): WorkerRecord {
+    const w = this.data.workers[workerId];
+    if (!w || w.poolId !== poolId) throw new ApiError(404, 'unknown-worker', `worker ${JSON.stringify(workerId)} does not exist in pool ${poolId}`);
+    return w;
+  }
+
+  private activeRun(workerId: string): RunRecord | undefined {
+    for (const r of Object.values(this.data.runs)) if (r.workerId === workerId && ACTIVE_RUN_STATES.has(r.state)) return r;
+    return undefined;
+  }
+
+  /** The API's view: busy (has a run), offline, or what the worker reported. */
+  private workerState(w: WorkerRecord): 'busy' | 'offline' | WorkerState {
+    if (this.activeRun(w.id)) return 'busy';
+    const p = this.presence.get(w.id);
+    if (!p || !p.online) return 'offline';
+    return p.reported;
+  }
+
+  async register(poolId: string, csrPem: unknown): Promise<RegisterResponse> {
+    this.pool(poolId);
+    if (typeof csrPem !== 'string') throw new ApiError(400, 'bad-request', 'field "csr" must be a PEM certificate request string');
+    let publicKey: forge.pki.rsa.PublicKey;
+    try {
+      publicKey = verifyCsrPem(csrPem).publicKey;
+    } catch (err) {
+      throw new ApiError(400, 'bad-request', (err as Error).message);
+    }
+    const workerId = ulid();
+    const certificatePem = this.opts.ca.issueClient(publicKey, workerId, poolId);
+    const serial = forge.pki.certificateFromPem(certificatePem).serialNumber;
+    this.data.workers[workerId] = { id: workerId, poolId, drained: false, registeredAt: new Date().toISOString(), certSerial: serial };
+    await this.opts.store.persist();
+    this.opts.log.info('worker registered', { poolId, workerId });
+    return { workerId, certificatePem, caPem: this.opts.ca.certPem };
+  }
+
+  /**
+   * Removes a worker. A run it had not accepted goes back to the queue; one
+   * it had accepted fails, since nobody will report on it any more.
+   */
+  async deregister(poolId: string, workerId: string): Promise<void> {
+    this.worker(poolId, workerId);
+    const run = this.activeRun(workerId);
+    if (run) {
+      if (run.state === 'scheduled') this.requeue(run);
+      else this.finish(run, 'failed', `worker ${workerId} was deregistered while the run was in progress`);
+    }
+    delete this.data.workers[workerId];
+    this.presence.delete(workerId);
+    await this.opts.store.persist();
+    this.opts.log.info('worker deregistered', { poolId, workerId });
+    this.scheduleAll();
+  }
+
+  /** Stops sending new runs to the worker; `busy` says whether it has one. */
+  async drain(poolId: string, workerId: string): Promise<{ busy: boolean }> {
+    const w = this.worker(poolId, workerId);
+    w.drained = true;
+    await this.opts.store.persist();
+    const busy = this.activeRun(workerId) !== undefined;
+    this.opts.log.info('worker drained', { poolId, workerId, busy });
+    return { busy };
+  }
+
+  async undrain(poolId: string, workerId: string): Promise<void> {
+    const w = this.worker(poolId, workerId);
+    w.drained = false;
+    await this.opts.store.persist();
+    this.opts.log.info('worker undrained', { poolId, workerId });
+    this.scheduleAll();
+  }
+
+  // ---- runs --------------------------------------------------------------
+
+  async createRun(input: { poolId: unknown; runnerImage?: unknown; launcherImage?: unknown; env?: unknown; timeouts?: unknown }): Promise<{ id: string }> {
+    if (typeof input.poolId !== 'string') throw new ApiError(400, 'bad-request', 'field "poolId" must be a string');
+    this.pool(input.poolId);
+    const image = (field: string, v: unknown, dflt: string): string => {
+      if (v === undefined) return dflt;
+      if (typeof v !== 'string' || !/^\S+$/.test(v)) throw new ApiError(400, 'bad-request', `field "${field}" must be an image reference without spaces`);
+      return v;
+    };
+    const env: Record<string, string> = {};
+    if (input.env !== undefined) {
+      if (typeof input.env !== 'object' || input.env === null || Array.isArray(input.env)) {
+        throw new ApiError(400, 'bad-request', 'field "env" must be an object of strings');
+      }
+      for (const [k, v] of Object.entries(input.env)) {
+        if (typeof v !== 'string' || !/^[^=\s][^=]*$/.test(k)) throw new ApiError(400, 'bad-request', `field "env.${k}" must be a string with a valid name`);
+        env[k] = v;
+      }
+    }
+    const timeouts: ScheduleMessage['timeouts'] = {};
+    if (input.timeouts !== undefined) {
+      if (typeof input.timeouts !== 'object' || input.timeouts === null) throw new ApiError(400, 'bad-request', 'field "timeouts" must be an object');
+      for (const key of ['runSeconds', 'logsSeconds'] as const) {
+        const v = (input.timeouts as Record<string, unknown>)[key];
+        if (v === undefined) continue;
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ApiError(400, 'bad-request', `field "timeouts.${key}" must be a positive integer`);
+        timeouts[key] = v;
+      }
+    }
+    const now = new Date().toISOString();
+    const run: RunRecord = {
+      id: ulid(),
+      poolId: input.poolId,
+      state: 'queued',
+      workerId: null,
+      reason: null,
+      exitCode: null,
+      runnerImage: image('runnerImage', input.runnerImage, this.opts.defaultRunnerImage),
+      launcherImage: image('launcherImage', input.launcherImage, this.opts.defaultLauncherImage),
+      env,
+      timeouts,
+      stopRequested: false,
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.data.runs[run.id] = run;
+    await this.opts.store.persist();
+    this.opts.log.info('run queued', { runId: run.id, poolId: run.poolId });
+    this.schedulePool(run.poolId);
+    return { id: run.id };
+  }
+
+  getRun(runId: string): RunView {
+    const r = this.data.runs[runId];
+    if (!r) throw new ApiError(404, 'unknown-run', `run ${JSON.stringify(runId)} does not exist`);
+    return { id: r.id, poolId: r.poolId, state: r.state, workerId: r.workerId, reason: r.reason, exitCode: r.exitCode, createdAt: r.createdAt, updatedAt: r.updatedAt };
+  }
+
+  listRuns(poolId?: string): RunView[] {
+    return Object.values(this.data.runs)
+      .filter((r) => poolId === undefined || r.poolId === poolId)
+      .map((r) => this.getRun(r.id));
+  }
+
+  /** Stops a run: at once if still queued, otherwise by telling its worker (re-sent until it reports an end). */
+  async stopRun(runId: string): Promise<RunView> {
+    const r = this.data.runs[runId];
+    if (!r) throw new ApiError(404, 'unknown-run', `run ${JSON.stringify(runId)} does not exist`);
+    if (r.state === 'queued') {
+      this.finish(r, 'stopped', 'stopped before it was scheduled');
+    } else if (r.state === 'scheduled') {
+      // Not accepted yet: end it here, and tell the worker in case the
+      // schedule reached it (a stop for a run it never started is a no-op).
+      r.stopRequested = true;
+      const workerId = r.workerId;
+      this.finish(r, 'stopped', 'stopped before the worker accepted it');
+      if (workerId && this.sender) {
+        this.sender.send(r.poolId, workerId, { type: 'stop', version: PROTOCOL_VERSION, runId: r.id });
+        this.counters.stopsSent++;
+      }
+    } else if (ACTIVE_RUN_STATES.has(r.state) && !r.stopRequested) {
+      r.stopRequested = true;
+      r.updatedAt = new Date().toISOString();
+      this.deliveries.delete(r.id);
+      this.deliver(r, Date.now());
+    }
+    await this.opts.store.persist();
+    return this.getRun(runId);
+  }
+
+  private queuedRuns(poolId: string): RunRecord[] {
+    return Object.values(this.data.runs).filter((r) => r.poolId === poolId && r.state === 'queued');
+  }
+
+  private requeue(run: RunRecord): void {
+    run.state = 'queued';
+    run.workerId = null;
+    run.updatedAt = new Date().toISOString();
+    this.deliveries.delete(run.id);
+  }
+
+  private finish(run: RunRecord, state: 'finished' | 'failed' | 'stopped', reason: string | null, exitCode?: number): void {
+    const workerId = run.workerId;
+    run.state = state;
+    run.reason = reason;
+    if (exitCode !== undefined) run.exitCode = exitCode;
+    run.updatedAt = new Date().toISOString();
+    this.deliveries.delete(run.id);
+    this.opts.log.info('run ended', { runId: run.id, poolId: run.poolId, workerId, state, reason });
+    if (workerId) {
+      const p = this.presence.get(workerId);
+      if (p) p.idleSince = Date.now();
+    }
+  }
+
+  // ---- scheduling ----------------------------------------------------------
+
+  /**
+   * Assigns queued runs (oldest first) to available workers of the pool:
+   * registered, undrained, online, reporting `idle`, with no run. Among them
+   * the one idle the longest wins: load spreads evenly, and a worker that has
+   * just finished gets time to clean up its last run's Pod before the next.
+   */
+  schedulePool(poolId: string): void {
+    const queued = this.queuedRuns(poolId).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    if (queued.length === 0) return;
+    const candidates = this.poolWorkers(poolId)
+      .filter((w) => {
+        const p = this.presence.get(w.id);
+        return !w.drained && p?.online === true && p.reported === 'idle' && !this.activeRun(w.id);
+      })
+      .sort((a, b) => (this.presence.get(a.id)?.idleSince ?? 0) - (this.presence.get(b.id)?.idleSince ?? 0));
+    let changed = false;
+    const now = Date.now();
+    for (let i = 0; i < Math.min(queued.length, candidates.length); i++) {
+      const run = queued[i] as RunRecord;
+      const worker = candidates[i] as WorkerRecord;
+      run.state = 'scheduled';
+      run.workerId = worker.id;
+      run.updatedAt = new Date(now).toISOString();
+      changed = true;
+      this.opts.log.info('run scheduled', { runId: run.id, poolId, workerId: worker.id });
+    }
+    if (!changed) return;
+    // Send only once the assignment is durable: a restart must not re-assign a run a worker already has.
+    this.opts.store.persist().then(
+      () => {
+        for (const r of queued) if (r.state === 'scheduled') this.deliver(r, Date.now());
+      },
+      (err: Error) => this.opts.log.error('state write failed; schedule messages held back', { error: err.message }),
+    );
+  }
+
+  scheduleAll(): void {
+    for (const id of Object.keys(this.data.pools)) this.schedulePool(id);
+  }
+
+  /** Sends the run's pending schedule or stop if it is due (first time, or backoff elapsed). */
+  private deliver(run: RunRecord, now: number, force = false): void {
+    if (!this.sender || !run.workerId) return;
+    const d = this.deliveries.get(run.id);
+    if (d && !force) {
+      const wait = Math.min(this.redeliverMs * 2 ** (d.attempts - 1), 300_000);
+      if (now - d.lastSent < wait) return;
+    }
+    const msg: ScheduleMessage | StopMessage = run.stopRequested
+      ? { type: 'stop', version: PROTOCOL_VERSION, runId: run.id }
+      : {
+          type: 'schedule',
+          version: PROTOCOL_VERSION,
+          runId: run.id,
+          runnerImage: run.runnerImage,
+          launcherImage: run.launcherImage,
+          env: run.env,
+          timeouts: run.timeouts,
+        };
+    this.sender.send(run.poolId, run.workerId, msg);
+    if (msg.type === 'schedule') this.counters.schedulesSent++;
+    else this.counters.stopsSent++;
+    this.deliveries.set(run.id, { lastSent: now, attempts: (d?.attempts ?? 0) + 1 });
+    if (d) this.opts.log.info(`${msg.type} re-sent`, { runId: run.id, workerId: run.workerId, attempt: (d.attempts ?? 0) + 1 });
+  }
+
+  /**
+   * Periodic work: mark silent workers offline, and re-send schedules not yet
+   * accepted and stops not yet obeyed, with exponential backoff.
+   */
+  tick(now = Date.now()): void {
+    for (const [id, p] of this.presence) {
+      if (p.online && now - p.lastSeen > this.offlineAfterMs) {
+        p.online = false;
+        this.opts.log.info('worker offline (no heartbeat)', { workerId: id });
+      }
+    }
+    for (const r of Object.values(this.data.runs)) {
+      if (!r.workerId) continue;
+      const pending = r.state === 'scheduled' || (r.stopRequested && ACTIVE_RUN_STATES.has(r.state));
+      if (pending && this.presence.get(r.workerId)?.online) this.deliver(r, now);
+    }
+  }
+
+  // ---- worker messages -----------------------------------------------------
+
+  /** Counts and logs an invalid worker message; it is dropped. */
+  rejectMessage(topic: string, reason: string): void {
+    this.counters.rejectedMessages++;
+    this.opts.log.warn('worker message rejected', { topic, reason, rejectedTotal: this.counters.rejectedMessages });
+  }
+
+  /** Handles a validated message from a worker; resolves once its effects are durable. */
+  async handleWorkerMessage(topic: string, poolId: string, workerId: string, msg: StateMessage | RunStatusMessage): Promise<void> {
+    const worker = this.data.workers[workerId];
+    if (!worker || worker.poolId !== poolId) {
+      this.rejectMessage(topic, worker ? `worker ${workerId} belongs to another pool` : `worker ${workerId} is not registered`);
+      return;
+    }
+    const now = Date.now();
+    let p = this.presence.get(workerId);
+    const wasOnline = p?.online === true;
+    if (!p) {
+      p = { online: false, reported: 'offline', lastSeen: now, idleSince: now };
+      this.presence.set(workerId, p);
+    }
+    p.lastSeen = now;
+    if (msg.type === 'state') {
+      p.online = msg.state !== 'offline';
+      if (msg.state === 'idle' && p.reported !== 'idle') p.idleSince = now;
+      p.reported = msg.state;
+      if (!wasOnline && p.online) this.opts.log.info('worker online', { poolId, workerId, state: msg.state });
+      if (!p.online) this.opts.log.info('worker offline', { poolId, workerId });
+      await this.reconcileWorkerState(worker, msg, now, !wasOnline && p.online);
+      this.schedulePool(poolId);
+      return;
+    }
+    p.online = true;
+    await this.applyRunStatus(worker, msg);
+    this.schedulePool(poolId);
+  }
+
+  private async reconcileWorkerState(worker: WorkerRecord, msg: StateMessage, now: number, cameOnline: boolean): Promise<void> {
+    const run = this.activeRun(worker.id);
+    if (!run) return;
+    if (run.state === 'scheduled' || run.stopRequested) {
+      // The worker is (back) online and has not acted on the message yet: send it again.
+      if (cameOnline || msg.state === 'idle') this.deliver(run, now, cameOnline);
+      return;
+    }
+    if (msg.state === 'idle') {
+      // Statuses and states travel on one topic in order, so a worker that
+      // says idle has no memory of a run it accepted: fail it rather than
+      // keep a phantom-busy worker.
+      this.finish(run, 'failed', `worker ${worker.id} reported idle while the run was ${run.state}; the run was lost`);
+      await this.opts.store.persist();
+    }
+  }
+
+  private async applyRunStatus(worker: WorkerRecord, msg: RunStatusMessage): Promise<void> {
+    const run = this.data.runs[msg.runId];
+    if (!run || run.workerId !== worker.id) {
+      this.opts.log.warn('run status for a run not assigned to this worker ignored', { workerId: worker.id, runId: msg.runId, status: msg.status });
+      return;
+    }
+    // Terminal states are final; QoS 1 may deliver a status twice or late.
+    if (TERMINAL_RUN_STATES.has(run.state)) return;
+    const rank: Record<RunState, number> = { queued: 0, scheduled: 1, preparing: 2, running: 3, finished: 4, failed: 4, stopped: 4 };
+    let next: RunState;
+    switch (msg.status) {
+      case 'accepted':
+      case 'pod-created':
+        next = 'preparing';
+        break;
+      case 'running':
+        next = 'running';
+        break;
+      default:
+        next = msg.status;
+    }
+    if (rank[next] <= rank[run.state]) return;
+    if (next === 'finished' || next === 'failed' || next === 'stopped') {
+      this.finish(run, next, msg.reason ?? null, msg.exitCode);
+    } else {
+      run.state = next;
+      run.updatedAt = new Date().toISOString();
+      if (!run.stopRequested) this.deliveries.delete(run.id);
+      this.opts.log.info('run progressed', { runId: run.id, workerId: worker.id, state: next });
+    }
+    await this.opts.store.persist();
+  }
+
+  /** Workers known to be online right now (for tests and status). */
+  onlineWorkers(): number {
+    let n = 0;
+    for (const p of this.presence.values()) if (p.online) n++;
+    return n;
+  }
+}
