@@ -65,7 +65,7 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
       method: 'POST',
       pattern: new RegExp(`^/api/pools/${id}/workers$`),
       auth: 'pool',
-      handle: async ({ params, body }) => [201, await service.register(params[0] as string, body['csr'])],
+      handle: async ({ params, body }) => [201, await service.register(params[0] as string, body['csr'], body['workerId'])],
     },
     {
       method: 'DELETE',

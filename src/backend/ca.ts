@@ -1,5 +1,5 @@
 import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import forge from 'node-forge';
@@ -48,6 +48,7 @@ export class CertificateAuthority {
   static async loadOrCreate(dir: string): Promise<CertificateAuthority> {
     const certPath = path.join(dir, 'ca.pem');
     const keyPath = path.join(dir, 'ca-key.pem');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     try {
       const [certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
       return new CertificateAuthority(certPem, forge.pki.certificateFromPem(certPem), createPrivateKey(keyPem));

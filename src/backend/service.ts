@@ -1,6 +1,6 @@
 import forge from 'node-forge';
 import { generateRsaKeyPair, verifyCsrPem } from '../protocol/keys.js';
-import type { RegisterResponse, PoolStats, ErrorCode } from '../protocol/registration.js';
+import { ACCEPTED_WORKER_ID, type RegisterResponse, type PoolStats, type ErrorCode } from '../protocol/registration.js';
 import type { RunStatusMessage, ScheduleMessage, StateMessage, StopMessage, WorkerState } from '../protocol/messages.js';
 import { encodePoolToken } from '../protocol/token.js';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
@@ -187,8 +187,15 @@ export class BackendService {
     return p.reported;
   }
 
-  async register(poolId: string, csrPem: unknown): Promise<RegisterResponse> {
+  async register(poolId: string, csrPem: unknown, requestedId?: unknown): Promise<RegisterResponse> {
     this.pool(poolId);
+    if (requestedId !== undefined && (typeof requestedId !== 'string' || !ACCEPTED_WORKER_ID.test(requestedId))) {
+      throw new ApiError(400, 'bad-request', `field "workerId" must be 10-64 letters and digits, got ${JSON.stringify(requestedId)}`);
+    }
+    const existing = typeof requestedId === 'string' ? this.data.workers[requestedId] : undefined;
+    if (existing && existing.poolId !== poolId) {
+      throw new ApiError(409, 'conflict', `worker id ${JSON.stringify(requestedId)} is already registered in another pool`);
+    }
     if (typeof csrPem !== 'string') throw new ApiError(400, 'bad-request', 'field "csr" must be a PEM certificate request string');
     let publicKey: forge.pki.rsa.PublicKey;
     try {
@@ -196,12 +203,17 @@ export class BackendService {
     } catch (err) {
       throw new ApiError(400, 'bad-request', (err as Error).message);
     }
-    const workerId = ulid();
+    const workerId = typeof requestedId === 'string' ? requestedId : ulid();
     const certificatePem = this.opts.ca.issueClient(publicKey, workerId, poolId);
     const serial = forge.pki.certificateFromPem(certificatePem).serialNumber;
-    this.data.workers[workerId] = { id: workerId, poolId, drained: false, registeredAt: new Date().toISOString(), certSerial: serial };
+    if (existing) {
+      // A repeated registration keeps the worker's drain state and runs.
+      existing.certSerial = serial;
+    } else {
+      this.data.workers[workerId] = { id: workerId, poolId, drained: false, registeredAt: new Date().toISOString(), certSerial: serial };
+    }
     await this.opts.store.persist();
-    this.opts.log.info('worker registered', { poolId, workerId });
+    this.opts.log.info(existing ? 'worker registered again' : 'worker registered', { poolId, workerId });
     return { workerId, certificatePem, caPem: this.opts.ca.certPem };
   }
 

@@ -82,9 +82,13 @@ export class BackendClient {
     this.agent = new https.Agent({ ca: opts.token.caCert, keepAlive: true, maxSockets: opts.maxSockets ?? 16 });
   }
 
-  /** Registers a new worker with its CSR (see `createCsr`). */
-  async register(csr: string): Promise<RegisterResponse> {
-    const body: RegisterRequest = { csr };
+  /**
+   * Registers a worker with its CSR (see `createCsr`). With `workerId` the
+   * call is idempotent: repeating it (same or new key) returns a certificate
+   * for the same worker.
+   */
+  async register(csr: string, workerId?: string): Promise<RegisterResponse> {
+    const body: RegisterRequest = workerId === undefined ? { csr } : { csr, workerId };
     const res = await this.call<RegisterResponse>('register worker', 'POST', workerApiPaths.register(this.token.poolId), body);
     if (typeof res.workerId !== 'string' || typeof res.certificatePem !== 'string' || typeof res.caPem !== 'string') {
       throw new RetryableBackendError('register worker: backend answer lacks workerId, certificatePem or caPem', 201);

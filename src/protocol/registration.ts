@@ -47,7 +47,18 @@ export const workerApiPaths = {
 export interface RegisterRequest {
   /** PEM CSR made with the worker's new private key. */
   csr: string;
+  /**
+   * Worker id chosen by the caller (10-64 letters and digits; a ULID in the
+   * controller). Optional: the backend assigns one when absent. Registering
+   * an id that already exists in the same pool is allowed and returns a new
+   * certificate for the CSR's key, so a caller interrupted after the request
+   * can simply repeat it. An id that exists in another pool is refused (409).
+   */
+  workerId?: string;
 }
+
+/** Worker ids the backend accepts from callers; never collides with the backend's own identity. */
+export const ACCEPTED_WORKER_ID = /^[0-9A-Za-z]{10,64}$/;
 
 /** Answer to a registration. */
 export interface RegisterResponse {
@@ -89,6 +100,7 @@ export type ErrorCode =
   | 'unknown-pool'
   | 'unknown-worker'
   | 'unknown-run'
+  | 'conflict'
   | 'bad-request'
   | 'not-found'
   | 'internal';

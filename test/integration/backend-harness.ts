@@ -1,0 +1,239 @@
+/**
+ * Test harness for the reference backend: a backend in-process on free
+ * loopback ports, optionally behind a real mosquitto child process, plus
+ * helpers to call the admin API and to bring up workers with the real
+ * protocol client. No mocks: every connection is real TLS.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from '../../src/backend/broker.js';
+import { writeMosquittoConfig } from '../../src/backend/mosquitto.js';
+import { startBackend, type BackendOptions, type RunningBackend } from '../../src/backend/server.js';
+import {
+  BackendClient,
+  createCsr,
+  decodeSecretPrivateKey,
+  generateRsaKeyPair,
+  parsePoolToken,
+  WorkerConnection,
+  type PoolToken,
+  type ToWorkerMessage,
+  type WorkerCredentials,
+} from '../../src/protocol/index.js';
+
+export type BrokerKind = 'embedded' | 'mosquitto';
+
+/** Polls `check` until it returns a value other than undefined/false; fails naming `what`. */
+export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Fails with a clear message when mosquitto is missing, instead of skipping. */
+export function requireMosquitto(): void {
+  const probe = spawnSync('mosquitto', ['-h'], { encoding: 'utf8' });
+  if (probe.error) {
+    throw new Error('mosquitto is not installed (needed by the external-broker tests): apt-get install -y mosquitto');
+  }
+}
+
+export interface Env {
+  kind: BrokerKind;
+  dir: string;
+  dataDir: string;
+  backend: RunningBackend;
+  /** Every log line the backend wrote, across restarts. */
+  logLines: string[];
+  options: BackendOptions;
+  restartBackend(): Promise<void>;
+  stopBackend(): Promise<void>;
+  startBackendAgain(): Promise<void>;
+  admin<T = unknown>(method: string, urlPath: string, body?: unknown): Promise<{ status: number; body: T }>;
+  close(): Promise<void>;
+}
+
+/** Starts a backend (and mosquitto for `kind === 'mosquitto'`) in a fresh temp dir. */
+export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> = {}): Promise<Env> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `wpc-backend-${kind}-`));
+  const dataDir = path.join(dir, 'data');
+  const logLines: string[] = [];
+  let mosquitto: ChildProcess | undefined;
+  const options: BackendOptions = {
+    dataDir,
+    port: await freePort(),
+    logSink: (line) => logLines.push(line),
+    logLevel: 'debug',
+    ...extra,
+  };
+  if (kind === 'mosquitto') {
+    requireMosquitto();
+    const port = await freePort();
+    const { confPath, brokerUrl } = await writeMosquittoConfig({
+      dataDir,
+      outDir: path.join(dir, 'mosquitto'),
+      port,
+      // As root, mosquitto would switch to the `mosquitto` user, who cannot read a 0700 temp dir.
+      runAsUser: process.getuid?.() === 0 ? 'root' : undefined,
+    });
+    const output: string[] = [];
+    mosquitto = spawn('mosquitto', ['-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    mosquitto.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
+    mosquitto.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
+    const proc = mosquitto;
+    await waitFor(`mosquitto to listen on ${port}`, () => {
+      if (proc.exitCode !== null) throw new Error(`mosquitto exited: ${output.join('')}`);
+      return output.join('').includes(' running');
+    });
+    options.externalBroker = brokerUrl;
+  } else {
+    options.brokerPort = await freePort();
+  }
+  let backend = await startBackend(options);
+  let running = true;
+  const env: Env = {
+    kind,
+    dir,
+    dataDir,
+    get backend() {
+      return backend;
+    },
+    logLines,
+    options,
+    async stopBackend() {
+      if (running) await backend.stop();
+      running = false;
+    },
+    async startBackendAgain() {
+      backend = await startBackend(options);
+      running = true;
+    },
+    async restartBackend() {
+      await env.stopBackend();
+      await env.startBackendAgain();
+    },
+    admin: (method, urlPath, body) => request(backend, method, urlPath, body, backend.adminToken),
+    async close() {
+      await env.stopBackend();
+      if (mosquitto && mosquitto.exitCode === null) {
+        const p = mosquitto;
+        const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+        p.kill('SIGTERM');
+        await exited;
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return env;
+}
+
+/** An HTTPS call to the backend API, trusting only its CA. */
+export function request<T>(
+  backend: Pick<RunningBackend, 'apiUrl' | 'caPem'>,
+  method: string,
+  urlPath: string,
+  body?: unknown,
+  bearer?: string,
+  headers: Record<string, string> = {},
+  rawBody?: Buffer,
+): Promise<{ status: number; body: T }> {
+  const data = rawBody ?? (body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      new URL(urlPath, backend.apiUrl),
+      {
+        method,
+        ca: backend.caPem,
+        headers: {
+          ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
+          ...(data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {}),
+          ...headers,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          resolve({ status: res.statusCode ?? 0, body: (text ? JSON.parse(text) : {}) as T });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+export interface Pool {
+  id: string;
+  /** The Secret values, as returned by POST /api/pools. */
+  tokenText: string;
+  privateKeyB64: string;
+  token: PoolToken;
+  privateKeyPem: string;
+  client: BackendClient;
+}
+
+export async function createPool(env: Env, name = 'test'): Promise<Pool> {
+  const res = await env.admin<{ id: string; token: string; privateKey: string }>('POST', '/api/pools', { name });
+  if (res.status !== 201) throw new Error(`create pool: ${res.status} ${JSON.stringify(res.body)}`);
+  const token = parsePoolToken(res.body.token);
+  const privateKeyPem = decodeSecretPrivateKey(res.body.privateKey);
+  return { id: res.body.id, tokenText: res.body.token, privateKeyB64: res.body.privateKey, token, privateKeyPem, client: new BackendClient({ token, privateKeyPem }) };
+}
+
+export async function registerWorker(pool: Pool): Promise<WorkerCredentials> {
+  const keys = await generateRsaKeyPair();
+  const res = await pool.client.register(createCsr(keys.privateKeyPem));
+  return { poolId: pool.id, workerId: res.workerId, certificatePem: res.certificatePem, privateKeyPem: keys.privateKeyPem, caPem: res.caPem };
+}
+
+/** A connected worker that records what it receives and answers `accepted` to schedules. */
+export interface TestWorker {
+  creds: WorkerCredentials;
+  conn: WorkerConnection;
+  received: ToWorkerMessage[];
+  autoAccept: boolean;
+}
+
+export async function connectWorker(pool: Pool, creds: WorkerCredentials, opts: { autoAccept?: boolean } = {}): Promise<TestWorker> {
+  const worker: TestWorker = { creds, conn: undefined as unknown as WorkerConnection, received: [], autoAccept: opts.autoAccept ?? true };
+  worker.conn = new WorkerConnection({
+    brokerUrl: pool.token.brokerUrl,
+    credentials: creds,
+    reconnectMinMs: 100,
+    reconnectMaxMs: 1000,
+    onMessage: async (msg) => {
+      worker.received.push(msg);
+      // Idempotent by runId, as the protocol requires of workers.
+      if (msg.type === 'schedule' && worker.autoAccept) await worker.conn.sendRunStatus({ runId: msg.runId, status: 'accepted' });
+    },
+  });
+  const connected = new Promise<void>((resolve) => worker.conn.once('connect', () => resolve()));
+  worker.conn.start();
+  await connected;
+  return worker;
+}
+
+export async function runState(env: Env, runId: string): Promise<{ id: string; state: string; workerId: string | null; reason: string | null }> {
+  const res = await env.admin<{ id: string; state: string; workerId: string | null; reason: string | null }>('GET', `/api/runs/${runId}`);
+  if (res.status !== 200) throw new Error(`get run: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+export async function workerView(env: Env, poolId: string, workerId: string): Promise<{ id: string; state: string; drained: boolean } | undefined> {
+  const res = await env.admin<{ workers: Array<{ id: string; state: string; drained: boolean }> }>('GET', `/api/pools/${poolId}`);
+  return res.body.workers.find((w) => w.id === workerId);
+}
