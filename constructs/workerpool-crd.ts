@@ -121,9 +121,9 @@ export const WORKERPOOL_SPEC_SCHEMA: Schema = obj(
     poolSize: int('Number of workers registered with the backend. Idle workers use no Pods.', { minimum: 0, default: 1 }),
     token: secretKeyRef('the pool token (the base64 pool configuration, as downloaded)'),
     privateKey: secretKeyRef('the pool private key (the PEM file, base64-encoded once more)'),
-    keepSuccessfulPods: bool('Keep the Pods of successful runs instead of deleting them when the run ends.'),
-    successfulPodsHistoryLimit: int('How many finished successful run Pods to keep per worker. Default: 0, or unlimited while keepSuccessfulPods is true.', { minimum: 0 }),
-    failedPodsHistoryLimit: int('How many failed run Pods to keep per worker. Default: 5 when failedPodsHistoryTTL is not set.', { minimum: 0 }),
+    keepSuccessfulPods: bool('Keep the Pods of successful runs instead of deleting them when the run ends (subject to successfulPodsHistoryLimit and successfulPodsHistoryTTL when set).'),
+    successfulPodsHistoryLimit: int('How many finished successful run Pods to keep per worker; the newest are kept. Default: 0, or no limit while keepSuccessfulPods is true or successfulPodsHistoryTTL is set.', { minimum: 0 }),
+    failedPodsHistoryLimit: int('How many failed run Pods to keep per worker; the newest are kept. Default: 5, or no limit when failedPodsHistoryTTL is set.', { minimum: 0 }),
     successfulPodsHistoryTTL: duration('How long a successful run Pod is kept after it ends.'),
     failedPodsHistoryTTL: duration('How long a failed run Pod is kept after it ends.'),
     allowedRunnerImageHosts: arr(

@@ -230,7 +230,7 @@ export interface WorkerPoolSpec {
   readonly allowedRunnerImageHosts?: string[];
 
   /**
-   * How many failed run Pods to keep per worker. Default: 5 when failedPodsHistoryTTL is not set.
+   * How many failed run Pods to keep per worker; the newest are kept. Default: 5, or no limit when failedPodsHistoryTTL is set.
    *
    * @schema WorkerPoolSpec#failedPodsHistoryLimit
    */
@@ -244,7 +244,7 @@ export interface WorkerPoolSpec {
   readonly failedPodsHistoryTtl?: string;
 
   /**
-   * Keep the Pods of successful runs instead of deleting them when the run ends.
+   * Keep the Pods of successful runs instead of deleting them when the run ends (subject to successfulPodsHistoryLimit and successfulPodsHistoryTTL when set).
    *
    * @schema WorkerPoolSpec#keepSuccessfulPods
    */
@@ -272,7 +272,7 @@ export interface WorkerPoolSpec {
   readonly privateKey?: WorkerPoolSpecPrivateKey;
 
   /**
-   * How many finished successful run Pods to keep per worker. Default: 0, or unlimited while keepSuccessfulPods is true.
+   * How many finished successful run Pods to keep per worker; the newest are kept. Default: 0, or no limit while keepSuccessfulPods is true or successfulPodsHistoryTTL is set.
    *
    * @schema WorkerPoolSpec#successfulPodsHistoryLimit
    */

@@ -3,7 +3,7 @@
  * `npm run synth` makes now, or users install something the code does not say.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
@@ -12,13 +12,15 @@ const root = join(import.meta.dirname, '..', '..');
 const out = mkdtempSync(join(tmpdir(), 'kwc-synth-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-function cdk8s(...args: string[]): void {
-  execFileSync(join(root, 'node_modules', '.bin', 'cdk8s'), [...args, '--check-upgrade=false'], { cwd: root, stdio: 'pipe' });
+function cdk8s(cwd: string, ...args: string[]): void {
+  execFileSync(join(root, 'node_modules', '.bin', 'cdk8s'), [...args, '--check-upgrade=false'], { cwd, stdio: 'pipe' });
 }
 
 test('committed dist/manifests.yaml and imports/ equal a fresh synth', () => {
-  cdk8s('synth', '--output', join(out, 'dist'));
-  cdk8s('import', join(out, 'dist', 'manifests.yaml'), '--output', join(out, 'imports'), '--language', 'typescript');
+  cdk8s(root, 'synth', '--output', join(out, 'dist'));
+  // Run where the import cannot touch the project's cdk8s.yaml (cdk8s import records its sources there).
+  writeFileSync(join(out, 'cdk8s.yaml'), 'language: typescript\n');
+  cdk8s(out, 'import', join(out, 'dist', 'manifests.yaml'), '--output', join(out, 'imports'), '--language', 'typescript');
 
   expect(readdirSync(join(out, 'dist'))).toEqual(['manifests.yaml']);
   expect(readFileSync(join(out, 'dist', 'manifests.yaml'), 'utf8')).toBe(readFileSync(join(root, 'dist', 'manifests.yaml'), 'utf8'));

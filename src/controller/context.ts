@@ -1,0 +1,64 @@
+/**
+ * What every reconciler shares: the API client, the informer caches, the
+ * backend access, the MQTT sessions, the event recorder and the queues.
+ */
+import {
+  API_GROUP,
+  API_VERSION,
+  WORKER_KIND,
+  WORKER_PLURAL,
+  WORKERPOOL_KIND,
+  WORKERPOOL_PLURAL,
+} from '../constants.js';
+import type { WorkerObject, WorkerPoolWire } from './api-types.js';
+import type { BackendAccess } from './backend-access.js';
+import type { EventRecorder } from './events.js';
+import type { Expectations } from './expectations.js';
+import type { Informer } from './runtime/informer.js';
+import { resource, type KubeClient, type Pod, type Secret } from './runtime/k8s-client.js';
+import type { Logger } from './runtime/log.js';
+import type { WorkQueue } from './runtime/queue.js';
+import type { RunObserver } from './runs.js';
+import type { SessionManager } from './sessions.js';
+
+export const WORKERPOOL_REF = resource<WorkerPoolWire>(API_GROUP, API_VERSION, WORKERPOOL_PLURAL, WORKERPOOL_KIND);
+export const WORKER_REF = resource<WorkerObject>(API_GROUP, API_VERSION, WORKER_PLURAL, WORKER_KIND);
+
+/** Index of the Worker cache: "<namespace>/<pool name>" -> the pool's Workers. */
+export const INDEX_WORKERS_BY_POOL = 'pool';
+
+export interface Caches {
+  readonly pools: Informer<WorkerPoolWire>;
+  readonly workers: Informer<WorkerObject>;
+  /** Only run Pods (selected by the managed-by label), indexed by the worker label. */
+  readonly pods: Informer<Pod>;
+  readonly secrets: Informer<Secret>;
+}
+
+export interface Queues {
+  readonly pools: WorkQueue;
+  readonly workers: WorkQueue;
+}
+
+export interface ControllerOptions {
+  /** How long a run Pod may be unable to start before its run is failed. */
+  readonly stuckPodGraceMs: number;
+}
+
+export interface ControllerContext {
+  readonly client: KubeClient;
+  readonly caches: Caches;
+  readonly queues: Queues;
+  readonly backends: BackendAccess;
+  readonly sessions: SessionManager;
+  readonly events: EventRecorder;
+  readonly expectations: Expectations;
+  readonly log: Logger;
+  readonly options: ControllerOptions;
+  /** Hooks for metrics. */
+  readonly observer?: RunObserver;
+}
+
+export function workersOfPool(ctx: ControllerContext, namespace: string, poolName: string): WorkerObject[] {
+  return ctx.caches.workers.byIndex(INDEX_WORKERS_BY_POOL, `${namespace}/${poolName}`);
+}

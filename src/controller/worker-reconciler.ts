@@ -1,0 +1,239 @@
+/**
+ * Worker reconcile: one registered worker with an open session, or, when the
+ * pool shrinks, a worker that drains and leaves without killing its run.
+ *
+ * Order matters for crash safety: the Worker exists (made by the pool) before
+ * its key, the key is stored before registration, and registration reuses
+ * the Worker's id, so a controller killed at any step resumes where it was
+ * without a second registration or key.
+ */
+import {
+  ANNOTATION_DRAINING,
+  FINALIZER_RUN_POD,
+  FINALIZER_WORKER,
+  LABEL_WORKER,
+  WORKER_KIND,
+} from '../constants.js';
+import {
+  createCsr,
+  generateRsaKeyPair,
+  RetryableBackendError,
+  TerminalBackendError,
+  tokenTopicNamespace,
+  type BackendClient,
+  type WorkerState as ProtocolWorkerState,
+} from '../protocol/index.js';
+import { workerPoolFromApi, type Condition, type WorkerObject, type WorkerPoolObject, type WorkerState, type WorkerStatus } from './api-types.js';
+import { setCondition } from './conditions.js';
+import { WORKER_REF, type ControllerContext } from './context.js';
+import { hasFinalizer, removeFinalizer } from './finalizers.js';
+import type { PoolCredentials } from './pool-credentials.js';
+import { statusChanged } from './pool-status.js';
+import { describeApiError, isAlreadyExists, isNotFound } from './runtime/errors.js';
+import { PODS, SECRETS, type Pod } from './runtime/k8s-client.js';
+import { splitKey } from './runtime/informer.js';
+import { RetryLaterError, type Result } from './runtime/queue.js';
+import { cleanUpOrphans, syncRuns } from './runs.js';
+import { buildWorkerSecret, certificatePatch, readWorkerSecret } from './worker-secret.js';
+
+export const REASON_REGISTRATION_REFUSED = 'WorkerRegistrationRefused';
+const BACKEND_RETRY_MS = 10_000;
+
+interface Access {
+  readonly pool: WorkerPoolObject;
+  readonly poolKey: string;
+  readonly credentials: PoolCredentials;
+  readonly backend: BackendClient;
+}
+
+/** The pool's credentials and backend client, or why they cannot be had. */
+function access(ctx: ControllerContext, worker: WorkerObject): Access | { readonly problem: string } {
+  const namespace = worker.metadata.namespace ?? 'default';
+  const poolKey = `${namespace}/${worker.spec.poolName}`;
+  const raw = ctx.caches.pools.getByKey(poolKey);
+  if (raw === undefined) return { problem: `WorkerPool ${poolKey} not found` };
+  const pool = workerPoolFromApi(raw);
+  const credentials = ctx.backends.credentials(pool);
+  if (!credentials.ok) return { problem: `the pool's credentials cannot be used: ${credentials.message}` };
+  return { pool, poolKey, credentials: credentials.credentials, backend: ctx.backends.client(poolKey, credentials.credentials) };
+}
+
+export async function reconcileWorker(ctx: ControllerContext, key: string): Promise<Result | void> {
+  const worker = ctx.caches.workers.getByKey(key);
+  if (worker === undefined) {
+    await ctx.sessions.close(key);
+    const { namespace, name } = splitKey(key);
+    await cleanUpOrphans(ctx, namespace ?? 'default', name);
+    return;
+  }
+  if (worker.metadata.deletionTimestamp !== undefined) return finalizeWorker(ctx, key, worker);
+
+  const a = access(ctx, worker);
+  if ('problem' in a) {
+    // The pool reports the credential problem; its Secret watch brings every worker back when it is fixed.
+    await writeStatus(ctx, worker, { registered: worker.status?.registered ?? false, connected: ctx.sessions.isConnected(key), state: worker.status?.state ?? 'Pending' }, { status: 'False', reason: 'CredentialsUnavailable', message: a.problem });
+    return;
+  }
+
+  const secret = await ensureKey(ctx, worker, a.credentials.token.poolId);
+  let content = readWorkerSecret(secret);
+  if (content.certificatePem === undefined || content.caPem === undefined) {
+    const registered = await register(ctx, worker, a, content.privateKeyPem as string);
+    if (registered === undefined) return;
+    content = { ...content, ...registered };
+  }
+
+  const runs = await syncRuns(ctx, worker, a.pool);
+  const draining = worker.metadata.annotations?.[ANNOTATION_DRAINING] === 'true';
+  let state: WorkerState;
+  if (draining) {
+    const drained = await drain(ctx, key, worker, a, runs.activeRunId !== undefined);
+    if (drained === 'gone') return;
+    state = 'Draining';
+  } else {
+    if (worker.status?.state === 'Draining') await a.backend.undrain(worker.spec.workerId);
+    state = runs.activeRunId !== undefined ? 'Busy' : ctx.sessions.isConnected(key) ? 'Idle' : 'Pending';
+  }
+
+  const protocolState: ProtocolWorkerState = state === 'Draining' ? 'draining' : runs.activeRunId !== undefined ? 'busy' : 'idle';
+  ctx.sessions.ensure(key, {
+    brokerUrl: a.credentials.token.brokerUrl,
+    topicNamespace: tokenTopicNamespace(a.credentials.token),
+    credentials: {
+      poolId: a.credentials.token.poolId,
+      workerId: worker.spec.workerId,
+      certificatePem: content.certificatePem as string,
+      privateKeyPem: content.privateKeyPem as string,
+      caPem: content.caPem as string,
+    },
+    initialState: { state: protocolState, runId: runs.activeRunId },
+  });
+  if (worker.status?.state !== state || (worker.status.currentRunID ?? undefined) !== runs.activeRunId) {
+    void ctx.sessions.setState(key, protocolState, runs.activeRunId).catch(() => undefined);
+  }
+
+  await writeStatus(
+    ctx,
+    worker,
+    { registered: true, connected: ctx.sessions.isConnected(key), state, currentRunID: runs.activeRunId },
+    { status: 'True', reason: 'Registered', message: `registered as ${worker.spec.workerId}` },
+  );
+  return runs.requeueAfter === undefined ? undefined : { requeueAfter: runs.requeueAfter };
+}
+
+/** The Worker's Secret with its private key, made (and stored) before registration. */
+async function ensureKey(ctx: ControllerContext, worker: WorkerObject, poolId: string) {
+  const namespace = worker.metadata.namespace;
+  const name = worker.metadata.name ?? '';
+  const cached = ctx.caches.secrets.get(namespace, name);
+  if (cached !== undefined && readWorkerSecret(cached).privateKeyPem !== undefined) return cached;
+  const keys = await generateRsaKeyPair();
+  try {
+    return await ctx.client.create(SECRETS, namespace, buildWorkerSecret(worker, poolId, keys.privateKeyPem));
+  } catch (err) {
+    // Made by an earlier attempt the cache has not shown yet: its key wins, ours is dropped unused.
+    if (isAlreadyExists(err)) return ctx.client.get(SECRETS, namespace, name);
+    throw err;
+  }
+}
+
+async function register(ctx: ControllerContext, worker: WorkerObject, a: Access, privateKeyPem: string): Promise<{ certificatePem: string; caPem: string } | undefined> {
+  const log = ctx.log.with({ namespace: worker.metadata.namespace, name: worker.metadata.name, kind: WORKER_KIND });
+  try {
+    const res = await a.backend.register(createCsr(privateKeyPem, worker.spec.workerId), worker.spec.workerId);
+    await ctx.client.mergePatch(SECRETS, worker.metadata.namespace, worker.metadata.name ?? '', certificatePatch(res.certificatePem, res.caPem));
+    log.info('worker registered', { workerId: worker.spec.workerId });
+    return { certificatePem: res.certificatePem, caPem: res.caPem };
+  } catch (err) {
+    if (err instanceof TerminalBackendError) {
+      log.warn('backend refused the registration', { cause: err.message });
+      await ctx.events.record(worker, 'Warning', REASON_REGISTRATION_REFUSED, err.message);
+      await writeStatus(ctx, worker, { registered: false, connected: false, state: 'Failed' }, { status: 'False', reason: 'RegistrationRefused', message: err.message });
+      ctx.queues.pools.add(a.poolKey);
+      throw new RetryLaterError(err.message, 60_000, { cause: err });
+    }
+    if (err instanceof RetryableBackendError) {
+      await writeStatus(ctx, worker, { registered: false, connected: false, state: 'Pending' }, { status: 'False', reason: 'BackendUnreachable', message: err.message });
+    }
+    throw err;
+  }
+}
+
+/**
+ * A worker chosen to leave: drained in the backend so no new run comes, and
+ * deleted only once it is confirmed idle. A busy worker stays until its run ends.
+ */
+async function drain(ctx: ControllerContext, key: string, worker: WorkerObject, a: Access, hasRun: boolean): Promise<'waiting' | 'gone'> {
+  const { busy } = await a.backend.drain(worker.spec.workerId);
+  if (hasRun || busy) return 'waiting';
+  await ctx.sessions.close(key);
+  try {
+    await ctx.client.delete(WORKER_REF, worker.metadata.namespace, worker.metadata.name ?? '');
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  return 'gone';
+}
+
+async function finalizeWorker(ctx: ControllerContext, key: string, worker: WorkerObject): Promise<Result | void> {
+  if (!hasFinalizer(worker, FINALIZER_WORKER)) return;
+  const namespace = worker.metadata.namespace;
+  const a = access(ctx, worker);
+  const pods = ctx.caches.pods.byLabel(LABEL_WORKER, worker.spec.workerId, namespace);
+  const active = pods.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+  if (active.length > 0 && !('problem' in a)) {
+    // Deleting a Worker never kills its run: it drains and waits; pod events bring it back.
+    await syncRuns(ctx, worker, a.pool);
+    await a.backend.drain(worker.spec.workerId).catch(() => undefined);
+    await writeStatus(ctx, worker, { ...worker.status, state: 'Draining' }, { status: 'True', reason: 'WaitingForRun', message: `deletion waits for run ${active[0].metadata?.labels?.['workers.spacelift.io/run-id'] ?? ''} to end` });
+    return;
+  }
+
+  await ctx.sessions.close(key);
+  if ('problem' in a) {
+    await writeStatus(ctx, worker, { ...worker.status, connected: false }, { status: 'False', reason: 'CannotDeregister', message: `cannot deregister from the backend: ${a.problem}` });
+    throw new RetryLaterError(a.problem, BACKEND_RETRY_MS);
+  }
+  try {
+    await a.backend.deregister(worker.spec.workerId);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    await writeStatus(ctx, worker, { ...worker.status, connected: false }, { status: 'False', reason: err instanceof RetryableBackendError ? 'BackendUnreachable' : 'CannotDeregister', message: `cannot deregister from the backend: ${message}` });
+    throw new RetryLaterError(message, BACKEND_RETRY_MS, { cause: err });
+  }
+
+  // No reliance on the garbage collector: the Secret and ended run Pods go now.
+  await deleteIgnoringMissing(() => ctx.client.delete(SECRETS, namespace, worker.metadata.name ?? ''));
+  for (const pod of pods) await releaseRunPod(ctx, pod);
+  await removeFinalizer(ctx.client, WORKER_REF, worker, FINALIZER_WORKER);
+  ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND }).info('worker deregistered', { workerId: worker.spec.workerId });
+}
+
+async function releaseRunPod(ctx: ControllerContext, pod: Pod): Promise<void> {
+  const namespace = pod.metadata?.namespace;
+  const name = pod.metadata?.name ?? '';
+  await deleteIgnoringMissing(() => removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD));
+  await deleteIgnoringMissing(() => ctx.client.delete(PODS, namespace, name));
+}
+
+async function deleteIgnoringMissing(call: () => Promise<unknown>): Promise<void> {
+  try {
+    await call();
+  } catch (err) {
+    if (!isNotFound(err)) throw new Error(describeApiError(err), { cause: err });
+  }
+}
+
+async function writeStatus(ctx: ControllerContext, worker: WorkerObject, next: WorkerStatus, registered: Omit<Condition, 'type' | 'lastTransitionTime' | 'observedGeneration'>): Promise<void> {
+  const generation = worker.metadata.generation;
+  let conditions = setCondition(worker.status?.conditions, { type: 'Registered', ...registered }, generation);
+  const busy = next.state === 'Busy' || (next.state === 'Draining' && next.currentRunID !== undefined);
+  conditions = setCondition(conditions, { type: 'Busy', status: busy ? 'True' : 'False', reason: busy ? 'RunInProgress' : 'NoRun', message: busy ? `running ${next.currentRunID ?? ''}` : 'no run in progress' }, generation);
+  const status: WorkerStatus = { ...next, observedGeneration: generation, conditions };
+  if (!statusChanged(worker.status, status)) return;
+  try {
+    await ctx.client.mergePatch(WORKER_REF, worker.metadata.namespace, worker.metadata.name ?? '', { status: { ...status, currentRunID: status.currentRunID ?? null } }, { subresource: 'status' });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
