@@ -55,6 +55,12 @@ export interface ControllerContext {
   readonly expectations: Expectations;
   readonly log: Logger;
   readonly options: ControllerOptions;
+  /**
+   * Runs whose Pod this process created but the cache has not shown yet, by
+   * worker key. Until it does, the worker counts as busy: announcing "idle"
+   * after accepting a run would make the backend fail that run.
+   */
+  readonly pendingRuns: Map<string, string>;
   /** Hooks for metrics. */
   readonly observer?: RunObserver;
 }

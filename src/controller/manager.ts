@@ -87,6 +87,7 @@ export class Manager {
       sessions,
       events: new EventRecorder(client, log, opts.identity),
       expectations,
+      pendingRuns: new Map(),
       log,
       options: { stuckPodGraceMs: opts.stuckPodGraceMs },
     };

@@ -156,7 +156,10 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
 
   soonest(await applyHistory(ctx, pool, pods, ended, now));
   const active = activeRunPod(pods.filter((p) => !ended.has(p.metadata?.name ?? '')));
-  return { activeRunId: active === undefined ? undefined : runIdOf(active), requeueAfter };
+  const pending = ctx.pendingRuns.get(key);
+  if (pending !== undefined && pods.some((p) => runIdOf(p) === pending)) ctx.pendingRuns.delete(key);
+  const activeRunId = active === undefined ? ctx.pendingRuns.get(key) : runIdOf(active);
+  return { activeRunId, requeueAfter };
 }
 
 async function report(ctx: ControllerContext, key: string, worker: WorkerObject, pod: Pod, d: Decision): Promise<void> {
@@ -250,6 +253,8 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
   };
 
   const existing = ctx.caches.pods.get(namespace, runPodName(message.runId));
+  // A late duplicate of a run that is over: the backend has its end already.
+  if (existing !== undefined && isEnded(existing)) return;
   if (existing === undefined) {
     const busyWith = activeRunPod(podsOfWorker(ctx, worker));
     if (busyWith !== undefined && runIdOf(busyWith) !== message.runId) {
@@ -285,6 +290,9 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
       }
     }
   }
+  // Busy before accepted: the backend fails an accepted run whose worker then says "idle".
+  if (existing === undefined) ctx.pendingRuns.set(workerKey, message.runId);
+  await ctx.sessions.setState(workerKey, 'busy', message.runId);
   // Created now or by an earlier delivery: either way the backend may stop redelivering.
   await ctx.sessions.sendRunStatus(workerKey, { runId: message.runId, status: 'accepted' });
 }

@@ -31,6 +31,8 @@ export interface SessionSpec {
 interface Session {
   readonly connection: WorkerConnection;
   readonly fingerprint: string;
+  /** Last state announced, so that unchanged states cost no message. */
+  state: string;
 }
 
 function fingerprintOf(spec: SessionSpec): string {
@@ -74,7 +76,7 @@ export class SessionManager {
     });
     connection.on('disconnect', () => this.handlers.onConnectionChange(workerKey, false));
     connection.on('rejected', ({ reason }) => this.handlers.onRejected(workerKey, reason));
-    this.sessions.set(workerKey, { connection, fingerprint });
+    this.sessions.set(workerKey, { connection, fingerprint, state: `${spec.initialState.state}/${spec.initialState.runId ?? ''}` });
     connection.start();
   }
 
@@ -88,7 +90,12 @@ export class SessionManager {
 
   /** Announces the worker's state to the backend (now if connected, else on reconnect). */
   async setState(workerKey: string, state: WorkerState, runId?: string): Promise<void> {
-    await this.sessions.get(workerKey)?.connection.setState(state, runId);
+    const session = this.sessions.get(workerKey);
+    if (session === undefined) return;
+    const next = `${state}/${runId ?? ''}`;
+    if (session.state === next) return;
+    session.state = next;
+    await session.connection.setState(state, runId);
   }
 
   /** Reports a run's progress; false when the worker has no session to report through. */

@@ -108,9 +108,8 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
     },
     initialState: { state: protocolState, runId: runs.activeRunId },
   });
-  if (worker.status?.state !== state || (worker.status.currentRunID ?? undefined) !== runs.activeRunId) {
-    void ctx.sessions.setState(key, protocolState, runs.activeRunId).catch(() => undefined);
-  }
+  // Unchanged states are not re-sent; a publish that fails is re-sent with the next heartbeat.
+  void ctx.sessions.setState(key, protocolState, runs.activeRunId).catch(() => undefined);
 
   await writeStatus(
     ctx,

@@ -218,7 +218,8 @@ export class KubeClient {
 
   /**
    * RFC 6902 JSON patch. With a `test` op on `/metadata/resourceVersion` it is a
-   * compare-and-swap; good for list edits such as removing one finalizer.
+   * compare-and-swap; good for list edits such as removing one finalizer. Note
+   * that the server answers a failed `test` with 422 (`isInvalid`), not 409.
    */
   jsonPatch<T extends KubeObject>(
     ref: ResourceRef<T>,

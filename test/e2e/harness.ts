@@ -1,0 +1,189 @@
+/**
+ * End-to-end harness: the shared real kube-apiserver, a reference backend
+ * with its TLS broker in this process, and the controller as a child process
+ * (so tests can SIGKILL it), watching only the test's own namespace.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { repoRoot } from '../../src/cluster/binaries.js';
+import { WORKER_REF, WORKERPOOL_REF } from '../../src/controller/context.js';
+import type { WorkerObject, WorkerPoolWire } from '../../src/controller/api-types.js';
+import { KubeClient, PODS, SECRETS, type Pod } from '../../src/controller/runtime/k8s-client.js';
+import { createPool, startEnv, waitFor, type Env, type Pool } from '../integration/backend-harness.js';
+import { createTestNamespace, ensureInstalled, kubeconfigPath, kubectlOk, testKubeConfig } from '../setup/cluster-access.js';
+
+export { waitFor };
+
+export class ControllerProcess {
+  readonly lines: string[] = [];
+  private readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+
+  constructor(args: readonly string[]) {
+    this.child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'controller', 'main.ts'), ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, KUBECONFIG: kubeconfigPath() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let partial = '';
+    const onData = (chunk: Buffer): void => {
+      const text = partial + chunk.toString('utf8');
+      const parts = text.split('\n');
+      partial = parts.pop() ?? '';
+      this.lines.push(...parts);
+    };
+    this.child.stdout?.on('data', onData);
+    this.child.stderr?.on('data', onData);
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Log lines parsed as JSON (the controller logs JSON lines by default). */
+  records(): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const line of this.lines) {
+      try {
+        out.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // not a log record (a stack trace, say)
+      }
+    }
+    return out;
+  }
+
+  async waitForLog(what: string, match: (r: Record<string, unknown>) => boolean, timeoutMs = 60_000): Promise<void> {
+    await waitFor(what, () => {
+      if (!this.running) throw new Error(`controller exited: ${this.lines.slice(-20).join('\n')}`);
+      return this.records().some(match);
+    }, timeoutMs);
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!this.running) return;
+    this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+export interface E2E {
+  readonly env: Env;
+  readonly namespace: string;
+  readonly client: KubeClient;
+  controller: ControllerProcess;
+  startController(extraArgs?: readonly string[]): ControllerProcess;
+  /** The documented Secret and WorkerPool for a new backend pool. */
+  createWorkerPool(name: string, poolSize: number, spec?: Record<string, unknown>): Promise<Pool>;
+  pool(name: string): Promise<WorkerPoolWire>;
+  workers(): Promise<WorkerObject[]>;
+  pods(labelSelector?: string): Promise<Pod[]>;
+  workerSecrets(): Promise<number>;
+  backendPool(id: string): Promise<{ id: string; pendingRuns: number; workers: { id: string; state: string; drained: boolean }[] }>;
+  submitRun(poolId: string, body?: Record<string, unknown>): Promise<string>;
+  run(id: string): Promise<{ id: string; state: string; workerId: string | null; reason: string | null }>;
+  /** Plays the kubelet: writes a Pod's status. */
+  setPodStatus(name: string, status: Record<string, unknown>): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const CONTROLLER_TEST_FLAGS = ['--health-probe-bind-address=0', '--metrics-bind-address=0', '--log-level=debug'];
+
+export async function startE2E(prefix: string, controllerArgs: readonly string[] = []): Promise<E2E> {
+  await ensureInstalled();
+  const namespace = await createTestNamespace(prefix);
+  const env = await startEnv('embedded', { redeliverMs: 1_000, offlineAfterMs: 20_000 });
+  const kc = testKubeConfig();
+  const client = KubeClient.fromKubeConfig(kc);
+  const controllers: ControllerProcess[] = [];
+  const e2e: E2E = {
+    env,
+    namespace,
+    client,
+    controller: undefined as unknown as ControllerProcess,
+    startController(extraArgs = controllerArgs) {
+      const c = new ControllerProcess([...CONTROLLER_TEST_FLAGS, `--namespaces=${namespace}`, ...extraArgs]);
+      controllers.push(c);
+      e2e.controller = c;
+      return c;
+    },
+    async createWorkerPool(name, poolSize, spec = {}) {
+      const pool = await createPool(env, name);
+      await kubectlOk(['create', 'secret', 'generic', `${name}-credentials`, '-n', namespace, `--from-literal=token=${pool.tokenText}`, `--from-literal=privateKey=${pool.privateKeyB64}`]);
+      const manifest = {
+        apiVersion: 'workers.spacelift.io/v1beta1',
+        kind: 'WorkerPool',
+        metadata: { name, namespace },
+        spec: {
+          poolSize,
+          token: { secretKeyRef: { name: `${name}-credentials`, key: 'token' } },
+          privateKey: { secretKeyRef: { name: `${name}-credentials`, key: 'privateKey' } },
+          ...spec,
+        },
+      };
+      await kubectlOk(['apply', '-f', '-'], { stdin: JSON.stringify(manifest) });
+      return pool;
+    },
+    pool: (name) => client.get(WORKERPOOL_REF, namespace, name),
+    workers: async () => (await client.list(WORKER_REF, namespace)).items,
+    pods: async (labelSelector) => (await client.list(PODS, namespace, { labelSelector })).items,
+    workerSecrets: async () => (await client.list(SECRETS, namespace, { labelSelector: 'workers.spacelift.io/worker-credentials' })).items.length,
+    async backendPool(id) {
+      const res = await env.admin<{ id: string; pendingRuns: number; workers: { id: string; state: string; drained: boolean }[] }>('GET', `/api/pools/${id}`);
+      if (res.status !== 200) throw new Error(`GET pool ${id}: ${res.status}`);
+      return res.body;
+    },
+    async submitRun(poolId, body = {}) {
+      const res = await env.admin<{ id: string }>('POST', '/api/runs', { poolId, ...body });
+      if (res.status !== 201) throw new Error(`POST run: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.id;
+    },
+    async run(id) {
+      const res = await env.admin<{ id: string; state: string; workerId: string | null; reason: string | null }>('GET', `/api/runs/${id}`);
+      if (res.status !== 200) throw new Error(`GET run ${id}: ${res.status}`);
+      return res.body;
+    },
+    async setPodStatus(name, status) {
+      await client.mergePatch(PODS, namespace, name, { status }, { subresource: 'status' });
+    },
+    async close() {
+      for (const c of controllers) await c.kill('SIGKILL');
+      await env.close();
+    },
+  };
+  return e2e;
+}
+
+/** A Pod status as a kubelet would write it for a run whose containers all started. */
+export function runningStatus(): Record<string, unknown> {
+  const now = new Date().toISOString();
+  return {
+    phase: 'Running',
+    startTime: now,
+    conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: now }],
+    initContainerStatuses: [
+      { name: 'init', ready: false, restartCount: 0, image: 'launcher', imageID: '', state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } } },
+      { name: 'launcher-grpc', ready: true, restartCount: 0, image: 'launcher', imageID: '', started: true, state: { running: { startedAt: now } } },
+    ],
+    containerStatuses: [{ name: 'worker', ready: true, restartCount: 0, image: 'runner', imageID: '', started: true, state: { running: { startedAt: now } } }],
+  };
+}
+
+/** The worker container ended with `exitCode`. */
+export function endedStatus(exitCode: number): Record<string, unknown> {
+  const now = new Date().toISOString();
+  const terminated = { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt: now, finishedAt: now };
+  return {
+    phase: exitCode === 0 ? 'Succeeded' : 'Failed',
+    initContainerStatuses: [
+      { name: 'init', ready: false, restartCount: 0, image: 'launcher', imageID: '', state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } } },
+      { name: 'launcher-grpc', ready: false, restartCount: 0, image: 'launcher', imageID: '', state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } } },
+    ],
+    containerStatuses: [{ name: 'worker', ready: false, restartCount: 0, image: 'runner', imageID: '', state: { terminated } }],
+  };
+}
