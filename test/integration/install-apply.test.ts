@@ -1,0 +1,117 @@
+/**
+ * The documented install on a fresh cluster, the one `npm run cluster:up`
+ * starts: `kubectl apply -f dist/manifests.yaml` creates everything, a second
+ * apply changes nothing, and `kubectl get workerpools` works. Also proves the
+ * cluster:up / cluster:down contract along the way.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../../src/cluster/binaries.js';
+import type { ControlPlaneState } from '../../src/cluster/control-plane.js';
+import { isRunning } from '../../src/cluster/processes.js';
+import { MANIFESTS, canStartControlPlanes, kubectl, kubectlOk } from '../setup/cluster-access.js';
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(command: 'up' | 'down', stateDir: string): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      join(repoRoot, 'node_modules', '.bin', 'tsx'),
+      [join(repoRoot, 'src', 'cluster', 'cli.ts'), command],
+      { cwd: repoRoot, env: { ...process.env, KWC_CLUSTER_DIR: stateDir } },
+      (error, stdout, stderr) => resolve({ code: typeof error?.code === 'number' ? error.code : error ? 1 : 0, stdout, stderr }),
+    );
+  });
+}
+
+function readState(stateDir: string): ControlPlaneState {
+  return JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as ControlPlaneState;
+}
+
+/** `kind/name` of every object in the manifests with its resourceVersion, as the server has it. */
+async function resourceVersions(kubeconfig: string): Promise<string[]> {
+  const out = await kubectlOk(
+    ['get', '-f', MANIFESTS, '-o', 'jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{"\\n"}{end}'],
+    { kubeconfig },
+  );
+  return out.trim().split('\n').sort();
+}
+
+const manifestObjectCount = readFileSync(MANIFESTS, 'utf8')
+  .split(/^---$/m)
+  .filter((doc) => /^kind:/m.test(doc)).length;
+
+describe.skipIf(!canStartControlPlanes())('npm run cluster:up, then the documented install', () => {
+  let stateDir = '';
+  let first: CliResult;
+  let kubeconfig = '';
+
+  beforeAll(async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'kwc-cluster-up-'));
+    first = await cli('up', stateDir);
+    kubeconfig = /^export KUBECONFIG=(.+)$/.exec(first.stdout.trim())?.[1] ?? '';
+  });
+
+  afterAll(async () => {
+    await cli('down', stateDir);
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('prints exactly one line, export KUBECONFIG=<absolute path of a file>', () => {
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^export KUBECONFIG=\S+\n$/);
+    expect(isAbsolute(kubeconfig)).toBe(true);
+    expect(existsSync(kubeconfig)).toBe(true);
+  });
+
+  it('applies dist/manifests.yaml with plain client-side kubectl apply, creating every object', async () => {
+    const result = await kubectl(['apply', '-f', MANIFESTS], { kubeconfig });
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines).toHaveLength(manifestObjectCount);
+    for (const line of lines) expect(line).toMatch(/ created$/);
+    await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/workerpools.workers.spacelift.io', 'crd/workers.workers.spacelift.io'], {
+      kubeconfig,
+    });
+  });
+
+  it('changes nothing when applied a second time', async () => {
+    const before = await resourceVersions(kubeconfig);
+    const result = await kubectl(['apply', '-f', MANIFESTS], { kubeconfig });
+    expect(result.code, result.stderr).toBe(0);
+    for (const line of result.stdout.trim().split('\n')) expect(line).toMatch(/ unchanged$/);
+    expect(await resourceVersions(kubeconfig)).toEqual(before);
+  });
+
+  it('lets kubectl get workerpools use the printed kubeconfig', async () => {
+    const result = await kubectl(['get', 'workerpools', '--all-namespaces'], { kubeconfig });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain('No resources found');
+  });
+
+  it('is safe to run twice: the second run reuses the running control plane', async () => {
+    const running = readState(stateDir);
+    const second = await cli('up', stateDir);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toBe(first.stdout);
+    expect(readState(stateDir).apiserverPid).toBe(running.apiserverPid);
+    // The install from the earlier tests is still there: nothing was restarted or wiped.
+    expect((await kubectl(['get', 'crd', 'workerpools.workers.spacelift.io'], { kubeconfig })).code).toBe(0);
+  });
+
+  it('cluster:down stops kube-apiserver and etcd', async () => {
+    const running = readState(stateDir);
+    const down = await cli('down', stateDir);
+    expect(down.code, down.stderr).toBe(0);
+    expect(isRunning(running.apiserverPid)).toBe(false);
+    expect(isRunning(running.etcdPid)).toBe(false);
+    expect(existsSync(join(stateDir, 'state.json'))).toBe(false);
+  });
+});
