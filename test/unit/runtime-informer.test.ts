@@ -363,6 +363,18 @@ describe('Informer', () => {
     expect(late.sort()).toEqual(['ns/a', 'ns/b']);
   });
 
+  it('waitForSync gives up when its signal aborts, before or while waiting', async () => {
+    const server = new FakeServer();
+    server.failLists = 1_000_000;
+    const { informer } = makeInformer(server);
+    informer.start();
+    await expect(informer.waitForSync(AbortSignal.abort(new Error('already')))).rejects.toThrow('already');
+    const controller = new AbortController();
+    const waiting = informer.waitForSync(controller.signal);
+    controller.abort(new Error('later'));
+    await expect(waiting).rejects.toThrow('later');
+  });
+
   it('stop closes the watch, and waitForSync fails if it never synced', async () => {
     const server = new FakeServer();
     server.failLists = 1_000_000;

@@ -40,8 +40,8 @@ describe('Logger', () => {
 
   it('has a text mode for terminals', () => {
     const { lines, sink } = capture();
-    new Logger({ sink, format: 'text', now: fixed }).warn('pod stuck', { name: 'run-1', reason: 'Image pull' });
-    expect(lines[0]).toBe('2025-01-02T03:04:05.678Z WARN  pod stuck name=run-1 reason="Image pull"\n');
+    new Logger({ sink, format: 'text', now: fixed }).warn('pod stuck', { name: 'run-1', reason: 'Image pull', n: 2, labels: { a: 'b' } });
+    expect(lines[0]).toBe('2025-01-02T03:04:05.678Z WARN  pod stuck name=run-1 reason="Image pull" n=2 labels={"a":"b"}\n');
   });
 
   it('serializes errors by name and message', () => {

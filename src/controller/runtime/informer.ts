@@ -211,6 +211,7 @@ export class Informer<T extends KubeObject> {
   waitForSync(signal?: AbortSignal): Promise<void> {
     if (this.hasSynced()) return Promise.resolve();
     if (this.stopController.signal.aborted) return Promise.reject(new Error('informer stopped'));
+    if (signal?.aborted) return Promise.reject(signal.reason ?? new Error('aborted'));
     return new Promise<void>((resolve, reject) => {
       const waiter = {
         resolve: () => {

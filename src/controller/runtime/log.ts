@@ -77,9 +77,10 @@ export function redact(value: unknown, seen: WeakSet<object> = new WeakSet()): u
 
 const LEVEL_RANK: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warn: 2, error: 3 };
 
+// Bare words stay bare; strings that would be ambiguous are quoted; structures print as JSON.
 function textValue(v: unknown): string {
-  const s = typeof v === 'string' ? v : JSON.stringify(v);
-  return /^[^\s"=]+$/.test(s ?? '') ? (s ?? '') : JSON.stringify(s);
+  if (typeof v !== 'string') return JSON.stringify(v) ?? String(v);
+  return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
 }
 
 /**
