@@ -7,7 +7,8 @@ import { BackendClient, TerminalBackendError } from '../protocol/index.js';
 import type { WorkerPoolObject } from './api-types.js';
 import { readPoolCredentials, type CredentialsResult, type PoolCredentials } from './pool-credentials.js';
 import type { Informer } from './runtime/informer.js';
-import type { Secret } from './runtime/k8s-client.js';
+import { ignoreNotFound } from './runtime/errors.js';
+import { SECRETS, type KubeClient, type Secret } from './runtime/k8s-client.js';
 
 interface Entry {
   readonly fingerprint: string;
@@ -20,11 +21,28 @@ export type VerifyResult = { readonly ok: true } | { readonly ok: false; readonl
 export class BackendAccess {
   private readonly entries = new Map<string, Entry>();
 
-  constructor(private readonly secrets: Informer<Secret>) {}
+  constructor(
+    private readonly secrets: Informer<Secret>,
+    private readonly kube: KubeClient,
+  ) {}
 
-  credentials(pool: WorkerPoolObject): CredentialsResult {
+  /**
+   * The pool's credentials from the Secret cache. A Secret the cache does not
+   * have is looked up live before it is called missing: a Secret created just
+   * before its pool may reach the cache after the pool does, and a false
+   * "not found" warning would send the user chasing nothing.
+   */
+  async credentials(pool: WorkerPoolObject): Promise<CredentialsResult> {
     const namespace = pool.metadata.namespace ?? 'default';
-    return readPoolCredentials(pool.spec, namespace, (name) => this.secrets.get(namespace, name));
+    const cached = readPoolCredentials(pool.spec, namespace, (name) => this.secrets.get(namespace, name));
+    if (cached.ok || cached.reason !== 'SecretNotFound') return cached;
+    const live = new Map<string, Secret>();
+    for (const ref of [pool.spec.token?.secretKeyRef, pool.spec.privateKey?.secretKeyRef]) {
+      if (ref === undefined || live.has(ref.name)) continue;
+      const secret = this.secrets.get(namespace, ref.name) ?? (await ignoreNotFound(this.kube.get(SECRETS, namespace, ref.name)));
+      if (secret !== undefined) live.set(ref.name, secret);
+    }
+    return readPoolCredentials(pool.spec, namespace, (name) => live.get(name));
   }
 
   client(poolKey: string, credentials: PoolCredentials): BackendClient {

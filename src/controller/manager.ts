@@ -83,7 +83,7 @@ export class Manager {
       client,
       caches,
       queues,
-      backends: new BackendAccess(caches.secrets),
+      backends: new BackendAccess(caches.secrets, client),
       sessions,
       events: new EventRecorder(client, log, opts.identity),
       expectations,
@@ -92,7 +92,6 @@ export class Manager {
       options: { stuckPodGraceMs: opts.stuckPodGraceMs },
     };
     this.ctx = ctx;
-    this.wire();
   }
 
   private wire(): void {
@@ -102,7 +101,12 @@ export class Manager {
     caches.pools.addEventHandler({
       onAdd: (p) => queues.pools.add(objectKey(p)),
       onUpdate: (old, p) => {
-        queues.pools.add(objectKey(p));
+        // Our own status writes give nothing to act on; spec, finalizer and deletion changes do.
+        const m = old.metadata;
+        const n = p.metadata;
+        if (m.generation !== n.generation || m.deletionTimestamp !== n.deletionTimestamp || String(m.finalizers) !== String(n.finalizers)) {
+          queues.pools.add(objectKey(p));
+        }
         // New credentials or a changed pod template concern every worker of the pool.
         if (JSON.stringify(old.spec) !== JSON.stringify(p.spec)) {
           for (const w of caches.workers.byIndex(INDEX_WORKERS_BY_POOL, objectKey(p))) queues.workers.add(objectKey(w));
@@ -152,6 +156,9 @@ export class Manager {
     const all = [caches.pools, caches.workers, caches.pods, caches.secrets];
     for (const informer of all) informer.start();
     await Promise.all(all.map((i) => i.waitForSync(signal)));
+    // Handlers only now: a reconcile on a half-filled cache would, say, call a Secret missing that is not.
+    // addEventHandler replays every cached object, so nothing listed is missed.
+    this.wire();
     this.synced = true;
     this.opts.log.info('caches synced', { pools: caches.pools.size, workers: caches.workers.size, runPods: caches.pods.size });
   }

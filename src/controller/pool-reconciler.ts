@@ -44,7 +44,7 @@ export async function reconcilePool(ctx: ControllerContext, key: string): Promis
   if (pool.metadata.deletionTimestamp !== undefined) return finalizePool(ctx, key, pool, workers);
   await addFinalizer(ctx.client, WORKERPOOL_REF, raw, FINALIZER_WORKERPOOL);
 
-  const credentials = ctx.backends.credentials(pool);
+  const credentials = await ctx.backends.credentials(pool);
   if (!credentials.ok) {
     return cannotRegister(ctx, pool, workers, { valid: false, reason: credentials.reason, message: credentials.message });
   }

@@ -47,13 +47,13 @@ interface Access {
 }
 
 /** The pool's credentials and backend client, or why they cannot be had. */
-function access(ctx: ControllerContext, worker: WorkerObject): Access | { readonly problem: string } {
+async function access(ctx: ControllerContext, worker: WorkerObject): Promise<Access | { readonly problem: string }> {
   const namespace = worker.metadata.namespace ?? 'default';
   const poolKey = `${namespace}/${worker.spec.poolName}`;
   const raw = ctx.caches.pools.getByKey(poolKey);
   if (raw === undefined) return { problem: `WorkerPool ${poolKey} not found` };
   const pool = workerPoolFromApi(raw);
-  const credentials = ctx.backends.credentials(pool);
+  const credentials = await ctx.backends.credentials(pool);
   if (!credentials.ok) return { problem: `the pool's credentials cannot be used: ${credentials.message}` };
   return { pool, poolKey, credentials: credentials.credentials, backend: ctx.backends.client(poolKey, credentials.credentials) };
 }
@@ -68,7 +68,7 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
   }
   if (worker.metadata.deletionTimestamp !== undefined) return finalizeWorker(ctx, key, worker);
 
-  const a = access(ctx, worker);
+  const a = await access(ctx, worker);
   if ('problem' in a) {
     // The pool reports the credential problem; its Secret watch brings every worker back when it is fixed.
     await writeStatus(ctx, worker, { registered: worker.status?.registered ?? false, connected: ctx.sessions.isConnected(key), state: worker.status?.state ?? 'Pending' }, { status: 'False', reason: 'CredentialsUnavailable', message: a.problem });
@@ -177,7 +177,7 @@ async function drain(ctx: ControllerContext, key: string, worker: WorkerObject, 
 async function finalizeWorker(ctx: ControllerContext, key: string, worker: WorkerObject): Promise<Result | void> {
   if (!hasFinalizer(worker, FINALIZER_WORKER)) return;
   const namespace = worker.metadata.namespace;
-  const a = access(ctx, worker);
+  const a = await access(ctx, worker);
   const pods = ctx.caches.pods.byLabel(LABEL_WORKER, worker.spec.workerId, namespace);
   const active = pods.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
   if (active.length > 0 && !('problem' in a)) {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
 import { WORKER_REF, WORKERPOOL_REF } from '../../src/controller/context.js';
 import type { WorkerObject, WorkerPoolWire } from '../../src/controller/api-types.js';
-import { KubeClient, PODS, SECRETS, type Pod } from '../../src/controller/runtime/k8s-client.js';
+import { EVENTS, KubeClient, PODS, SECRETS, type Pod } from '../../src/controller/runtime/k8s-client.js';
 import { createPool, startEnv, waitFor, type Env, type Pool } from '../integration/backend-harness.js';
 import { createTestNamespace, ensureInstalled, kubeconfigPath, kubectlOk, testKubeConfig } from '../setup/cluster-access.js';
 
@@ -79,7 +79,11 @@ export interface E2E {
   controller: ControllerProcess;
   startController(extraArgs?: readonly string[]): ControllerProcess;
   /** The documented Secret and WorkerPool for a new backend pool. */
-  createWorkerPool(name: string, poolSize: number, spec?: Record<string, unknown>): Promise<Pool>;
+  createWorkerPool(name: string, poolSize: number, spec?: Record<string, unknown>, secretData?: SecretData): Promise<Pool>;
+  /** Replaces the pool's Secret the way a user would (kubectl apply). */
+  writeSecret(name: string, data: Record<string, string>): Promise<void>;
+  /** Events about one object, oldest first. */
+  eventsFor(kind: string, name: string): Promise<{ type?: string; reason?: string; message?: string; count?: number }[]>;
   pool(name: string): Promise<WorkerPoolWire>;
   workers(): Promise<WorkerObject[]>;
   pods(labelSelector?: string): Promise<Pod[]>;
@@ -91,6 +95,11 @@ export interface E2E {
   setPodStatus(name: string, status: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The Secret's content for a backend pool; null for no Secret at all. Default: the documented one. */
+export type SecretData = (pool: Pool) => Record<string, string> | null;
+
+export const documentedSecret: SecretData = (pool) => ({ token: pool.tokenText, privateKey: pool.privateKeyB64 });
 
 export const CONTROLLER_TEST_FLAGS = ['--health-probe-bind-address=0', '--metrics-bind-address=0', '--log-level=debug'];
 
@@ -112,9 +121,10 @@ export async function startE2E(prefix: string, controllerArgs: readonly string[]
       e2e.controller = c;
       return c;
     },
-    async createWorkerPool(name, poolSize, spec = {}) {
+    async createWorkerPool(name, poolSize, spec = {}, secretData = documentedSecret) {
       const pool = await createPool(env, name);
-      await kubectlOk(['create', 'secret', 'generic', `${name}-credentials`, '-n', namespace, `--from-literal=token=${pool.tokenText}`, `--from-literal=privateKey=${pool.privateKeyB64}`]);
+      const data = secretData(pool);
+      if (data !== null) await e2e.writeSecret(`${name}-credentials`, data);
       const manifest = {
         apiVersion: 'workers.spacelift.io/v1beta1',
         kind: 'WorkerPool',
@@ -128,6 +138,15 @@ export async function startE2E(prefix: string, controllerArgs: readonly string[]
       };
       await kubectlOk(['apply', '-f', '-'], { stdin: JSON.stringify(manifest) });
       return pool;
+    },
+    async writeSecret(name, data) {
+      const literals = Object.entries(data).map(([k, v]) => `--from-literal=${k}=${v}`);
+      const yaml = await kubectlOk(['create', 'secret', 'generic', name, '-n', namespace, ...literals, '--dry-run=client', '-o', 'yaml']);
+      await kubectlOk(['apply', '-f', '-'], { stdin: yaml });
+    },
+    async eventsFor(kind, name) {
+      const list = await client.list(EVENTS, namespace, { fieldSelector: `involvedObject.kind=${kind},involvedObject.name=${name}` });
+      return list.items.sort((a, b) => (a.lastTimestamp ?? '').localeCompare(b.lastTimestamp ?? ''));
     },
     pool: (name) => client.get(WORKERPOOL_REF, namespace, name),
     workers: async () => (await client.list(WORKER_REF, namespace)).items,

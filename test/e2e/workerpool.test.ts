@@ -44,3 +44,52 @@ describe('a documented WorkerPool', () => {
     expect(await e2e.workerSecrets()).toBe(2);
   });
 });
+
+describe('scaling', () => {
+  test('kubectl scale 2 -> 5 -> 1 converges, and the backend worker list follows', async () => {
+    const pool = await e2e.createWorkerPool('scaled', 2);
+    const converged = async (n: number): Promise<boolean> => {
+      const status = (await e2e.pool('scaled')).status;
+      const workers = (await e2e.workers()).filter((w) => w.spec.poolName === 'scaled');
+      const backend = await e2e.backendPool(pool.id);
+      return status?.actualPoolSize === n && status.desiredPoolSize === n && workers.length === n && backend.workers.length === n;
+    };
+    await waitFor('2 workers', () => converged(2));
+
+    await kubectlOk(['scale', 'workerpools', 'scaled', '-n', e2e.namespace, '--replicas=5']);
+    expect((await e2e.pool('scaled')).spec?.poolSize).toBe(5);
+    await waitFor('5 workers', () => converged(5), 120_000);
+
+    await kubectlOk(['scale', 'workerpools', 'scaled', '-n', e2e.namespace, '--replicas=1']);
+    await waitFor('1 worker', () => converged(1), 120_000);
+    const remaining = (await e2e.workers()).filter((w) => w.spec.poolName === 'scaled');
+    expect((await e2e.backendPool(pool.id)).workers.map((w) => w.id)).toEqual([remaining[0].spec.workerId]);
+  });
+
+  test('editing poolSize works like kubectl scale', async () => {
+    await e2e.createWorkerPool('edited', 1);
+    await waitFor('1 worker', async () => (await e2e.pool('edited')).status?.actualPoolSize === 1);
+    await kubectlOk(['patch', 'workerpool', 'edited', '-n', e2e.namespace, '--type=merge', '-p', '{"spec":{"poolSize":3}}']);
+    await waitFor('3 workers', async () => (await e2e.pool('edited')).status?.actualPoolSize === 3, 120_000);
+  });
+});
+
+describe('deleting a pool', () => {
+  test('removes its Workers and their Secrets and deregisters them', async () => {
+    const pool = await e2e.createWorkerPool('doomed', 2);
+    await waitFor('2 workers', async () => (await e2e.pool('doomed')).status?.actualPoolSize === 2);
+    await kubectlOk(['delete', 'workerpool', 'doomed', '-n', e2e.namespace, '--wait=false']);
+    await waitFor('the pool to be gone', async () => {
+      try {
+        await e2e.pool('doomed');
+        return false;
+      } catch {
+        return true;
+      }
+    }, 60_000);
+    expect((await e2e.workers()).filter((w) => w.spec.poolName === 'doomed')).toEqual([]);
+    const secrets = await kubectlOk(['get', 'secrets', '-n', e2e.namespace, '-l', `workers.spacelift.io/workerpool=${pool.id}`, '-o', 'name']);
+    expect(secrets.trim()).toBe('');
+    expect((await e2e.backendPool(pool.id)).workers).toEqual([]);
+  });
+});
