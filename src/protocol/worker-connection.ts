@@ -38,10 +38,11 @@ export interface WorkerConnectionOptions {
   /** First topic level; default `spacelift`. */
   topicNamespace?: string;
   /**
-   * Called for every valid message, in order. The PUBACK is sent only after
-   * the returned promise settles, so a message being handled when the process
-   * dies is redelivered. Must be idempotent: `schedule` is redelivered until
-   * the worker answers `accepted`.
+   * Called for every valid message, one at a time, in arrival order (the
+   * next call waits for the returned promise). May publish and await
+   * (e.g. `sendRunStatus`). Must be idempotent by `runId`: `schedule` is
+   * re-sent until the worker answers `accepted`, and a crash between receipt
+   * and handling is covered by that re-send.
    */
   onMessage: (message: ToWorkerMessage) => void | Promise<void>;
   /** State announced on connect; default idle. */
@@ -89,6 +90,7 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
   private attempt = 0;
   private closed = false;
   private rejected = 0;
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(opts: WorkerConnectionOptions) {
     super();
@@ -121,12 +123,14 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
       manualConnect: true,
     };
     this.client = mqtt.connect(opts.brokerUrl, clientOpts);
-    // Ack only after the handler finished, so work in progress is redelivered after a crash.
+    // Acknowledge on receipt and handle in order on a separate chain. Waiting
+    // for the handler before the PUBACK would stall this connection's whole
+    // inbound stream, including the PUBACKs the handler itself waits for when
+    // it reports `accepted` (a deadlock). At-least-once handling comes from
+    // the backend instead: it re-sends `schedule` until the worker accepts.
     this.client.handleMessage = (packet: IPublishPacket, done: (err?: Error) => void): void => {
-      this.dispatch(packet).then(
-        () => done(),
-        () => done(),
-      );
+      this.queue = this.queue.then(() => this.dispatch(packet)).catch(() => undefined);
+      done();
     };
     this.client.on('connect', (connack) => this.onConnect(connack.sessionPresent));
     this.client.on('close', () => this.onClose());
