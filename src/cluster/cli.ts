@@ -28,9 +28,16 @@ async function up(): Promise<void> {
       await stopControlPlaneFromState(existing);
     }
     cleanDir();
-    const plane = await startControlPlane({ dir, binaries, log: say });
+    const plane = await startControlPlane({ dir, binaries, log: say, ...watchedPid() });
     printExport(plane.kubeconfigPath, binaries.kubectl);
   });
+}
+
+// KWC_CLUSTER_WATCH_PID=<pid>: stop the cluster when that process exits, for
+// scripts and tests that must not leave one behind if they are killed.
+function watchedPid(): { watchParentPid?: number } {
+  const pid = Number.parseInt(process.env.KWC_CLUSTER_WATCH_PID ?? '', 10);
+  return Number.isInteger(pid) && pid > 0 ? { watchParentPid: pid } : {};
 }
 
 function printExport(kubeconfigPath: string, kubectl: string): void {

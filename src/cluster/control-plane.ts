@@ -16,7 +16,7 @@ export interface ControlPlaneOptions {
   binaries?: ControlPlaneBinaries;
   /** Human-readable progress lines (build progress goes to stderr on its own). */
   log?: (line: string) => void;
-  /** Stop the control plane when this process dies, even by SIGKILL (test runs). */
+  /** Stop the control plane when the process with this pid exits, even by SIGKILL (test runs). */
   watchParentPid?: number;
   /** Remove `dir` on stop (throw-away test clusters). */
   removeDirOnStop?: boolean;
@@ -43,7 +43,10 @@ export interface ControlPlane {
   kubectlPath: string;
   state: ControlPlaneState;
   stop(): Promise<void>;
-  /** For process 'exit' handlers, where nothing asynchronous runs: signals only. */
+  /**
+   * For process 'exit' and signal handlers, where nothing asynchronous runs:
+   * SIGKILL to both servers. The data is thrown away anyway.
+   */
   stopSync(): void;
 }
 
@@ -275,7 +278,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
           return stopping;
         },
         stopSync: () => {
-          for (const pgid of [...groups].reverse()) signalGroup(pgid, 'SIGTERM');
+          // No waiting is possible here, and kube-apiserver whose etcd vanished
+          // first never finishes a graceful shutdown: kill both outright. The
+          // watchdog is left alone; it exits by itself once its parent has.
+          signalGroup(apiserver.pid, 'SIGKILL');
+          signalGroup(etcd.pid, 'SIGKILL');
+          if (options.removeDirOnStop === true) {
+            try {
+              rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+            } catch {
+              // A dying etcd may still be writing; a leftover temp dir is harmless.
+            }
+          }
         },
       };
     } catch (error) {

@@ -76,17 +76,21 @@ export async function stopGroup(pgid: number, graceMs = 10_000): Promise<void> {
 }
 
 /**
- * A tiny shell that outlives `watchedPid` by at most a second and then stops
- * the given groups: the safety net for a test runner killed with SIGKILL or
- * crashing, when no exit handler of ours gets to run.
+ * A tiny shell that notices within a second that `watchedPid` has exited and
+ * then stops the given groups, in order: the safety net for a test runner
+ * killed with SIGKILL or crashing, when no exit handler of ours gets to run.
  */
 export function spawnWatchdog(watchedPid: number, groups: readonly number[], logFile: string): ChildProcess & { pid: number } {
   const targets = groups.map((g) => `-${g}`).join(' ');
+  // The API server is stopped first and on its own: once etcd is gone it
+  // cannot finish a graceful shutdown and would wait forever.
+  const [first, ...rest] = groups;
   const script = [
     `while kill -0 ${watchedPid} 2>/dev/null; do sleep 1; done`,
-    `kill -TERM -- ${targets} 2>/dev/null`,
-    'sleep 10',
-    `kill -KILL -- ${targets} 2>/dev/null`,
+    ...(first !== undefined ? [`kill -TERM -${first} 2>/dev/null`, 'i=0', `while kill -0 -${first} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done`] : []),
+    rest.length > 0 ? `kill -TERM ${rest.map((g) => `-${g}`).join(' ')} 2>/dev/null` : ':',
+    'sleep 5',
+    `kill -KILL ${targets} 2>/dev/null`,
     'exit 0',
   ].join('\n');
   return spawnInOwnGroup('sh', ['-c', script], logFile);

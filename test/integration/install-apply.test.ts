@@ -25,7 +25,8 @@ function cli(command: 'up' | 'down', stateDir: string): Promise<CliResult> {
     execFile(
       join(repoRoot, 'node_modules', '.bin', 'tsx'),
       [join(repoRoot, 'src', 'cluster', 'cli.ts'), command],
-      { cwd: repoRoot, env: { ...process.env, KWC_CLUSTER_DIR: stateDir } },
+      // Watching this worker's pid stops the cluster even if the run is killed before afterAll.
+      { cwd: repoRoot, env: { ...process.env, KWC_CLUSTER_DIR: stateDir, KWC_CLUSTER_WATCH_PID: String(process.pid) } },
       (error, stdout, stderr) => resolve({ code: typeof error?.code === 'number' ? error.code : error ? 1 : 0, stdout, stderr }),
     );
   });
