@@ -81,7 +81,9 @@ run_with_progress() {
 
 # CGO off and -trimpath: static, reproducible binaries that do not depend on
 # a C toolchain. The tags are the ones Kubernetes' own release build uses.
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=mod" GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+# GOTOOLCHAIN is left as the user has it: with Go's default ("auto") an older
+# Go fetches the toolchain these modules need from the module proxy.
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=mod"
 build_flags=(-trimpath -tags=selinux,notest)
 
 build_kubernetes() {
