@@ -55,10 +55,10 @@ function rawWorker(pool: Pool, creds: WorkerCredentials): MqttClient {
 function subscribeGranted(client: MqttClient, topic: string): Promise<number> {
   return new Promise((resolve, reject) => {
     client.subscribe(topic, { qos: 1 }, (err, granted) => {
-      const g = granted?.[0]?.qos;
-      if (g !== undefined) resolve(g);
-      else if (err && /Subscribe error/.test(err.message)) resolve(128);
-      else reject(err ?? new Error('no SUBACK'));
+      // On a failure code mqtt.js reports an error and echoes the requested QoS in `granted`.
+      if (err && /Subscribe error/.test(err.message)) resolve(128);
+      else if (err) reject(err);
+      else resolve(granted?.[0]?.qos ?? -1);
     });
   });
 }
