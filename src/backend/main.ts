@@ -1,7 +1,7 @@
 /**
  * `npm run backend -- --data-dir <dir> [--port N] [--broker-port N] [--external-broker URL]
  *    [--host ADDR] [--public-host NAME] [--log-level debug|info|warn|error]`
- * `npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port N] [--host ADDR]`
+ * `npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port N] [--host ADDR] [--name HOST]... [--user USER]`
  *
  * Prints exactly one line on stdout when ready:
  *   backend ready: api=<url> broker=<url>
@@ -16,7 +16,7 @@ function usage(message: string): never {
   process.stderr.write(
     `${message}\n\nusage: npm run backend -- --data-dir <dir> [--port 9443] [--broker-port 8883] [--external-broker mqtts://host:port]\n` +
       `                      [--host 127.0.0.1] [--public-host <name>] [--log-level info]\n` +
-      `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--user <unix user>]\n`,
+      `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--name <dns or ip>]... [--user <unix user>]\n`,
   );
   process.exit(2);
 }
@@ -43,6 +43,7 @@ async function main(): Promise<void> {
         'log-level': { type: 'string' },
         out: { type: 'string' },
         user: { type: 'string' },
+        name: { type: 'string', multiple: true },
       },
     });
   } catch (err) {
@@ -60,6 +61,7 @@ async function main(): Promise<void> {
       port: port(values.port, '--port', 8883),
       bindAddress: values.host ?? '127.0.0.1',
       runAsUser: values.user,
+      hosts: values.name && values.name.length > 0 ? values.name : undefined,
     });
     process.stdout.write(`mosquitto config written: conf=${confPath} broker=${brokerUrl}\n`);
     return;
