@@ -21,7 +21,7 @@ import {
 import { type RunStatus, type ScheduleMessage, type StopMessage, type ToWorkerMessage } from '../protocol/index.js';
 import { workerPoolFromApi, type WorkerObject, type WorkerPoolObject } from './api-types.js';
 import type { ControllerContext } from './context.js';
-import { removeFinalizer } from './finalizers.js';
+import { hasFinalizer, removeFinalizer } from './finalizers.js';
 import { planPodHistory, type HistoryPod } from './pod-history.js';
 import { classifyRunPod, stuckVerdict, withRecentEvents, type EventView } from './pod-status.js';
 import { buildRunPod, RunConfigError, runPodName } from './run-pod.js';
@@ -144,6 +144,8 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
       if (TERMINAL.has(decision.status)) ended.add(pod.metadata?.name ?? '');
     } else if (reported !== undefined && TERMINAL.has(reported)) {
       ended.add(pod.metadata?.name ?? '');
+      // Reported by an earlier reconcile that died before releasing the Pod.
+      if (hasFinalizer(pod, FINALIZER_RUN_POD)) await removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD);
     }
   }
 
@@ -173,19 +175,19 @@ async function report(ctx: ControllerContext, key: string, worker: WorkerObject,
   if (d.status === 'running') ctx.observer?.onRunning?.(runId, pod.metadata?.creationTimestamp);
   if (TERMINAL.has(d.status)) ctx.observer?.onOutcome?.(d.status, d.reason);
 
+  // One write: the record of the report and, once the run is over, the release of the finalizer.
+  // Guarded by the resourceVersion; a conflict retries and at worst reports the same status twice.
+  const metadata: Record<string, unknown> = { annotations: { [ANNOTATION_RUN_REPORTED]: d.status } };
+  if (TERMINAL.has(d.status)) {
+    metadata.finalizers = (pod.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER_RUN_POD);
+    metadata.resourceVersion = pod.metadata?.resourceVersion;
+  }
   try {
-    await ctx.client.mergePatch(PODS, namespace, name, { metadata: { annotations: { [ANNOTATION_RUN_REPORTED]: d.status } } });
-    if (TERMINAL.has(d.status)) await removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD).catch(ignoreConflictOrMissing);
+    await ctx.client.mergePatch(PODS, namespace, name, { metadata });
     if (d.deletePod) await ctx.client.delete(PODS, namespace, name, { gracePeriodSeconds: 0 });
   } catch (err) {
     if (!isNotFound(err)) throw err;
   }
-}
-
-function ignoreConflictOrMissing(err: unknown): void {
-  // The annotation patch changed the resourceVersion; the next reconcile removes the finalizer.
-  if (isNotFound(err) || (typeof err === 'object' && err !== null && (err as { code?: number }).code === 409)) return;
-  throw err;
 }
 
 /** Deletes ended Pods the history rules do not keep; returns when the next TTL runs out. */

@@ -4,6 +4,8 @@
  * (so tests can SIGKILL it), watching only the test's own namespace.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
 import { WORKER_REF, WORKERPOOL_REF } from '../../src/controller/context.js';
@@ -19,7 +21,7 @@ export class ControllerProcess {
   private readonly child: ChildProcess;
   readonly exited: Promise<number | null>;
 
-  constructor(args: readonly string[]) {
+  constructor(args: readonly string[], logFile?: string) {
     this.child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'controller', 'main.ts'), ...args], {
       cwd: repoRoot,
       env: { ...process.env, KUBECONFIG: kubeconfigPath() },
@@ -27,6 +29,7 @@ export class ControllerProcess {
     });
     let partial = '';
     const onData = (chunk: Buffer): void => {
+      if (logFile !== undefined) appendFileSync(logFile, chunk);
       const text = partial + chunk.toString('utf8');
       const parts = text.split('\n');
       partial = parts.pop() ?? '';
@@ -116,7 +119,8 @@ export async function startE2E(prefix: string, controllerArgs: readonly string[]
     client,
     controller: undefined as unknown as ControllerProcess,
     startController(extraArgs = controllerArgs) {
-      const c = new ControllerProcess([...CONTROLLER_TEST_FLAGS, `--namespaces=${namespace}`, ...extraArgs]);
+      // Kept after the run, for a failing test's post-mortem.
+      const c = new ControllerProcess([...CONTROLLER_TEST_FLAGS, `--namespaces=${namespace}`, ...extraArgs], join(tmpdir(), `kwc-e2e-${namespace}-controller.log`));
       controllers.push(c);
       e2e.controller = c;
       return c;
