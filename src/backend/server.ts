@@ -126,6 +126,7 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
     defaultLauncherImage: opts.defaultLauncherImage ?? 'public.ecr.aws/spacelift/launcher:latest',
     redeliverMs: opts.redeliverMs,
     offlineAfterMs: opts.offlineAfterMs,
+    onWorkerRemoved: (id) => broker?.kick(id),
   });
   const svc = service;
   const counters = (): Record<string, number> => ({ ...svc.counters, onlineWorkers: svc.onlineWorkers() });

@@ -53,6 +53,8 @@ export interface ServiceOptions {
   offlineAfterMs?: number;
   /** First re-send of an unacknowledged schedule/stop; doubles up to 5 min. Default 5 s. */
   redeliverMs?: number;
+  /** Called after a worker is deregistered (the embedded broker disconnects it). */
+  onWorkerRemoved?: (workerId: string) => void;
 }
 
 export interface RunView {
@@ -139,7 +141,7 @@ export class BackendService {
       id: pool.id,
       name: pool.name,
       pendingRuns: this.queuedRuns(poolId).length,
-      workers: this.poolWorkers(poolId).map((w) => ({ id: w.id, state: this.workerState(w), drained: w.drained })),
+      workers: ((active) => this.poolWorkers(poolId).map((w) => ({ id: w.id, state: this.workerState(w, active), drained: w.drained })))(this.activeRunsByWorker()),
     };
   }
 
@@ -147,8 +149,9 @@ export class BackendService {
     this.pool(poolId);
     const workers = this.poolWorkers(poolId);
     const stats: PoolStats = { poolId, pendingRuns: this.queuedRuns(poolId).length, workers: { total: workers.length, idle: 0, busy: 0, drained: 0, offline: 0 } };
+    const active = this.activeRunsByWorker();
     for (const w of workers) {
-      const s = this.workerState(w);
+      const s = this.workerState(w, active);
       if (w.drained) stats.workers.drained++;
       if (s === 'busy') stats.workers.busy++;
       else if (s === 'offline') stats.workers.offline++;
@@ -179,9 +182,16 @@ export class BackendService {
     return undefined;
   }
 
+  /** Worker id -> its active run, in one pass over the runs (for whole-pool views). */
+  private activeRunsByWorker(): Map<string, RunRecord> {
+    const m = new Map<string, RunRecord>();
+    for (const r of Object.values(this.data.runs)) if (r.workerId && ACTIVE_RUN_STATES.has(r.state)) m.set(r.workerId, r);
+    return m;
+  }
+
   /** The API's view: busy (has a run), offline, or what the worker reported. */
-  private workerState(w: WorkerRecord): 'busy' | 'offline' | WorkerState {
-    if (this.activeRun(w.id)) return 'busy';
+  private workerState(w: WorkerRecord, active: Map<string, RunRecord> = this.activeRunsByWorker()): 'busy' | 'offline' | WorkerState {
+    if (active.has(w.id)) return 'busy';
     const p = this.presence.get(w.id);
     if (!p || !p.online) return 'offline';
     return p.reported;
@@ -232,6 +242,7 @@ export class BackendService {
     this.presence.delete(workerId);
     await this.opts.store.persist();
     this.opts.log.info('worker deregistered', { poolId, workerId });
+    this.opts.onWorkerRemoved?.(workerId);
     this.scheduleAll();
   }
 
@@ -380,10 +391,11 @@ export class BackendService {
   schedulePool(poolId: string): void {
     const queued = this.queuedRuns(poolId).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
     if (queued.length === 0) return;
+    const active = this.activeRunsByWorker();
     const candidates = this.poolWorkers(poolId)
       .filter((w) => {
         const p = this.presence.get(w.id);
-        return !w.drained && p?.online === true && p.reported === 'idle' && !this.activeRun(w.id);
+        return !w.drained && p?.online === true && p.reported === 'idle' && !active.has(w.id);
       })
       .sort((a, b) => (this.presence.get(a.id)?.idleSince ?? 0) - (this.presence.get(b.id)?.idleSince ?? 0));
     let changed = false;
