@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_INSTALL_NAMESPACE,
+  DEFAULT_METRICS_CERT_DIR,
   FlagError,
   parseBindAddress,
   parseFlags,
@@ -15,6 +16,7 @@ describe('parseFlags', () => {
     expect(f).toEqual({
       metricsBindAddress: undefined,
       metricsSecure: true,
+      metricsCertDir: '/tmp/k8s-metrics-server/serving-certs',
       healthProbeBindAddress: { host: '', port: 8081 },
       leaderElect: false,
       leaderElectionNamespace: DEFAULT_INSTALL_NAMESPACE,
@@ -58,6 +60,14 @@ describe('parseFlags', () => {
     expect(f.metricsBindAddress).toBeUndefined();
   });
 
+  it('takes the metrics certificate directory, controller-runtime\'s by default', () => {
+    expect(DEFAULT_METRICS_CERT_DIR).toBe('/tmp/k8s-metrics-server/serving-certs');
+    expect(parseFlags(['--metrics-cert-dir=/etc/metrics-tls'], noPod).metricsCertDir).toBe('/etc/metrics-tls');
+    expect(parseFlags(['--metrics-cert-dir', '/certs'], noPod).metricsCertDir).toBe('/certs');
+    // A bare flag is not a bool: it takes the next argument, and refuses to go without one.
+    expect(() => parseFlags(['--metrics-cert-dir'], noPod)).toThrow('flag needs a value: --metrics-cert-dir');
+  });
+
   it('takes the Lease namespace from the pod, then from the flag', () => {
     expect(parseFlags([], () => 'ctrl-ns').leaderElectionNamespace).toBe('ctrl-ns');
     expect(parseFlags(['--leader-election-namespace=other'], () => 'ctrl-ns').leaderElectionNamespace).toBe('other');
@@ -72,6 +82,7 @@ describe('parseFlags', () => {
     [['--stuck-pod-grace=5'], 'invalid value "5" for --stuck-pod-grace'],
     [['--stuck-pod-grace=0s'], 'invalid value "0s" for --stuck-pod-grace: expected a positive duration'],
     [['--namespaces=Team_A'], 'invalid value "Team_A" for --namespaces'],
+    [['--metrics-cert-dir='], 'invalid value "" for --metrics-cert-dir: expected a directory path'],
     [['--metrics-port=1'], 'unknown flag "--metrics-port"'],
     [['--leader-elect', 'false'], 'unexpected argument "false"'],
     [['--namespaces'], 'flag needs a value: --namespaces'],
@@ -100,6 +111,7 @@ describe('usage', () => {
     for (const name of [
       'metrics-bind-address',
       'metrics-secure',
+      'metrics-cert-dir',
       'health-probe-bind-address',
       'leader-elect',
       'leader-election-namespace',

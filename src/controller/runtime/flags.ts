@@ -23,6 +23,11 @@ export interface BindAddress {
 export interface ControllerFlags {
   readonly metricsBindAddress: BindAddress | undefined;
   readonly metricsSecure: boolean;
+  /**
+   * Directory with `tls.crt` and `tls.key` for the HTTPS metrics endpoint;
+   * when the files are not there, a self-signed certificate is made at start.
+   */
+  readonly metricsCertDir: string;
   readonly healthProbeBindAddress: BindAddress | undefined;
   readonly leaderElect: boolean;
   readonly leaderElectionNamespace: string;
@@ -45,6 +50,8 @@ export class FlagError extends Error {
 
 /** Where the in-cluster ServiceAccount mount says which namespace the pod runs in. */
 export const SERVICE_ACCOUNT_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+/** Where controller-runtime looks for the metrics serving certificate; mount a TLS Secret here. */
+export const DEFAULT_METRICS_CERT_DIR = '/tmp/k8s-metrics-server/serving-certs';
 /** The namespace the documented install uses, for runs outside a cluster. */
 export const DEFAULT_INSTALL_NAMESPACE = 'spacelift-worker-controller-system';
 
@@ -99,6 +106,16 @@ const SPECS: readonly FlagSpec[] = [
     usage: 'Serve metrics over HTTPS, authenticated and authorized through the Kubernetes API.',
     defaultText: 'true',
     apply: (v, raw) => (v.metricsSecure = parseBool('metrics-secure', raw)),
+  },
+  {
+    name: 'metrics-cert-dir',
+    bool: false,
+    usage: 'Directory holding tls.crt and tls.key for the HTTPS metrics endpoint (reloaded when they change); without them a self-signed certificate is made at start.',
+    defaultText: DEFAULT_METRICS_CERT_DIR,
+    apply: (v, raw) => {
+      if (raw.trim() === '') throw invalid('metrics-cert-dir', raw, 'a directory path');
+      v.metricsCertDir = raw;
+    },
   },
   {
     name: 'health-probe-bind-address',
@@ -205,6 +222,7 @@ export function parseFlags(
   const values: Values = {
     metricsBindAddress: undefined,
     metricsSecure: true,
+    metricsCertDir: DEFAULT_METRICS_CERT_DIR,
     healthProbeBindAddress: { host: '', port: 8081 },
     leaderElect: false,
     leaderElectionNamespace: '',
