@@ -62,7 +62,15 @@ export interface ControllerContext {
    */
   readonly pendingRuns: Map<string, string>;
   /** Hooks for metrics. */
-  readonly observer?: RunObserver;
+  readonly observer?: ControllerObserver;
+}
+
+/** What the metrics observe: runs, and the creation of workers. All optional. */
+export interface ControllerObserver extends RunObserver {
+  /** A Worker got its key and registration; `createdAt` is the Worker's creationTimestamp. */
+  onWorkerRegistered?(createdAt: string | undefined): void;
+  /** Making a worker's key, storing it or registering it failed (it is retried). */
+  onWorkerCreationFailed?(error: unknown): void;
 }
 
 export function workersOfPool(ctx: ControllerContext, namespace: string, poolName: string): WorkerObject[] {

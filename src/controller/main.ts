@@ -10,6 +10,8 @@ import type { Server } from 'node:http';
 import { CONTROLLER_NAME } from '../constants.js';
 import { startHealthServer } from './health.js';
 import { Manager } from './manager.js';
+import { ControllerMetrics, sourceOf } from './metrics.js';
+import { CachingAuthorizer, kubeTokenAuthApi, startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { FlagError, parseFlags, usage, type ControllerFlags } from './runtime/flags.js';
 import { KubeClient } from './runtime/k8s-client.js';
 import { defaultIdentity, kubeLeaseStore, LeaderElector } from './runtime/leader-election.js';
@@ -45,11 +47,32 @@ async function main(): Promise<void> {
   let elector: LeaderElector | undefined;
   let shuttingDown = false;
   const servers: Server[] = [];
+  let metricsServer: MetricsServer | undefined;
+  const metrics = new ControllerMetrics({ log });
 
   const startManager = async (signal?: AbortSignal): Promise<void> => {
-    manager = new Manager({ client, log, namespaces: flags.namespaces, identity, stuckPodGraceMs: flags.stuckPodGraceMs });
+    manager = new Manager({
+      client,
+      log,
+      namespaces: flags.namespaces,
+      identity,
+      stuckPodGraceMs: flags.stuckPodGraceMs,
+      observer: metrics.observer,
+      onReconciled: (kind, report) => metrics.observeReconcile(kind, report),
+      onMessageRejected: () => metrics.messageRejected(),
+    });
+    metrics.attach(sourceOf(manager.ctx));
     await manager.start(signal);
   };
+
+  if (flags.metricsBindAddress !== undefined) {
+    metricsServer = await startMetricsServer({
+      address: flags.metricsBindAddress,
+      metrics,
+      log,
+      secure: flags.metricsSecure ? { certDir: flags.metricsCertDir, authorizer: new CachingAuthorizer(kubeTokenAuthApi(client)) } : undefined,
+    });
+  }
 
   if (flags.healthProbeBindAddress !== undefined) {
     servers.push(
@@ -69,8 +92,9 @@ async function main(): Promise<void> {
     log.info('shutting down; run pods keep running', { signal });
     // Sessions close cleanly (no will message), so the backend keeps every run in flight for the next leader.
     await manager?.stop();
+    metrics.attach(undefined);
     await elector?.stop();
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    await Promise.all([...servers.map((s) => new Promise((resolve) => s.close(resolve))), metricsServer?.close()]);
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -7,7 +7,7 @@ import { ANNOTATION_DRAINING, LABEL_MANAGED_BY, LABEL_WORKER, MANAGED_BY_VALUE }
 import type { ToWorkerMessage } from '../protocol/index.js';
 import type { WorkerObject, WorkerPoolWire } from './api-types.js';
 import { BackendAccess } from './backend-access.js';
-import { INDEX_WORKERS_BY_POOL, WORKER_REF, WORKERPOOL_REF, type Caches, type ControllerContext, type ControllerOptions } from './context.js';
+import { INDEX_WORKERS_BY_POOL, WORKER_REF, WORKERPOOL_REF, type Caches, type ControllerContext, type ControllerObserver, type ControllerOptions } from './context.js';
 import { EventRecorder } from './events.js';
 import { Expectations } from './expectations.js';
 import { reconcilePool } from './pool-reconciler.js';
@@ -31,6 +31,8 @@ export interface ManagerOptions extends ControllerOptions {
   readonly workerConcurrency?: number;
   readonly onReconciled?: (kind: 'workerpool' | 'worker', report: ReconcileReport) => void;
   readonly onMessageRejected?: (reason: string) => void;
+  /** Metrics hooks for runs and worker creation. */
+  readonly observer?: ControllerObserver;
 }
 
 /** Worker-triggered pool reconciles wait this long so that a burst of worker changes makes one status write. */
@@ -90,6 +92,7 @@ export class Manager {
       pendingRuns: new Map(),
       log,
       options: { stuckPodGraceMs: opts.stuckPodGraceMs },
+      observer: opts.observer,
     };
     this.ctx = ctx;
   }

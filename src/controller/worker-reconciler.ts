@@ -75,12 +75,20 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
     return;
   }
 
-  const secret = await ensureKey(ctx, worker, a.credentials.token.poolId);
-  let content = readWorkerSecret(secret);
-  if (content.certificatePem === undefined || content.caPem === undefined) {
-    const registered = await register(ctx, worker, a, content.privateKeyPem as string);
-    if (registered === undefined) return;
-    content = { ...content, ...registered };
+  let content;
+  try {
+    const secret = await ensureKey(ctx, worker, a.credentials.token.poolId);
+    content = readWorkerSecret(secret);
+    if (content.certificatePem === undefined || content.caPem === undefined) {
+      const registered = await register(ctx, worker, a, content.privateKeyPem as string);
+      if (registered === undefined) return;
+      content = { ...content, ...registered };
+      ctx.observer?.onWorkerRegistered?.(worker.metadata.creationTimestamp);
+    }
+  } catch (err) {
+    // Worker creation = key, stored key, registration: each failed attempt counts.
+    ctx.observer?.onWorkerCreationFailed?.(err);
+    throw err;
   }
 
   const runs = await syncRuns(ctx, worker, a.pool);
