@@ -47,7 +47,7 @@ export interface WorkerConnectionOptions {
   onMessage: (message: ToWorkerMessage) => void | Promise<void>;
   /** State announced on connect; default idle. */
   initialState?: { state: WorkerState; runId?: string };
-  /** Heartbeat period; default 30 s. The backend treats 3 missed heartbeats as offline. */
+  /** Heartbeat period (±20% jitter); default 30 s. The backend treats 100 s of silence as offline. */
   heartbeatSeconds?: number;
   /** Reconnect backoff bounds; default 1 s .. 30 s, with full jitter. */
   reconnectMinMs?: number;
@@ -232,7 +232,9 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
     });
     this.publishState().catch((err: Error) => this.log.warn('state publish failed', { workerId: this.workerId, error: err.message }));
     clearInterval(this.heartbeat);
-    const period = (this.opts.heartbeatSeconds ?? 30) * 1000;
+    // ±20% per connection, so that many workers connected in one burst do not
+    // heartbeat in lockstep forever.
+    const period = (this.opts.heartbeatSeconds ?? 30) * 1000 * (0.8 + Math.random() * 0.4);
     this.heartbeat = setInterval(() => {
       if (this.client.connected) this.publishState().catch(() => undefined);
     }, period);
