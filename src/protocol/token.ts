@@ -53,6 +53,20 @@ export function encodePoolToken(token: PoolToken): string {
   return Buffer.from(JSON.stringify(body), 'utf8').toString('base64');
 }
 
+/**
+ * Strict base64 after dropping surrounding whitespace (a pasted value often
+ * has some); error offsets still count from the start of the original text.
+ */
+function decodeTrimmed(text: string): Buffer {
+  const lead = Buffer.byteLength(text) - Buffer.byteLength(text.trimStart());
+  try {
+    return decodeBase64Strict(text.trim());
+  } catch (err) {
+    if (err instanceof Base64DecodeError) throw new Base64DecodeError(err.offset + lead);
+    throw err;
+  }
+}
+
 function fail(message: string): never {
   throw new PoolCredentialsError('token', message);
 }
@@ -96,7 +110,7 @@ const POOL_ID = /^[A-Za-z0-9_-]+$/;
 export function parsePoolToken(text: string): PoolToken {
   let raw: Buffer;
   try {
-    raw = decodeBase64Strict(text.trim());
+    raw = decodeTrimmed(text);
   } catch (err) {
     if (err instanceof Base64DecodeError) fail(`token is not base64-encoded JSON: ${err.message}`);
     throw err;
@@ -151,7 +165,7 @@ export function parsePoolToken(text: string): PoolToken {
 export function decodeSecretPrivateKey(b64: string): string {
   let pem: string;
   try {
-    pem = decodeBase64Strict(b64.trim()).toString('utf8');
+    pem = decodeTrimmed(b64).toString('utf8');
   } catch (err) {
     if (err instanceof Base64DecodeError) {
       throw new PoolCredentialsError('privateKey', `unable to base64 decode privateKey: ${err.message}`);

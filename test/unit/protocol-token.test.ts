@@ -76,6 +76,7 @@ describe('decodeSecretPrivateKey', () => {
     const good = Buffer.from(rsaPem).toString('base64');
     const broken = good.slice(0, 100) + '*' + good.slice(101);
     expect(keyError(broken)).toBe('unable to base64 decode privateKey: illegal base64 data at input byte 100');
+    expect(keyError(`  ${broken}\n`)).toBe('unable to base64 decode privateKey: illegal base64 data at input byte 102');
     // The PEM pasted without base64-encoding it first.
     expect(keyError(rsaPem)).toBe('unable to base64 decode privateKey: illegal base64 data at input byte 0');
   });
