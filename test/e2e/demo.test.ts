@@ -1,0 +1,97 @@
+/**
+ * `npm run demo` end to end, as a newcomer runs it (issue 8): its own control
+ * plane (from the binaries the test setup already built), backend,
+ * controller, a pool of two and two runs; exit code 0 and nothing left behind.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { repoRoot } from '../../src/cluster/binaries.js';
+import { canStartControlPlanes } from '../setup/cluster-access.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function runDemo(args: readonly string[], env: NodeJS.ProcessEnv, viaNpm = true): Promise<{ code: number | null; output: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = viaNpm
+      ? spawn('npm', ['run', '--silent', 'demo', '--', ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, ['--import', 'tsx', join('src', 'demo', 'main.ts'), ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      output += c.toString();
+      stderr += c.toString();
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, output, stderr }));
+  });
+}
+
+/** Processes whose command line mentions `text` (the demo's directory is in every server's flags). */
+function processesMentioning(text: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(text)) found.push(`${pid}: ${cmd}`);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+describe.skipIf(!canStartControlPlanes())('npm run demo', () => {
+  test('runs the whole system, shows the pool table and the run pods, exits 0 and stops everything', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-test-'));
+    dirs.push(dir);
+    const started = Date.now();
+    const { code, output } = await runDemo([], { ...process.env, KWC_DEMO_DIR: dir });
+    const seconds = (Date.now() - started) / 1000;
+    expect(code, output).toBe(0);
+    expect(output).toContain('cached: kubernetes');
+    expect(output).toContain('no kubelet');
+    expect(output).toMatch(/^NAME\s+DESIRED POOL SIZE\s+ACTUAL POOL SIZE\s/m);
+    expect(output).toMatch(/^demo\s+2\s+2\s/m);
+    expect(output).toMatch(/\$ kubectl create secret generic demo-credentials .*--from-literal=privateKey="\$\(base64 -w 0 < worker-pool.pem\)"/);
+    // A run pod, found by its run-id label, while it runs.
+    const runPod = /\$ kubectl get pods -l workers\.spacelift\.io\/run-id=(\w+)\nNAME\s+READY\s+STATUS.*\n(\w+)-run-1\s+2\/2\s+Running/.exec(output);
+    expect(runPod, output).not.toBeNull();
+    expect(runPod?.[2]).toBe(runPod?.[1]?.toLowerCase());
+    expect(output).toMatch(/finished/);
+    expect(output).toMatch(/RunFailed/);
+    expect(output).toMatch(/step 9\/9: stopping everything/);
+    expect(processesMentioning(dir)).toEqual([]);
+    expect(existsSync(join(dir, 'demo.json'))).toBe(false);
+    process.stderr.write(`[demo test] npm run demo took ${seconds.toFixed(1)} s\n`);
+  }, 300_000);
+
+  test('fails with the step and the reason when a step fails, and leaves nothing running', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-fail-'));
+    dirs.push(dir);
+    // An empty binaries cache and a `go` that always fails: the build of step 1 cannot succeed.
+    // Not inside the demo's directory: the demo empties that first.
+    const fakeBin = mkdtempSync(join(tmpdir(), 'kwc-demo-fake-go-'));
+    dirs.push(fakeBin);
+    writeFileSync(join(fakeBin, 'go'), '#!/bin/sh\necho "fake go: no builds in this test" >&2\nexit 1\n', { mode: 0o755 });
+    const env = { ...process.env, KWC_DEMO_DIR: dir, KWC_BIN_CACHE: join(dir, 'no-binaries'), PATH: `${fakeBin}${delimiter}${process.env.PATH ?? ''}` };
+    const { code, output, stderr } = await runDemo([], env, false);
+    expect(code, output).toBe(1);
+    expect(stderr).toMatch(/demo FAILED at step 1\/9 \(Kubernetes binaries.*\): build-binaries\.sh failed/);
+    // The build's own words, which say why, are on screen too.
+    expect(output).toContain('build: fake go: no builds in this test');
+    expect(processesMentioning(dir)).toEqual([]);
+  }, 60_000);
+
+  test('refuses unknown flags with its usage', async () => {
+    const { code, stderr } = await runDemo(['--bogus'], { ...process.env, KWC_DEMO_DIR: join(tmpdir(), 'kwc-demo-unused') }, false);
+    expect(code).toBe(2);
+    expect(stderr).toContain('usage: npm run demo');
+  }, 30_000);
+});
