@@ -9,7 +9,6 @@ import {
   FINALIZER_WORKER,
   FINALIZER_WORKERPOOL,
   LABEL_MANAGED_BY,
-  LABEL_WORKER,
   LABEL_WORKERPOOL,
   MANAGED_BY_VALUE,
   WORKER_KIND,
@@ -22,6 +21,7 @@ import { addFinalizer, hasFinalizer, removeFinalizer } from './finalizers.js';
 import { computePoolStatus, isBusy, statusChanged, type CredentialsState } from './pool-status.js';
 import { describeApiError, isAlreadyExists, isNotFound } from './runtime/errors.js';
 import type { Result } from './runtime/queue.js';
+import { activeRunPod, podsOfWorker } from './runs.js';
 import { planScale, type WorkerSummary } from './scale-plan.js';
 import { newWorkerId, workerName } from './worker-id.js';
 
@@ -85,10 +85,9 @@ function summarize(ctx: ControllerContext, w: WorkerObject): WorkerSummary {
   };
 }
 
-/** A run Pod of this worker that has not ended. The cache may know of it before the Worker's status does. */
-export function hasActiveRun(ctx: ControllerContext, w: WorkerObject): boolean {
-  const pods = ctx.caches.pods.byLabel(LABEL_WORKER, w.spec.workerId, w.metadata.namespace);
-  return pods.some((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+/** A run of this worker is not over. The cache may know of it before the Worker's status does. */
+function hasActiveRun(ctx: ControllerContext, w: WorkerObject): boolean {
+  return activeRunPod(podsOfWorker(ctx, w)) !== undefined;
 }
 
 async function scale(ctx: ControllerContext, key: string, pool: WorkerPoolObject, poolId: string, workers: WorkerObject[]): Promise<void> {

@@ -63,9 +63,13 @@ function isEnded(pod: Pod): boolean {
   return reported !== undefined && TERMINAL.has(reported);
 }
 
-/** The pod of a worker whose run is not over (at most one, unless the backend misbehaved). */
+/**
+ * The pod of a worker whose run the backend does not know to be over. A Pod
+ * that ended while no controller ran still counts until its end is reported:
+ * announcing "idle" first would make the backend fail a run that succeeded.
+ */
 export function activeRunPod(pods: readonly Pod[]): Pod | undefined {
-  return pods.find((p) => !isEnded(p) && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+  return pods.find((p) => !isEnded(p));
 }
 
 export function podsOfWorker(ctx: ControllerContext, worker: WorkerObject): Pod[] {

@@ -11,7 +11,7 @@ import {
   ANNOTATION_DRAINING,
   FINALIZER_RUN_POD,
   FINALIZER_WORKER,
-  LABEL_WORKER,
+  LABEL_RUN_ID,
   WORKER_KIND,
 } from '../constants.js';
 import {
@@ -33,7 +33,7 @@ import { describeApiError, isAlreadyExists, isNotFound } from './runtime/errors.
 import { PODS, SECRETS, type Pod } from './runtime/k8s-client.js';
 import { splitKey } from './runtime/informer.js';
 import { RetryLaterError, type Result } from './runtime/queue.js';
-import { cleanUpOrphans, syncRuns } from './runs.js';
+import { activeRunPod, cleanUpOrphans, podsOfWorker, syncRuns } from './runs.js';
 import { buildWorkerSecret, certificatePatch, readWorkerSecret } from './worker-secret.js';
 
 export const REASON_REGISTRATION_REFUSED = 'WorkerRegistrationRefused';
@@ -186,13 +186,13 @@ async function finalizeWorker(ctx: ControllerContext, key: string, worker: Worke
   if (!hasFinalizer(worker, FINALIZER_WORKER)) return;
   const namespace = worker.metadata.namespace;
   const a = await access(ctx, worker);
-  const pods = ctx.caches.pods.byLabel(LABEL_WORKER, worker.spec.workerId, namespace);
-  const active = pods.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
-  if (active.length > 0 && !('problem' in a)) {
+  const pods = podsOfWorker(ctx, worker);
+  const active = activeRunPod(pods);
+  if (active !== undefined && !('problem' in a)) {
     // Deleting a Worker never kills its run: it drains and waits; pod events bring it back.
     await syncRuns(ctx, worker, a.pool);
     await a.backend.drain(worker.spec.workerId).catch(() => undefined);
-    await writeStatus(ctx, worker, { ...worker.status, state: 'Draining' }, { status: 'True', reason: 'WaitingForRun', message: `deletion waits for run ${active[0].metadata?.labels?.['workers.spacelift.io/run-id'] ?? ''} to end` });
+    await writeStatus(ctx, worker, { ...worker.status, state: 'Draining' }, { status: 'True', reason: 'WaitingForRun', message: `deletion waits for run ${active.metadata?.labels?.[LABEL_RUN_ID] ?? ''} to end` });
     return;
   }
 

@@ -4,7 +4,7 @@
  * (so tests can SIGKILL it), watching only the test's own namespace.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
@@ -66,6 +66,11 @@ export class ControllerProcess {
       if (!this.running) throw new Error(`controller exited: ${this.lines.slice(-20).join('\n')}`);
       return this.records().some(match);
     }, timeoutMs);
+  }
+
+  /** Sends a signal without waiting (SIGSTOP/SIGCONT freeze and thaw the process). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -176,6 +181,7 @@ export async function startE2E(prefix: string, controllerArgs: readonly string[]
     },
     async close() {
       for (const c of controllers) await c.kill('SIGKILL');
+      writeFileSync(join(tmpdir(), `kwc-e2e-${namespace}-backend.log`), env.logLines.join('\n'));
       await env.close();
     },
   };
