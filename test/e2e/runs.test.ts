@@ -153,3 +153,38 @@ describe('a run', () => {
     await waitFor('the stuck pod to be removed', () => gone(pod.metadata?.name ?? ''));
   });
 });
+
+describe('scale-down and lost pods', () => {
+  test('a busy worker survives kubectl scale to 0 until its run ends, then goes away', async () => {
+    const shrink = await e2e.createWorkerPool('shrink', 1);
+    await waitFor('an idle worker', async () => (await e2e.pool('shrink')).status?.idleWorkers === 1, 60_000);
+    const runId = await e2e.submitRun(shrink.id, { runnerImage: IMAGE });
+    const pod = await podOfRun(runId);
+    await e2e.setPodStatus(pod.metadata?.name ?? '', runningStatus());
+    await runState(runId, 'running');
+
+    await kubectlOk(['scale', 'workerpools', 'shrink', '-n', e2e.namespace, '--replicas=0']);
+    await waitFor('the worker to be Draining', async () => (await e2e.workers()).find((w) => w.spec.poolName === 'shrink')?.status?.state === 'Draining');
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await e2e.workers()).filter((w) => w.spec.poolName === 'shrink')).toHaveLength(1);
+    expect(await gone(pod.metadata?.name ?? '')).toBe(false);
+    expect((await e2e.run(runId)).state).toBe('running');
+
+    await e2e.setPodStatus(pod.metadata?.name ?? '', endedStatus(0));
+    await runState(runId, 'finished');
+    await waitFor('the worker to go away', async () => (await e2e.workers()).every((w) => w.spec.poolName !== 'shrink'), 60_000);
+    expect((await e2e.backendPool(shrink.id)).workers).toEqual([]);
+  }, 120_000);
+
+  test('a run Pod deleted by hand fails its run and frees the worker', async () => {
+    const runId = await e2e.submitRun(pool.id, { runnerImage: IMAGE });
+    const pod = await podOfRun(runId);
+    await e2e.setPodStatus(pod.metadata?.name ?? '', runningStatus());
+    await runState(runId, 'running');
+    await kubectlOk(['delete', 'pod', pod.metadata?.name ?? '', '-n', e2e.namespace, '--wait=false']);
+    const run = await runState(runId, 'failed');
+    expect(run.reason).toContain('deleted before the run ended');
+    await waitFor('the pod to be gone', () => gone(pod.metadata?.name ?? ''));
+    await waitFor('no busy worker left', async () => (await e2e.pool('runs')).status?.busyWorkers === 0);
+  });
+});
