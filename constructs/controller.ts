@@ -5,6 +5,7 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import { CONTROLLER_NAME, DEFAULT_CONTROLLER_NAMESPACE } from '../src/constants.js';
+import { DEFAULT_METRICS_CERT_DIR } from '../src/controller/runtime/flags.js';
 import { ControllerRbac } from './rbac.js';
 import { WorkerCrd } from './worker-crd.js';
 import { WorkerPoolCrd } from './workerpool-crd.js';
@@ -65,6 +66,14 @@ export interface WorkerPoolControllerProps {
    * @default true
    */
   readonly metricsSecure?: boolean;
+  /**
+   * A `kubernetes.io/tls` Secret (keys `tls.crt` and `tls.key`, e.g. made by
+   * cert-manager) in the controller's namespace, mounted at
+   * `/tmp/k8s-metrics-server/serving-certs` and served by the metrics
+   * endpoint; a renewed certificate is picked up without a restart.
+   * @default - the controller serves a self-signed certificate made at start
+   */
+  readonly metricsCertSecretName?: string;
   /** @default 8081 */
   readonly healthProbePort?: number;
   /** @default - requests 100m CPU and 128Mi memory, memory limit 512Mi */
@@ -111,6 +120,13 @@ export class WorkerPoolController extends Construct {
     if (replicas > 1 && !leaderElect) {
       throw new Error(`replicas is ${replicas} but leaderElect is false: several controllers would fight over the same workers`);
     }
+    const metricsCertSecret = props.metricsCertSecretName;
+    if (metricsCertSecret !== undefined) {
+      checkNonEmpty('metricsCertSecretName', metricsCertSecret);
+      if (metricsPort === 0 || !metricsSecure) {
+        throw new Error('metricsCertSecretName needs the secure metrics endpoint (metricsPort not 0, metricsSecure true)');
+      }
+    }
     if (metricsPort === healthProbePort) {
       throw new Error(`metricsPort and healthProbePort must differ, both are ${metricsPort}`);
     }
@@ -134,6 +150,7 @@ export class WorkerPoolController extends Construct {
       `--metrics-secure=${metricsSecure}`,
       `--health-probe-bind-address=:${healthProbePort}`,
     ];
+    if (metricsCertSecret !== undefined) args.push(`--metrics-cert-dir=${DEFAULT_METRICS_CERT_DIR}`);
     if (leaderElect) args.push('--leader-elect');
     if (watchNamespaces.length > 0) args.push(`--namespaces=${watchNamespaces.join(',')}`);
 
@@ -168,6 +185,7 @@ export class WorkerPoolController extends Construct {
                 args,
                 env: [{ name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } }],
                 ports,
+                ...(metricsCertSecret === undefined ? {} : { volumeMounts: [{ name: 'metrics-certs', mountPath: DEFAULT_METRICS_CERT_DIR, readOnly: true }] }),
                 livenessProbe: { httpGet: { path: '/healthz', port: k8s.IntOrString.fromString('health') }, initialDelaySeconds: 15, periodSeconds: 20 },
                 readinessProbe: { httpGet: { path: '/readyz', port: k8s.IntOrString.fromString('health') }, initialDelaySeconds: 5, periodSeconds: 10 },
                 resources: {
@@ -185,6 +203,7 @@ export class WorkerPoolController extends Construct {
                 },
               },
             ],
+            ...(metricsCertSecret === undefined ? {} : { volumes: [{ name: 'metrics-certs', secret: { secretName: metricsCertSecret } }] }),
           },
         },
       },

@@ -77,6 +77,16 @@ describe('props', () => {
     expect(c.resources.limits).toEqual({ memory: '512Mi', cpu: '2' });
   });
 
+  test('metricsCertSecretName mounts the Secret where the controller looks for tls.crt and tls.key', () => {
+    const deployment = find(synthController({ metricsCertSecretName: 'metrics-tls' }), 'Deployment', 'kube-workerpool-controller');
+    const c = (at(deployment, 'spec.template.spec.containers') as (ContainerJson & { volumeMounts: unknown })[])[0];
+    expect(c.args).toContain('--metrics-cert-dir=/tmp/k8s-metrics-server/serving-certs');
+    expect(c.volumeMounts).toEqual([{ name: 'metrics-certs', mountPath: '/tmp/k8s-metrics-server/serving-certs', readOnly: true }]);
+    expect(at(deployment, 'spec.template.spec.volumes')).toEqual([{ name: 'metrics-certs', secret: { secretName: 'metrics-tls' } }]);
+    // Without it: no volume, the controller makes a self-signed certificate.
+    expect(() => at(find(synthController(), 'Deployment', 'kube-workerpool-controller'), 'spec.template.spec.volumes')).toThrow('breaks at "volumes"');
+  });
+
   test('metricsPort 0 turns metrics off and drops the Service', () => {
     const objects = synthController({ metricsPort: 0 });
     expect(objects.some((o) => o.kind === 'Service')).toBe(false);
@@ -98,6 +108,7 @@ describe('props', () => {
     [{ metricsPort: 70000 }, 'metricsPort must be an integer from 0 to 65535, got 70000'],
     [{ metricsPort: 8081 }, 'metricsPort and healthProbePort must differ, both are 8081'],
     [{ image: ' ' }, 'image must not be empty'],
+    [{ metricsCertSecretName: 'tls', metricsSecure: false }, 'metricsCertSecretName needs the secure metrics endpoint'],
   ])('rejects %j', (props, message) => {
     const chart = new Chart(Testing.app(), 'test');
     expect(() => new WorkerPoolController(chart, 'c', props)).toThrow(message);
