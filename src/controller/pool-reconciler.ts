@@ -18,6 +18,8 @@ import { RetryableBackendError } from '../protocol/index.js';
 import { workerPoolFromApi, type WorkerObject, type WorkerPoolObject } from './api-types.js';
 import { WORKER_REF, WORKERPOOL_REF, workersOfPool, type ControllerContext } from './context.js';
 import { addFinalizer, hasFinalizer, removeFinalizer } from './finalizers.js';
+import { setCondition } from './conditions.js';
+import { checkPodTemplate, CONDITION_POD_TEMPLATE_VALID, REASON_POD_TEMPLATE_INVALID, templateCheckDue, type TemplateVerdict } from './pod-template-check.js';
 import { computePoolStatus, isBusy, statusChanged, type CredentialsState } from './pool-status.js';
 import { describeApiError, isAlreadyExists, isNotFound } from './runtime/errors.js';
 import type { Result } from './runtime/queue.js';
@@ -62,8 +64,14 @@ export async function reconcilePool(ctx: ControllerContext, key: string): Promis
     return cannotRegister(ctx, pool, workers, { valid: false, reason: 'BackendRefused', message: verified.message, poolId });
   }
 
+  let template: TemplateVerdict | undefined;
+  if (templateCheckDue(pool)) {
+    template = await checkPodTemplate(ctx, pool, poolId);
+    if (!template.valid) await ctx.events.record(pool, 'Warning', REASON_POD_TEMPLATE_INVALID, template.message);
+  }
+  // Workers register either way: a bad template fails runs with its reason, it does not stop the pool.
   await scale(ctx, key, pool, poolId, workers);
-  await writeStatus(ctx, pool, { valid: true, poolId }, workers);
+  await writeStatus(ctx, pool, { valid: true, poolId }, workers, template);
 }
 
 async function cannotRegister(ctx: ControllerContext, pool: WorkerPoolObject, workers: WorkerObject[], state: CredentialsState & { valid: false }): Promise<void> {
@@ -179,8 +187,18 @@ async function finalizePool(ctx: ControllerContext, key: string, pool: WorkerPoo
   ctx.expectations.forget(key);
 }
 
-async function writeStatus(ctx: ControllerContext, pool: WorkerPoolObject, credentials: CredentialsState, workers: WorkerObject[]): Promise<void> {
-  await patchStatus(ctx, pool, computePoolStatus(pool, credentials, workers));
+async function writeStatus(ctx: ControllerContext, pool: WorkerPoolObject, credentials: CredentialsState, workers: WorkerObject[], template?: TemplateVerdict): Promise<void> {
+  const status = computePoolStatus(pool, credentials, workers);
+  if (template === undefined) {
+    await patchStatus(ctx, pool, status);
+    return;
+  }
+  const conditions = setCondition(
+    status.conditions,
+    { type: CONDITION_POD_TEMPLATE_VALID, status: template.valid ? 'True' : 'False', reason: template.valid ? 'DryRunPassed' : 'DryRunFailed', message: template.message },
+    pool.metadata.generation,
+  );
+  await patchStatus(ctx, pool, { ...status, conditions });
 }
 
 async function patchStatus(ctx: ControllerContext, pool: WorkerPoolObject, status: ReturnType<typeof computePoolStatus>): Promise<void> {

@@ -93,3 +93,18 @@ describe('deleting a pool', () => {
     expect((await e2e.backendPool(pool.id)).workers).toEqual([]);
   });
 });
+
+describe('the run Pod template', () => {
+  test('is checked with a dry run when the pool changes; a bad one is reported on the pool', async () => {
+    await e2e.createWorkerPool('template', 1, { pod: { volumes: [{ name: 'Not_A_Valid_Name', emptyDir: {} }] } });
+    const bad = await waitFor('PodTemplateValid=False', async () =>
+      (await e2e.pool('template')).status?.conditions?.find((c) => c.type === 'PodTemplateValid' && c.status === 'False'));
+    expect(bad.message).toContain('spec.volumes');
+    const events = await e2e.eventsFor('WorkerPool', 'template');
+    expect(events.find((e) => e.reason === 'PodTemplateInvalid')?.message).toContain('spec.volumes');
+
+    await kubectlOk(['patch', 'workerpool', 'template', '-n', e2e.namespace, '--type=merge', '-p', '{"spec":{"pod":{"volumes":[{"name":"cache","emptyDir":{}}]}}}']);
+    await waitFor('PodTemplateValid=True', async () =>
+      (await e2e.pool('template')).status?.conditions?.some((c) => c.type === 'PodTemplateValid' && c.status === 'True'));
+  });
+});

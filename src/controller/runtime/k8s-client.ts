@@ -190,10 +190,11 @@ export class KubeClient {
     return { items, resourceVersion };
   }
 
-  create<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, body: T): Promise<T> {
+  /** With `dryRun`, the server validates and admits the object but stores nothing. */
+  create<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, body: T, options: { dryRun?: boolean } = {}): Promise<T> {
     return this.rest.request<T>('POST', resourcePath(ref, namespace), {
       body: { apiVersion: apiVersionOf(ref), kind: ref.kind, ...body },
-      query: { fieldManager: FIELD_MANAGER },
+      query: { fieldManager: FIELD_MANAGER, dryRun: options.dryRun === true ? 'All' : undefined },
     });
   }
 
