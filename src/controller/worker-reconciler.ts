@@ -30,7 +30,7 @@ import { hasFinalizer, removeFinalizer } from './finalizers.js';
 import type { PoolCredentials } from './pool-credentials.js';
 import { statusChanged } from './pool-status.js';
 import { describeApiError, isAlreadyExists, isNotFound } from './runtime/errors.js';
-import { PODS, SECRETS, type Pod } from './runtime/k8s-client.js';
+import { PODS, SECRETS, type Pod, type Secret } from './runtime/k8s-client.js';
 import { splitKey } from './runtime/informer.js';
 import { RetryLaterError, type Result } from './runtime/queue.js';
 import { activeRunPod, cleanUpOrphans, podsOfWorker, syncRuns } from './runs.js';
@@ -129,12 +129,17 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
 }
 
 /** The Worker's Secret with its private key, made (and stored) before registration. */
-async function ensureKey(ctx: ControllerContext, worker: WorkerObject, poolId: string) {
+async function ensureKey(ctx: ControllerContext, worker: WorkerObject, poolId: string): Promise<Secret> {
   const namespace = worker.metadata.namespace;
   const name = worker.metadata.name ?? '';
   const cached = ctx.caches.secrets.get(namespace, name);
   if (cached !== undefined && readWorkerSecret(cached).privateKeyPem !== undefined) return cached;
   const keys = await generateRsaKeyPair();
+  if (cached !== undefined) {
+    // Emptied by hand: a new key, and with it a new registration (the old certificate is for the old key).
+    const fresh = buildWorkerSecret(worker, poolId, keys.privateKeyPem);
+    return ctx.client.replace(SECRETS, namespace, name, { ...fresh, metadata: { ...fresh.metadata, resourceVersion: cached.metadata?.resourceVersion } });
+  }
   try {
     return await ctx.client.create(SECRETS, namespace, buildWorkerSecret(worker, poolId, keys.privateKeyPem));
   } catch (err) {
