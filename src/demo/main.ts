@@ -207,12 +207,21 @@ async function demo(keep: boolean): Promise<void> {
     await plane?.stop();
     if (watchdogPid !== undefined) signalGroup(watchdogPid, 'SIGKILL');
   };
+  let interrupted: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (finished) return;
     finished = true;
     p.stop();
     process.stderr.write(`\n${signal}: stopping everything the demo started...\n`);
-    void stopAll().finally(() => process.exit(130));
+    interrupted = stopAll()
+      .catch((err: Error) => {
+        process.stderr.write(`while stopping: ${err.message}\n`);
+      })
+      .finally(() => {
+        rmSync(join(demoDir, STATE_FILE), { force: true });
+        process.stderr.write('stopped\n');
+        process.exit(130);
+      });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -461,6 +470,8 @@ async function demo(keep: boolean): Promise<void> {
   } catch (err) {
     const failedAt = `step ${p.stepNumber}/${STEPS} (${p.stepTitle})`;
     p.stop();
+    // Interrupted: the steps fail because their processes are being stopped; the signal handler exits.
+    if (interrupted !== undefined) await interrupted;
     if (finished) throw err;
     finished = true;
     process.stderr.write(`\ndemo FAILED at ${failedAt}: ${(err as Error).message}\n`);
