@@ -3,7 +3,7 @@
  * There is no kubelet: the tests write Pod status as one would.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { Pod } from '../../src/controller/runtime/k8s-client.js';
+import { PODS, type Pod } from '../../src/controller/runtime/k8s-client.js';
 import type { Pool } from '../integration/backend-harness.js';
 import { kubectlOk } from '../setup/cluster-access.js';
 import { endedStatus, runningStatus, startE2E, waitFor, type E2E } from './harness.js';
@@ -187,4 +187,18 @@ describe('scale-down and lost pods', () => {
     await waitFor('the pod to be gone', () => gone(pod.metadata?.name ?? ''));
     await waitFor('no busy worker left', async () => (await e2e.pool('runs')).status?.busyWorkers === 0);
   });
+});
+
+test('a run Pod whose Worker is gone is cleaned up', async () => {
+  const name = 'orphan-run-1';
+  await e2e.client.create(PODS, e2e.namespace, {
+    metadata: {
+      name,
+      labels: { 'app.kubernetes.io/managed-by': 'kube-workerpool-controller', 'workers.spacelift.io/run-id': 'orphan', 'workers.spacelift.io/worker': 'ghost' },
+      finalizers: ['workers.spacelift.io/report-run'],
+      ownerReferences: [{ apiVersion: 'workers.spacelift.io/v1beta1', kind: 'Worker', name: 'runs-ghost', uid: '11111111-2222-3333-4444-555555555555' }],
+    },
+    spec: { containers: [{ name: 'worker', image: 'registry.example.com/r:1' }] },
+  });
+  await waitFor('the orphan to be removed', () => gone(name), 60_000);
 });
