@@ -116,11 +116,11 @@ describe('--metrics-secure=false', () => {
       if (!plain.running) throw new Error(`controller exited: ${plain.lines.slice(-10).join('\n')}`);
       const r = await httpGet(url).catch(() => undefined);
       return r?.status === 200 ? r : undefined;
-    });
+    }, 120_000);
     expect(res.body).toContain('workerpool_controller_reconcile_errors_total');
     expect(await statusOf(url.replace('http:', 'https:'))).toBe(0);
     await plain.kill();
-  });
+  }, 240_000);
 });
 
 describe('health probes', () => {
@@ -137,30 +137,30 @@ describe('health probes', () => {
     const c = spawnController(['--metrics-bind-address=0', `--health-probe-bind-address=127.0.0.1:${port}`, `--namespaces=${other}`], proxy.kubeconfigPath);
     try {
       const base = `http://127.0.0.1:${port}`;
-      await waitFor('the health server', async () => (await statusOf(`${base}/healthz`)) === 200);
+      await waitFor('the health server', async () => (await statusOf(`${base}/healthz`)) === 200, 120_000);
       // The controller is up and has asked the API server for its lists, which the proxy holds.
-      await waitFor('the controller to reach the API server', () => proxy.waiting > 0);
+      await waitFor('the controller to reach the API server', () => proxy.waiting > 0, 60_000);
       const notReady = await httpGet(`${base}/readyz`);
       expect(notReady.status).toBe(503);
       expect(notReady.body).toContain('caches not synced');
       proxy.release();
-      await waitFor('/readyz to be 200', async () => (await statusOf(`${base}/readyz`)) === 200);
+      await waitFor('/readyz to be 200', async () => (await statusOf(`${base}/readyz`)) === 200, 120_000);
       expect(await statusOf(`${base}/healthz`)).toBe(200);
     } finally {
       await c.kill();
       await proxy.close();
     }
-  });
+  }, 300_000);
 
   test('a standby (leader election, not the leader) is ready; so is the leader once synced', async () => {
     const other = await createTestNamespace('e2e-standby');
     const [p1, p2] = [await freePort(), await freePort()];
     const args = (port: number): string[] => ['--leader-elect', `--leader-election-namespace=${other}`, `--namespaces=${other}`, `--health-probe-bind-address=127.0.0.1:${port}`];
     const leader = e2e.startController(args(p1));
-    await leader.waitForLog('the first controller to lead', (r) => r.msg === 'became leader');
-    await waitFor('the leader to be ready', async () => (await statusOf(`http://127.0.0.1:${p1}/readyz`)) === 200);
+    await leader.waitForLog('the first controller to lead', (r) => r.msg === 'became leader', 120_000);
+    await waitFor('the leader to be ready', async () => (await statusOf(`http://127.0.0.1:${p1}/readyz`)) === 200, 120_000);
     const standby = e2e.startController(args(p2));
-    await standby.waitForLog('the second controller to see the leader', (r) => r.msg === 'leader observed' || r.msg === 'became leader');
+    await standby.waitForLog('the second controller to see the leader', (r) => r.msg === 'leader observed' || r.msg === 'became leader', 120_000);
     expect(standby.records().some((r) => r.msg === 'became leader')).toBe(false);
     expect(await statusOf(`http://127.0.0.1:${p2}/readyz`)).toBe(200);
     expect(await statusOf(`http://127.0.0.1:${p2}/healthz`)).toBe(200);
@@ -168,7 +168,7 @@ describe('health probes', () => {
     expect(lease.spec?.holderIdentity).not.toBe('');
     await standby.kill();
     await leader.kill();
-  });
+  }, 300_000);
 });
 
 describe('logs', () => {
@@ -204,8 +204,8 @@ describe('logs', () => {
   test('--log-format=text prints readable lines', async () => {
     const other = await createTestNamespace('e2e-logtext');
     const c = e2e.startController([`--namespaces=${other}`, '--log-format=text']);
-    await waitFor('the text log line of the cache sync', () => c.lines.some((l) => / INFO  caches synced /.test(l)));
+    await waitFor('the text log line of the cache sync', () => c.lines.some((l) => / INFO  caches synced /.test(l)), 120_000);
     expect(c.lines.some((l) => l.startsWith('{'))).toBe(false);
     await c.kill();
-  });
+  }, 240_000);
 });

@@ -38,6 +38,7 @@ test('SIGTERM during a run: exit 0, the Pod and the run live on, the Lease is re
   });
   expect(await leaseHolder()).not.toBe('');
 
+  const backendLinesAtSigterm = e2e.env.logLines.length;
   await first.kill('SIGTERM');
   expect(await first.exited).toBe(0);
   expect(first.records().some((r) => r.msg === 'shutting down; run pods keep running')).toBe(true);
@@ -54,6 +55,8 @@ test('SIGTERM during a run: exit 0, the Pod and the run live on, the Lease is re
     expect(still?.metadata?.name).toBe(podName);
     expect(still?.metadata?.deletionTimestamp).toBeUndefined();
     expect(still?.status?.phase).toBe('Running');
+    // A clean DISCONNECT: no will, so the backend did not hear "offline" (its own silence timeout is 20 s here).
+    expect(e2e.env.logLines.slice(backendLinesAtSigterm).filter((l) => l.includes('worker offline'))).toEqual([]);
   }
 
   const second = e2e.startController(args);
@@ -66,4 +69,4 @@ test('SIGTERM during a run: exit 0, the Pod and the run live on, the Lease is re
   await waitFor('the run to be finished', async () => (await e2e.run(runId)).state === 'finished');
   // Reported first, then released: the Pod's finalizer goes (and the history rules delete a successful Pod).
   await waitFor('the run pod to be released', async () => (await e2e.pods(`workers.spacelift.io/run-id=${runId}`)).every((p) => p.metadata?.finalizers === undefined));
-});
+}, 300_000);
