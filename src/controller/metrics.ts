@@ -232,7 +232,7 @@ export class ControllerMetrics {
       ...options.poolStats,
       onError: (poolKey, error) => {
         this.backendStatsErrors.inc();
-        log?.warn('could not read pool stats from the backend for metrics', { pool: poolKey, error });
+        log?.debug('could not read pool stats from the backend for metrics', { pool: poolKey, error });
       },
     });
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
