@@ -1,0 +1,703 @@
+/**
+ * The benchmarks of issue 9, each against a limit measured in the same run:
+ *
+ * 1. scale-out  poolSize 0 -> N until status.actualPoolSize == N;
+ *               limit N x median(one native RSA-2048 key pair) / cores
+ * 2. dispatch   backend publishes `schedule` -> run Pod seen by a watch;
+ *               limit: the same Pods created bare with a KubeClient
+ * 3. idle       kube-apiserver's request counters over a quiet window,
+ *               minus the apiserver's own background; controller RSS
+ * 4. recovery   SIGKILL with busy workers -> a new process has re-adopted all
+ *
+ * `runBench` is what `npm run bench` (bench/run.ts) and the smoke test call.
+ */
+import { availableParallelism, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LABEL_RUN_ID } from '../src/constants.js';
+import { WORKER_REF, WORKERPOOL_REF } from '../src/controller/context.js';
+import type { WorkerObject } from '../src/controller/api-types.js';
+import { KubeClient, PODS, SECRETS, resourcePath, resource, type Pod } from '../src/controller/runtime/k8s-client.js';
+import { generateRsaKeyPair } from '../src/protocol/keys.js';
+import { diffCounts, perMinute, scrapeRequestCounts, type RequestCounts } from './lib/apiserver-metrics.js';
+import { startBenchBackend, type BenchBackend } from './lib/backend.js';
+import { createNamespace, install, startBenchCluster, type BenchCluster } from './lib/cluster.js';
+import { buildController } from './lib/build.js';
+import { ControllerProcess } from './lib/controller.js';
+import { CpuMeter, memoryOf } from './lib/proc.js';
+import { nowMs, WatchThread, type WatchEvent } from './lib/watch.js';
+
+export type Phase = 'scale' | 'idle' | 'dispatch' | 'recovery';
+export const ALL_PHASES: readonly Phase[] = ['scale', 'idle', 'dispatch', 'recovery'];
+
+export interface BenchOptions {
+  /** N: workers in the pool. */
+  workers: number;
+  /** Runs dispatched at once (and busy workers at the kill); default N. */
+  runs?: number;
+  /** The quiet window of the idle measure, seconds. */
+  idleSeconds: number;
+  /** The apiserver's own background, measured before the controller starts, seconds. */
+  baselineSeconds: number;
+  /** Key pairs generated one after another for the scale-out limit. */
+  keys: number;
+  /** Which measures to take; scale-out always runs (the others need its workers). */
+  phases: ReadonlySet<Phase>;
+  /** Use this cluster instead of starting one. */
+  kubeconfigPath?: string;
+  kubectl?: string;
+  /** Write the controllers' V8 CPU profiles here (each process on SIGTERM; a SIGKILLed one writes none). */
+  cpuProfDir?: string;
+  /** The replacement process of the recovery measure campaigns for the Lease too (adds the lease wait). */
+  recoveryLeaderElect?: boolean;
+  /** Run the controller compiled (plain node, as an image would) instead of through tsx. */
+  compiled?: boolean;
+  log: (line: string) => void;
+}
+
+export interface Percentiles {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface ScaleResult {
+  workers: number;
+  seconds: number;
+  workersPerSecond: number;
+  keyMedianMs: number;
+  keySamplesMs: number[];
+  cores: number;
+  limitSeconds: number;
+  ratio: number;
+  /** Seconds until the backend had all N workers online (before the status says so). */
+  backendOnlineSeconds?: number;
+  /** CPU seconds per process during the scale-out. */
+  cpu: Record<string, number>;
+  /** Mean CPU time of one key pair (robust to other load on the machine). */
+  keyCpuMs: number;
+  /** CPU of every process in the system during the scale-out / CPU of the N keys alone. */
+  cpuRatio: number;
+  /** The same keys generated all at once (every core, as the controller does): N / that throughput. */
+  parallelLimitSeconds: number;
+  /**
+   * Where each worker's time went, seconds (p50 / max over workers), from
+   * watch events: Worker created -> its key Secret created (key generated) ->
+   * certificate stored (registered) -> session online at the backend ->
+   * Worker status connected.
+   */
+  stages: Record<string, { p50: number; max: number }>;
+}
+
+export interface IdleResult {
+  workers: number;
+  seconds: number;
+  /** "VERB resource" -> requests per minute, apiserver background removed; leases apart. */
+  perMinute: Record<string, number>;
+  leasePerMinute: Record<string, number>;
+  /** The apiserver's own requests per minute with no controller (subtracted above). */
+  backgroundPerMinute: Record<string, number>;
+  listPerMinute: number;
+  getPerMinute: number;
+  /** MQTT messages per minute the backend received from the controller's sessions (heartbeats). */
+  mqttPerMinute: number;
+  controllerCpuPercent: number;
+  rssBaseMiB: number;
+  rssMiB: number;
+  peakMiB: number;
+  mibPerWorker: number;
+}
+
+export interface DispatchResult {
+  runs: number;
+  /** Backend publish -> Pod seen in a watch, ms. */
+  dispatch: Percentiles;
+  /** Run submitted -> Pod seen, ms (context: includes the backend's own scheduling). */
+  submitToPod: Percentiles;
+  /** Bare create call -> Pod seen, ms. */
+  bare: Percentiles;
+  p50Ratio: number;
+  resentSchedules: number;
+}
+
+export interface RecoveryResult {
+  workers: number;
+  busy: number;
+  /** SIGKILL -> every worker's session re-announced by the new process, seconds. */
+  seconds: number;
+  /** New process start -> its caches synced. */
+  startToSyncedSeconds?: number;
+  /** Caches synced -> every worker re-announced. */
+  syncedToAdoptedSeconds?: number;
+  duplicatePods: number;
+  reRegistered: number;
+  secretsRewritten: number;
+  wrongStatus: string[];
+  runsNotRunning: number;
+  leaderElect: boolean;
+}
+
+export interface BenchResult {
+  date: string;
+  cores: number;
+  node: string;
+  kubernetes?: string;
+  /** 1-minute load average at the start and the end: other work on the machine shows here. */
+  load: { start: number; end: number };
+  options: { workers: number; runs: number; idleSeconds: number; baselineSeconds: number; keys: number; controller: 'tsx' | 'compiled' };
+  scale: ScaleResult;
+  idle?: IdleResult;
+  dispatch?: DispatchResult;
+  recovery?: RecoveryResult;
+  problems: string[];
+}
+
+// ---------------------------------------------------------------------------
+
+export function percentiles(samples: readonly number[]): Percentiles {
+  const s = [...samples].sort((a, b) => a - b);
+  // Nearest rank: p99 of 100 samples is the 99th smallest.
+  const rank = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+  return { n: s.length, p50: rank(50), p99: rank(99), max: s[s.length - 1] ?? NaN };
+}
+
+function median(samples: readonly number[]): number {
+  return percentiles(samples).p50;
+}
+
+async function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`bench: timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+async function inBatches<T>(items: readonly T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(size, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++] as T);
+    }),
+  );
+}
+
+const round = (v: number, digits = 2): number => Math.round(v * 10 ** digits) / 10 ** digits;
+
+// ---------------------------------------------------------------------------
+
+interface Ctx {
+  opts: BenchOptions;
+  cluster: BenchCluster;
+  backend: BenchBackend;
+  watches: WatchThread;
+  namespace: string;
+  poolId: string;
+  poolName: string;
+  /** Latest WorkerPool status seen by the watch, and when. */
+  poolStatus: { t: number; status: Record<string, unknown> };
+  poolWaiters: Set<() => void>;
+  controller: ControllerProcess;
+  controllers: ControllerProcess[];
+  compiledMain?: string;
+  logDir: string;
+  problems: string[];
+}
+
+function startController(ctx: Ctx, leaderElect: boolean, label: string): ControllerProcess {
+  const c = new ControllerProcess({
+    kubeconfigPath: ctx.cluster.kubeconfigPath,
+    namespace: ctx.namespace,
+    leaderElect,
+    logFile: join(ctx.logDir, `controller-${label}.log`),
+    cpuProfDir: ctx.opts.cpuProfDir,
+    compiledMain: ctx.compiledMain,
+  });
+  ctx.controllers.push(c);
+  ctx.controller = c;
+  return c;
+}
+
+/** Resolves with the watch time at which the pool status first satisfies `check`. */
+function poolStatusWhen(ctx: Ctx, what: string, check: (s: Record<string, unknown>) => boolean, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const test = (): boolean => {
+      if (!check(ctx.poolStatus.status)) return false;
+      clearTimeout(timer);
+      ctx.poolWaiters.delete(test);
+      resolve(ctx.poolStatus.t);
+      return true;
+    };
+    const timer = setTimeout(() => {
+      ctx.poolWaiters.delete(test);
+      reject(new Error(`bench: timed out after ${timeoutMs} ms waiting for the WorkerPool status: ${what}; last status ${JSON.stringify(ctx.poolStatus.status)}`));
+    }, timeoutMs);
+    if (!test()) ctx.poolWaiters.add(test);
+  });
+}
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : -1);
+
+/** Wall time of each key generated one after another, and their mean CPU time (which other load on the machine does not inflate). */
+async function measureKeys(count: number): Promise<{ wallMs: number[]; cpuMs: number }> {
+  await generateRsaKeyPair(); // warm-up: the first call loads OpenSSL's RSA code
+  const samples: number[] = [];
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < count; i++) {
+    const t = performance.now();
+    await generateRsaKeyPair();
+    samples.push(performance.now() - t);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return { wallMs: samples, cpuMs: (cpu.user + cpu.system) / 1000 / count };
+}
+
+/** Keys per second with every core busy: `count` generated at once, as many as the thread pool runs. */
+async function measureParallelKeys(count: number): Promise<number> {
+  const t = performance.now();
+  await Promise.all(Array.from({ length: count }, () => generateRsaKeyPair()));
+  return count / ((performance.now() - t) / 1000);
+}
+
+async function workers(ctx: Ctx): Promise<WorkerObject[]> {
+  return (await ctx.cluster.client.listAll(WORKER_REF, ctx.namespace)).items;
+}
+
+// ---------------------------------------------------------------------------
+
+export async function runBench(opts: BenchOptions): Promise<BenchResult> {
+  const log = opts.log;
+  const cores = availableParallelism();
+  const runs = opts.runs ?? opts.workers;
+  if (runs > opts.workers) throw new Error(`--runs (${runs}) cannot exceed --workers (${opts.workers})`);
+  const problems: string[] = [];
+  const loadStart = loadavg()[0] ?? 0;
+  const logDir = mkdtempSync(join(tmpdir(), 'kwc-bench-logs-'));
+  log(`controller logs in ${logDir}`);
+
+  const compiledMain = opts.compiled === true ? await buildController(log) : undefined;
+  const cluster = await startBenchCluster({ kubeconfigPath: opts.kubeconfigPath, kubectl: opts.kubectl, log });
+  let backend: BenchBackend | undefined;
+  let watches: WatchThread | undefined;
+  let ctx: Ctx | undefined;
+  try {
+    await install(cluster);
+    const namespace = await createNamespace(cluster, 'bench');
+    const bareNamespace = await createNamespace(cluster, 'bench-bare');
+    log(`namespaces ${namespace} (controller) and ${bareNamespace} (bare pods)`);
+
+    log(`measuring the cost of one RSA-2048 key pair (${opts.keys} in a row)`);
+    const keySamples = await measureKeys(opts.keys);
+
+    backend = await startBenchBackend();
+    const pool = await backend.admin<{ id: string; token: string; privateKey: string }>('POST', '/api/pools', { name: 'bench' });
+    if (pool.status !== 201) throw new Error(`create pool: HTTP ${pool.status}`);
+    const poolName = 'bench';
+    await cluster.client.create(SECRETS, namespace, {
+      metadata: { name: `${poolName}-credentials` },
+      stringData: { token: pool.body.token, privateKey: pool.body.privateKey },
+    });
+    await cluster.client.create(WORKERPOOL_REF, namespace, {
+      metadata: { name: poolName },
+      spec: {
+        poolSize: 0,
+        token: { secretKeyRef: { name: `${poolName}-credentials`, key: 'token' } },
+        privateKey: { secretKeyRef: { name: `${poolName}-credentials`, key: 'privateKey' } },
+      },
+    });
+
+    watches = await WatchThread.start(cluster.kc);
+    ctx = {
+      opts,
+      cluster,
+      backend,
+      watches,
+      namespace,
+      poolId: pool.body.id,
+      poolName,
+      poolStatus: { t: 0, status: {} },
+      poolWaiters: new Set(),
+      controller: undefined as unknown as ControllerProcess,
+      controllers: [],
+      compiledMain,
+      logDir,
+      problems,
+    };
+    const c = ctx;
+    await watches.watch(resourcePath(WORKERPOOL_REF, namespace), { fieldSelector: `metadata.name=${poolName}` }, (e: WatchEvent) => {
+      if (e.type !== 'ADDED' && e.type !== 'MODIFIED') return;
+      c.poolStatus = { t: e.t, status: e.object.status ?? {} };
+      for (const w of [...c.poolWaiters]) w();
+    });
+
+    // The apiserver's own requests, before any controller runs: subtracted from the idle window.
+    let background: RequestCounts = new Map();
+    if (opts.phases.has('idle')) {
+      log(`measuring the apiserver's own background requests for ${opts.baselineSeconds} s`);
+      const before = await scrapeRequestCounts(cluster.kc);
+      await sleep(opts.baselineSeconds * 1000);
+      background = diffCounts(before, await scrapeRequestCounts(cluster.kc));
+    }
+
+    const controller = startController(ctx, opts.phases.has('idle'), 'main');
+    await controller.waitForLog('caches synced');
+    await poolStatusWhen(ctx, 'credentials accepted at poolSize 0', (s) => num(s.desiredPoolSize) === 0 && JSON.stringify(s.conditions ?? []).includes('CredentialsAccepted'), 60_000);
+    await sleep(1000);
+    const rssBase = memoryOf(controller.pid).rssMiB;
+
+    const scale = await scaleOut(ctx, keySamples, cores);
+    const result: BenchResult = {
+      date: new Date().toISOString(),
+      cores,
+      node: process.version,
+      kubernetes: cluster.versions?.kubernetes,
+      load: { start: loadStart, end: 0 },
+      options: { workers: opts.workers, runs, idleSeconds: opts.idleSeconds, baselineSeconds: opts.baselineSeconds, keys: opts.keys, controller: opts.compiled === true ? 'compiled' : 'tsx' },
+      scale,
+      problems,
+    };
+    if (opts.phases.has('idle')) result.idle = await idle(ctx, background, rssBase);
+    if (opts.phases.has('dispatch') || opts.phases.has('recovery')) {
+      const dispatched = await dispatch(ctx, runs, bareNamespace);
+      if (opts.phases.has('dispatch')) result.dispatch = dispatched.result;
+      if (opts.phases.has('recovery')) result.recovery = await recovery(ctx, dispatched.runIds);
+    }
+    result.load.end = loadavg()[0] ?? 0;
+    if (watches.problems.length > 0) problems.push(...watches.problems.map((p) => `watch: ${p}`));
+    return result;
+  } finally {
+    for (const c of ctx?.controllers ?? []) await c.stop();
+    await watches?.close();
+    await backend?.stop();
+    await cluster.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+async function scaleOut(ctx: Ctx, keys: { wallMs: number[]; cpuMs: number }, cores: number): Promise<ScaleResult> {
+  const { opts, cluster, backend } = ctx;
+  const n = opts.workers;
+  const keySamples = keys.wallMs;
+  const keyMedianMs = median(keySamples);
+  const limitSeconds = (n * keyMedianMs) / cores / 1000;
+  ctx.opts.log(`scale-out: poolSize 0 -> ${n} (limit ${limitSeconds.toFixed(2)} s: ${n} x ${keyMedianMs.toFixed(0)} ms / ${cores} cores)`);
+
+  const parallelRate = await measureParallelKeys(Math.max(8, 4 * cores));
+  const parallelLimitSeconds = n / parallelRate;
+
+  // Per-worker milestones, by worker name (Secret name = Worker name) and by worker id.
+  const created = new Map<string, number>();
+  const idOf = new Map<string, string>();
+  const keyStored = new Map<string, number>();
+  const certStored = new Map<string, number>();
+  const statusConnected = new Map<string, number>();
+  const onlineAt = new Map<string, number>();
+  const stopWorkers = await ctx.watches.watch(resourcePath(WORKER_REF, ctx.namespace), {}, (e) => {
+    const name = e.object.name ?? '';
+    if (e.type === 'ADDED' && !created.has(name)) {
+      created.set(name, e.t);
+      idOf.set(name, String(e.object.spec?.workerId ?? ''));
+    }
+    if (e.object.status?.connected === true && !statusConnected.has(name)) statusConnected.set(name, e.t);
+  });
+  const stopSecrets = await ctx.watches.watch(resourcePath(SECRETS, ctx.namespace), {}, (e) => {
+    const name = e.object.name ?? '';
+    if (!keyStored.has(name)) keyStored.set(name, e.t);
+    if (e.type === 'MODIFIED' && !certStored.has(name)) certStored.set(name, e.t);
+  });
+  let allOnlineAt: number | undefined;
+  backend.tap.onReceive = (r) => {
+    if (r.message.type !== 'state' || r.message.state === 'offline' || onlineAt.has(r.workerId)) return;
+    onlineAt.set(r.workerId, r.t);
+    if (onlineAt.size === n && allOnlineAt === undefined) allOnlineAt = r.t;
+  };
+  const meter = new CpuMeter(() => ({ controller: ctx.controller.pid, 'bench (backend, broker)': process.pid, ...cluster.pids }));
+  meter.begin();
+  const t0 = nowMs();
+  await cluster.client.mergePatch(WORKERPOOL_REF, ctx.namespace, ctx.poolName, { spec: { poolSize: n } });
+  const done = await poolStatusWhen(ctx, `actualPoolSize == ${n}`, (s) => num(s.actualPoolSize) === n, Math.max(180_000, n * 1_000));
+  const cpu = meter.end();
+  backend.tap.onReceive = undefined;
+  stopWorkers();
+  stopSecrets();
+  const seconds = (done - t0) / 1000;
+  const stage = (from: (w: string) => number | undefined, to: (w: string) => number | undefined): { p50: number; max: number } => {
+    const d: number[] = [];
+    for (const w of created.keys()) {
+      const a = from(w);
+      const b = to(w);
+      if (a !== undefined && b !== undefined) d.push((b - a) / 1000);
+    }
+    const p = percentiles(d);
+    return { p50: round(p.p50), max: round(p.max) };
+  };
+  const stages = {
+    'patch -> Worker created': stage(() => t0, (w) => created.get(w)),
+    'Worker created -> key Secret': stage((w) => created.get(w), (w) => keyStored.get(w)),
+    'key Secret -> registered': stage((w) => keyStored.get(w), (w) => certStored.get(w)),
+    'registered -> session online': stage((w) => certStored.get(w), (w) => onlineAt.get(idOf.get(w) ?? '')),
+    'session online -> status connected': stage((w) => onlineAt.get(idOf.get(w) ?? ''), (w) => statusConnected.get(w)),
+    'last status connected -> pool status': stage(() => Math.max(...statusConnected.values()), () => done),
+  };
+  ctx.opts.log(`scale-out: ${seconds.toFixed(2)} s`);
+  return {
+    workers: n,
+    seconds,
+    workersPerSecond: n / seconds,
+    keyMedianMs,
+    keySamplesMs: keySamples.map((v) => round(v, 1)),
+    cores,
+    limitSeconds,
+    ratio: seconds / limitSeconds,
+    backendOnlineSeconds: allOnlineAt === undefined ? undefined : (allOnlineAt - t0) / 1000,
+    cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v)])),
+    parallelLimitSeconds,
+    stages,
+    keyCpuMs: round(keys.cpuMs, 1),
+    cpuRatio: round(Object.values(cpu).reduce((a, v) => a + v, 0) / ((n * keys.cpuMs) / 1000)),
+  };
+}
+
+const CONTROLLER_RESOURCES = ['workerpools', 'workers', 'pods', 'secrets', 'events'];
+
+async function idle(ctx: Ctx, background: RequestCounts, rssBase: number): Promise<IdleResult> {
+  const { opts, cluster, backend, controller } = ctx;
+  const n = opts.workers;
+  await poolStatusWhen(ctx, `idleWorkers == ${n}`, (s) => num(s.idleWorkers) === n, 60_000);
+  // Let the last status writes and session announcements of the scale-out pass.
+  await sleep(5_000);
+  opts.log(`idle: ${n} idle workers for ${opts.idleSeconds} s`);
+  let mqtt = 0;
+  backend.tap.onReceive = () => void mqtt++;
+  const meter = new CpuMeter(() => ({ controller: controller.pid }));
+  const before = await scrapeRequestCounts(cluster.kc);
+  meter.begin();
+  const t0 = nowMs();
+  await sleep(opts.idleSeconds * 1000);
+  const after = await scrapeRequestCounts(cluster.kc);
+  const seconds = (nowMs() - t0) / 1000;
+  const cpu = meter.end().controller ?? 0;
+  backend.tap.onReceive = undefined;
+  const mem = memoryOf(controller.pid);
+
+  const window = perMinute(diffCounts(before, after), seconds);
+  const bg = perMinute(background, opts.baselineSeconds);
+  const net = new Map<string, number>();
+  for (const key of new Set([...window.keys(), ...bg.keys()])) {
+    const v = (window.get(key) ?? 0) - (bg.get(key) ?? 0);
+    if (Math.abs(v) >= 0.05) net.set(key, round(v, 1));
+  }
+  const ours = (key: string): boolean => CONTROLLER_RESOURCES.includes(key.split(' ')[1]?.split('/')[0] ?? '');
+  const perMin: Record<string, number> = {};
+  const lease: Record<string, number> = {};
+  for (const [k, v] of [...net].sort()) {
+    if (k.endsWith(' leases')) lease[k] = v;
+    else perMin[k] = v;
+  }
+  // Resources only the controller uses are counted raw (no subtraction needed or wanted).
+  const rawOurs = [...window].filter(([k]) => ours(k));
+  const listPerMinute = round(rawOurs.filter(([k]) => k.startsWith('LIST ')).reduce((a, [, v]) => a + v, 0), 1);
+  const getPerMinute = round(rawOurs.filter(([k]) => k.startsWith('GET ')).reduce((a, [, v]) => a + v, 0), 1);
+  return {
+    workers: n,
+    seconds: round(seconds, 1),
+    perMinute: perMin,
+    leasePerMinute: lease,
+    backgroundPerMinute: Object.fromEntries([...bg].sort().map(([k, v]) => [k, round(v, 1)])),
+    listPerMinute,
+    getPerMinute,
+    mqttPerMinute: round((mqtt * 60) / seconds, 1),
+    controllerCpuPercent: round((cpu / seconds) * 100, 2),
+    rssBaseMiB: round(rssBase, 1),
+    rssMiB: round(mem.rssMiB, 1),
+    peakMiB: round(mem.peakMiB, 1),
+    mibPerWorker: round((mem.rssMiB - rssBase) / n, 3),
+  };
+}
+
+async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<{ result: DispatchResult; runIds: string[] }> {
+  const { opts, cluster, backend, watches } = ctx;
+  opts.log(`dispatch: ${runs} runs at once to idle workers`);
+  const firstSend = new Map<string, number>();
+  let sends = 0;
+  backend.tap.onSend = (s) => {
+    if (s.message.type !== 'schedule') return;
+    sends++;
+    if (!firstSend.has(s.message.runId)) firstSend.set(s.message.runId, s.t);
+  };
+  const podSeen = new Map<string, number>();
+  const stopPods = await watches.watch(resourcePath(PODS, ctx.namespace), {}, (e) => {
+    const runId = e.object.labels?.[LABEL_RUN_ID];
+    if (e.type === 'ADDED' && runId !== undefined && !podSeen.has(runId)) podSeen.set(runId, e.t);
+  });
+  const submitted = new Map<string, number>();
+  const runIds = await Promise.all(
+    Array.from({ length: runs }, async () => {
+      const t = nowMs();
+      const res = await backend.admin<{ id: string }>('POST', '/api/runs', { poolId: ctx.poolId, runnerImage: 'registry.example.com/runner:bench' });
+      if (res.status !== 201) throw new Error(`submit run: HTTP ${res.status} ${JSON.stringify(res.body)}`);
+      submitted.set(res.body.id, t);
+      return res.body.id;
+    }),
+  );
+  await until(`${runs} run pods`, () => runIds.every((id) => podSeen.has(id)), Math.max(60_000, runs * 200));
+  stopPods();
+  backend.tap.onSend = undefined;
+  const latency = runIds.map((id) => (podSeen.get(id) as number) - (firstSend.get(id) as number));
+  const submitToPod = runIds.map((id) => (podSeen.get(id) as number) - (submitted.get(id) as number));
+  await poolStatusWhen(ctx, `busyWorkers == ${runs}`, (s) => num(s.busyWorkers) === runs, 60_000);
+  await sleep(2_000);
+
+  // The limit: the very same Pods, created bare at once by a KubeClient, timed the same way.
+  opts.log(`dispatch: the same ${runs} pods created bare`);
+  const pods = (await cluster.client.listAll(PODS, ctx.namespace, { labelSelector: LABEL_RUN_ID })).items;
+  const bareClient = KubeClient.fromKubeConfig(cluster.kc);
+  const namespaces = resource('', 'v1', 'namespaces', 'Namespace');
+  // Warm connections, as the controller's client has them.
+  await Promise.all(Array.from({ length: Math.min(runs, 64) }, () => bareClient.get(namespaces, undefined, bareNamespace)));
+  const bareSeen = new Map<string, number>();
+  const stopBare = await watches.watch(resourcePath(PODS, bareNamespace), {}, (e) => {
+    if (e.type === 'ADDED' && e.object.name !== undefined && !bareSeen.has(e.object.name)) bareSeen.set(e.object.name, e.t);
+  });
+  const issued = new Map<string, number>();
+  await Promise.all(
+    pods.map(async (p) => {
+      const bare: Pod = {
+        metadata: { name: p.metadata?.name, labels: p.metadata?.labels, annotations: p.metadata?.annotations },
+        spec: p.spec,
+      };
+      issued.set(p.metadata?.name ?? '', nowMs());
+      await bareClient.create(PODS, bareNamespace, bare);
+    }),
+  );
+  await until(`${pods.length} bare pods`, () => pods.every((p) => bareSeen.has(p.metadata?.name ?? '')), 60_000);
+  stopBare();
+  bareClient.rest.close();
+  const bare = [...issued].map(([name, t]) => (bareSeen.get(name) as number) - t);
+
+  const d = percentiles(latency);
+  const b = percentiles(bare);
+  return {
+    runIds,
+    result: {
+      runs,
+      dispatch: roundP(d),
+      submitToPod: roundP(percentiles(submitToPod)),
+      bare: roundP(b),
+      p50Ratio: round(d.p50 / b.p50),
+      resentSchedules: sends - firstSend.size,
+    },
+  };
+}
+
+function roundP(p: Percentiles): Percentiles {
+  return { n: p.n, p50: round(p.p50, 1), p99: round(p.p99, 1), max: round(p.max, 1) };
+}
+
+/** The kubelet's part: every run Pod Running, as test/e2e/harness.ts's runningStatus() writes it. */
+function runningStatus(): Record<string, unknown> {
+  const now = new Date().toISOString();
+  return {
+    phase: 'Running',
+    startTime: now,
+    conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: now }],
+    initContainerStatuses: [
+      { name: 'init', ready: false, restartCount: 0, image: 'launcher', imageID: '', state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } } },
+      { name: 'launcher-grpc', ready: true, restartCount: 0, image: 'launcher', imageID: '', started: true, state: { running: { startedAt: now } } },
+    ],
+    containerStatuses: [{ name: 'worker', ready: true, restartCount: 0, image: 'runner', imageID: '', started: true, state: { running: { startedAt: now } } }],
+  };
+}
+
+async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
+  const { opts, cluster, backend } = ctx;
+  const n = opts.workers;
+  const pods = (await cluster.client.listAll(PODS, ctx.namespace, { labelSelector: LABEL_RUN_ID })).items;
+  opts.log(`recovery: ${pods.length} run pods set Running`);
+  await inBatches(pods, 16, async (p) => {
+    await cluster.client.mergePatch(PODS, ctx.namespace, p.metadata?.name ?? '', { status: runningStatus() }, { subresource: 'status' });
+  });
+  const runState = async (): Promise<Map<string, string>> => {
+    const res = await backend.admin<{ id: string; state: string }[]>('GET', `/api/runs?poolId=${ctx.poolId}`);
+    return new Map(res.body.map((r) => [r.id, r.state]));
+  };
+  await until('every run to be running in the backend', async () => {
+    const states = await runState();
+    return runIds.every((id) => states.get(id) === 'running');
+  }, 120_000, 250);
+  await poolStatusWhen(ctx, `busyWorkers == ${runIds.length}`, (s) => num(s.busyWorkers) === runIds.length, 60_000);
+  await sleep(2_000);
+
+  // What must survive the kill unchanged.
+  const before = await workers(ctx);
+  const runOfWorker = new Map(pods.map((p) => [p.metadata?.labels?.['workers.spacelift.io/worker'] ?? '', p.metadata?.labels?.[LABEL_RUN_ID] ?? '']));
+  const secretsBefore = new Map(
+    (await cluster.client.listAll(SECRETS, ctx.namespace)).items.map((s) => [s.metadata?.name ?? '', s.metadata?.resourceVersion ?? '']),
+  );
+  const registeredBefore = (backend.logCounts.get('worker registered') ?? 0) + (backend.logCounts.get('worker registered again') ?? 0);
+
+  // Re-adoption as the backend sees it: each worker's session announces its state again, from the new process.
+  const expected = new Map(before.map((w) => [w.spec.workerId, runOfWorker.get(w.spec.workerId)]));
+  const adopted = new Map<string, number>();
+  const leaderElect = opts.recoveryLeaderElect === true;
+  let tKill = 0;
+  backend.tap.onReceive = (r) => {
+    if (tKill === 0 || r.message.type !== 'state' || adopted.has(r.workerId) || !expected.has(r.workerId)) return;
+    const run = expected.get(r.workerId);
+    const ok = run === undefined ? r.message.state === 'idle' : r.message.state === 'busy' && r.message.runId === run;
+    if (ok) adopted.set(r.workerId, r.t);
+  };
+  opts.log(`recovery: SIGKILL the controller with ${pods.length} busy of ${n} workers`);
+  tKill = nowMs();
+  await ctx.controller.kill('SIGKILL');
+  const next = startController(ctx, leaderElect, 'recovery');
+  const spawnedAt = nowMs();
+  await until(`all ${n} workers re-adopted`, () => adopted.size === expected.size, Math.max(120_000, n * 500));
+  backend.tap.onReceive = undefined;
+  const tAdopted = Math.max(...adopted.values());
+  const synced = next.records().find((r) => r.msg === 'caches synced');
+  const syncedAt = typeof synced?.ts === 'string' ? Date.parse(synced.ts) : undefined;
+
+  // Verify after the new process has had a moment to write anything it would write.
+  await sleep(3_000);
+  const podsAfter = (await cluster.client.listAll(PODS, ctx.namespace, { labelSelector: LABEL_RUN_ID })).items;
+  const perRun = new Map<string, number>();
+  for (const p of podsAfter) {
+    const id = p.metadata?.labels?.[LABEL_RUN_ID] ?? '';
+    perRun.set(id, (perRun.get(id) ?? 0) + 1);
+  }
+  const duplicatePods = [...perRun.values()].reduce((a, v) => a + Math.max(0, v - 1), 0) + Math.max(0, podsAfter.length - pods.length);
+  const secretsAfter = (await cluster.client.listAll(SECRETS, ctx.namespace)).items;
+  const secretsRewritten = secretsAfter.filter((s) => secretsBefore.get(s.metadata?.name ?? '') !== s.metadata?.resourceVersion).length;
+  const registeredAfter = (backend.logCounts.get('worker registered') ?? 0) + (backend.logCounts.get('worker registered again') ?? 0);
+  const wrongStatus: string[] = [];
+  for (const w of await workers(ctx)) {
+    const run = runOfWorker.get(w.spec.workerId);
+    const s = w.status;
+    const ok = run === undefined ? s?.state === 'Idle' && s.connected === true : s?.state === 'Busy' && s.currentRunID === run && s.connected === true && s.registered === true;
+    if (!ok) wrongStatus.push(`${w.metadata.name}: ${JSON.stringify({ state: s?.state, connected: s?.connected, currentRunID: s?.currentRunID, expectedRun: run })}`);
+  }
+  const states = await runState();
+  const runsNotRunning = runIds.filter((id) => states.get(id) !== 'running').length;
+  const seconds = (tAdopted - tKill) / 1000;
+  opts.log(`recovery: ${seconds.toFixed(2)} s`);
+  return {
+    workers: n,
+    busy: pods.length,
+    seconds,
+    startToSyncedSeconds: syncedAt === undefined ? undefined : round((syncedAt - spawnedAt) / 1000),
+    syncedToAdoptedSeconds: syncedAt === undefined ? undefined : round((tAdopted - syncedAt) / 1000),
+    duplicatePods,
+    reRegistered: registeredAfter - registeredBefore,
+    secretsRewritten,
+    wrongStatus,
+    runsNotRunning,
+    leaderElect,
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * Keeps `npm run bench` working: the whole bench at a tiny size against the
+ * shared test cluster. It checks that every measure produces its figures and
+ * that recovery left nothing duplicated; never how fast anything was.
+ */
+import { expect, inject, test } from 'vitest';
+import { ALL_PHASES, runBench } from '../../bench/bench.js';
+import { markdownSection, rows } from '../../bench/report.js';
+
+test('the bench measures all four rows at a tiny size', async () => {
+  const result = await runBench({
+    workers: 3,
+    idleSeconds: 2,
+    baselineSeconds: 1,
+    keys: 2,
+    phases: new Set(ALL_PHASES),
+    kubeconfigPath: inject('kubeconfigPath'),
+    kubectl: inject('kubectlPath'),
+    log: () => undefined,
+  });
+
+  expect(result.scale).toMatchObject({ workers: 3 });
+  expect(result.scale.seconds).toBeGreaterThan(0);
+  expect(result.scale.limitSeconds).toBeGreaterThan(0);
+  expect(result.dispatch?.dispatch.n).toBe(3);
+  expect(result.dispatch?.bare.n).toBe(3);
+  expect(result.idle?.rssMiB).toBeGreaterThan(0);
+  expect(result.recovery).toMatchObject({ workers: 3, busy: 3, duplicatePods: 0, reRegistered: 0, secretsRewritten: 0, wrongStatus: [], runsNotRunning: 0 });
+  expect(rows(result).map((r) => r.measure.split(' ')[0])).toEqual(['scale-out', 'dispatch', 'dispatch', 'idle', 'idle', 'recovery']);
+  expect(markdownSection(result, 'npm run bench')).toContain('| measure |');
+}, 300_000);
