@@ -59,7 +59,7 @@ describe.skipIf(!canStartControlPlanes())('npm run demo', () => {
     expect(output).toContain('no kubelet');
     expect(output).toMatch(/^NAME\s+DESIRED POOL SIZE\s+ACTUAL POOL SIZE\s/m);
     expect(output).toMatch(/^demo\s+2\s+2\s/m);
-    expect(output).toMatch(/\$ kubectl create secret generic demo-credentials .*--from-literal=privateKey="\$\(base64 -w 0 < worker-pool.pem\)"/);
+    expect(output).toMatch(/\$ kubectl create secret generic demo-credentials .*--from-literal=privateKey="\$\(base64 -w 0 < key.pem\)"/);
     // A run pod, found by its run-id label, while it runs.
     const runPod = /\$ kubectl get pods -l workers\.spacelift\.io\/run-id=(\w+)\nNAME\s+READY\s+STATUS.*\n(\w+)-run-1\s+2\/2\s+Running/.exec(output);
     expect(runPod, output).not.toBeNull();
