@@ -34,9 +34,11 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot
 WORKDIR /app
 ENV NODE_ENV=production
-COPY --from=deps --chown=65532:65532 /app/node_modules ./node_modules
-COPY --from=build --chown=65532:65532 /app/lib ./lib
-COPY --chown=65532:65532 package.json ./
+# Owned by root and readable by all: the controller cannot change its own code.
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/lib ./lib
+# "type": "module": lib/ is ES modules.
+COPY package.json ./
 USER 65532:65532
 # Metrics (8443, when enabled) and health probes (8081), as the Deployment sets them.
 EXPOSE 8443 8081
