@@ -72,6 +72,28 @@ describe.skipIf(!canStartControlPlanes())('npm run demo', () => {
     process.stderr.write(`[demo test] npm run demo took ${seconds.toFixed(1)} s\n`);
   }, 300_000);
 
+  test('--keep leaves everything running for kubectl, and --down stops it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-keep-'));
+    dirs.push(dir);
+    const env = { ...process.env, KWC_DEMO_DIR: dir };
+    try {
+      const kept = await runDemo(['--keep'], env, false);
+      expect(kept.code, kept.output).toBe(0);
+      expect(kept.output).toContain(`export KUBECONFIG=${join(dir, 'cluster', 'kubeconfig')}`);
+      expect(kept.output).toMatch(/Backend API: https:\/\/127\.0\.0\.1:\d+ \(CA .*ca\.pem, admin token file .*admin-token\)/);
+      expect(kept.output).toContain('npm run demo -- --down');
+      // The control plane, the backend and the controller outlive the demo.
+      const state = JSON.parse(readFileSync(join(dir, 'demo.json'), 'utf8')) as { backendPid: number; controllerPid: number };
+      expect(processesMentioning(dir).length).toBeGreaterThanOrEqual(3);
+      for (const pid of [state.backendPid, state.controllerPid]) expect(() => process.kill(pid, 0)).not.toThrow();
+    } finally {
+      const down = await runDemo(['--down'], env, false);
+      expect(down.code, down.output).toBe(0);
+      expect(down.output).toMatch(/stopped: controller .*, backend .*, control plane/);
+    }
+    expect(processesMentioning(dir)).toEqual([]);
+  }, 300_000);
+
   test('fails with the step and the reason when a step fails, and leaves nothing running', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-fail-'));
     dirs.push(dir);
