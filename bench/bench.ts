@@ -12,6 +12,7 @@
  * `runBench` is what `npm run bench` (bench/run.ts) and the smoke test call.
  */
 import { availableParallelism, loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,10 +22,11 @@ import { WORKER_REF, WORKERPOOL_REF } from '../src/controller/context.js';
 import type { WorkerObject } from '../src/controller/api-types.js';
 import { KubeClient, PODS, SECRETS, resourcePath, resource, type Pod } from '../src/controller/runtime/k8s-client.js';
 import { generateRsaKeyPair } from '../src/protocol/keys.js';
+import { freePort } from '../src/backend/broker.js';
 import { diffCounts, perMinute, scrapeRequestCounts, type RequestCounts } from './lib/apiserver-metrics.js';
 import { startBenchBackend, type BenchBackend } from './lib/backend.js';
 import { createNamespace, install, startBenchCluster, type BenchCluster } from './lib/cluster.js';
-import { buildController } from './lib/build.js';
+import { buildController, COMPILED_MAIN } from './lib/build.js';
 import { ControllerProcess } from './lib/controller.js';
 import { CpuMeter, memoryOf } from './lib/proc.js';
 import { nowMs, WatchThread, type WatchEvent } from './lib/watch.js';
@@ -54,6 +56,10 @@ export interface BenchOptions {
   recoveryLeaderElect?: boolean;
   /** Run the controller compiled (plain node, as an image would) instead of through tsx. */
   compiled?: boolean;
+  /** Reuse the compiled controller in .tmp/bench-build as it is (e.g. with an experiment applied to it). */
+  noBuild?: boolean;
+  /** Serve the controller's metrics (plain HTTP on loopback) and count its reconciles per phase. */
+  controllerMetrics?: boolean;
   log: (line: string) => void;
 }
 
@@ -77,6 +83,8 @@ export interface ScaleResult {
   backendOnlineSeconds?: number;
   /** CPU seconds per process during the scale-out. */
   cpu: Record<string, number>;
+  /** Reconciles by kind during the scale-out (with controllerMetrics). */
+  reconciles?: Record<string, number>;
   /** Mean CPU time of one key pair (robust to other load on the machine). */
   keyCpuMs: number;
   /** CPU of every process in the system during the scale-out / CPU of the N keys alone. */
@@ -121,6 +129,18 @@ export interface DispatchResult {
   bare: Percentiles;
   p50Ratio: number;
   resentSchedules: number;
+  /** kube-apiserver requests from the submission to the last Pod seen, by verb and resource (all clients). */
+  apiRequests: Record<string, number>;
+  /** Reconciles by kind from the submission to the last Pod seen (with controllerMetrics). */
+  reconciles?: Record<string, number>;
+  /**
+   * Event-loop delay of the bench's main thread (backend and embedded broker)
+   * while the runs were submitted and dispatched, ms: time a schedule spends
+   * waiting for the broker to route it, which a remote backend would not add.
+   */
+  benchLoopDelay: { p50: number; p99: number; max: number };
+  /** [ms after the first publish, publish -> seen ms] per run, in publish order (JSON output only). */
+  samples?: [number, number][];
 }
 
 export interface RecoveryResult {
@@ -138,6 +158,8 @@ export interface RecoveryResult {
   wrongStatus: string[];
   runsNotRunning: number;
   leaderElect: boolean;
+  /** Reconciles by kind of the new process until every worker was re-adopted (with controllerMetrics). */
+  reconciles?: Record<string, number>;
 }
 
 export interface BenchResult {
@@ -209,8 +231,10 @@ interface Ctx {
   problems: string[];
 }
 
-function startController(ctx: Ctx, leaderElect: boolean, label: string): ControllerProcess {
+async function startController(ctx: Ctx, leaderElect: boolean, label: string): Promise<ControllerProcess> {
+  const metricsPort = ctx.opts.controllerMetrics === true ? await freePort() : undefined;
   const c = new ControllerProcess({
+    metricsPort,
     kubeconfigPath: ctx.cluster.kubeconfigPath,
     namespace: ctx.namespace,
     leaderElect,
@@ -280,7 +304,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const logDir = mkdtempSync(join(tmpdir(), 'kwc-bench-logs-'));
   log(`controller logs in ${logDir}`);
 
-  const compiledMain = opts.compiled === true ? await buildController(log) : undefined;
+  const compiledMain = opts.compiled === true ? (opts.noBuild === true ? COMPILED_MAIN : await buildController(log)) : undefined;
   const cluster = await startBenchCluster({ kubeconfigPath: opts.kubeconfigPath, kubectl: opts.kubectl, log });
   let backend: BenchBackend | undefined;
   let watches: WatchThread | undefined;
@@ -344,7 +368,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       background = diffCounts(before, await scrapeRequestCounts(cluster.kc));
     }
 
-    const controller = startController(ctx, opts.phases.has('idle'), 'main');
+    const controller = await startController(ctx, opts.phases.has('idle'), 'main');
     await controller.waitForLog('caches synced');
     await poolStatusWhen(ctx, 'credentials accepted at poolSize 0', (s) => num(s.desiredPoolSize) === 0 && JSON.stringify(s.conditions ?? []).includes('CredentialsAccepted'), 60_000);
     await sleep(1000);
@@ -369,6 +393,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     }
     result.load.end = loadavg()[0] ?? 0;
     if (watches.problems.length > 0) problems.push(...watches.problems.map((p) => `watch: ${p}`));
+    if (watches.resumes > 0) problems.push(`${watches.resumes} watch(es) ended by the server and resumed from their last resourceVersion`);
     return result;
   } finally {
     for (const c of ctx?.controllers ?? []) await c.stop();
@@ -418,11 +443,13 @@ async function scaleOut(ctx: Ctx, keys: { wallMs: number[]; cpuMs: number }, cor
     if (onlineAt.size === n && allOnlineAt === undefined) allOnlineAt = r.t;
   };
   const meter = new CpuMeter(() => ({ controller: ctx.controller.pid, 'bench (backend, broker)': process.pid, ...cluster.pids }));
+  const reconcilesBefore = await reconcileCounts(ctx.controller);
   meter.begin();
   const t0 = nowMs();
   await cluster.client.mergePatch(WORKERPOOL_REF, ctx.namespace, ctx.poolName, { spec: { poolSize: n } });
   const done = await poolStatusWhen(ctx, `actualPoolSize == ${n}`, (s) => num(s.actualPoolSize) === n, Math.max(180_000, n * 1_000));
   const cpu = meter.end();
+  const reconciles = diffRecord(reconcilesBefore, await reconcileCounts(ctx.controller));
   backend.tap.onReceive = undefined;
   stopWorkers();
   stopSecrets();
@@ -459,12 +486,14 @@ async function scaleOut(ctx: Ctx, keys: { wallMs: number[]; cpuMs: number }, cor
     cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v)])),
     parallelLimitSeconds,
     stages,
+    reconciles,
     keyCpuMs: round(keys.cpuMs, 1),
     cpuRatio: round(Object.values(cpu).reduce((a, v) => a + v, 0) / ((n * keys.cpuMs) / 1000)),
   };
 }
 
-const CONTROLLER_RESOURCES = ['workerpools', 'workers', 'pods', 'secrets', 'events'];
+/** What the controller reads and writes besides its Lease; other resources in the counts are kube-apiserver's own. */
+export const CONTROLLER_RESOURCES = ['workerpools', 'workers', 'pods', 'secrets', 'events'];
 
 async function idle(ctx: Ctx, background: RequestCounts, rssBase: number): Promise<IdleResult> {
   const { opts, cluster, backend, controller } = ctx;
@@ -537,6 +566,10 @@ async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<
     if (e.type === 'ADDED' && runId !== undefined && !podSeen.has(runId)) podSeen.set(runId, e.t);
   });
   const submitted = new Map<string, number>();
+  const reconcilesBefore = await reconcileCounts(ctx.controller);
+  const apiBefore = await scrapeRequestCounts(cluster.kc);
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   const runIds = await Promise.all(
     Array.from({ length: runs }, async () => {
       const t = nowMs();
@@ -547,6 +580,9 @@ async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<
     }),
   );
   await until(`${runs} run pods`, () => runIds.every((id) => podSeen.has(id)), Math.max(60_000, runs * 200));
+  loop.disable();
+  const apiRequests = Object.fromEntries([...diffCounts(apiBefore, await scrapeRequestCounts(cluster.kc))].sort());
+  const reconciles = diffRecord(reconcilesBefore, await reconcileCounts(ctx.controller));
   stopPods();
   backend.tap.onSend = undefined;
   const latency = runIds.map((id) => (podSeen.get(id) as number) - (firstSend.get(id) as number));
@@ -576,7 +612,7 @@ async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<
       await bareClient.create(PODS, bareNamespace, bare);
     }),
   );
-  await until(`${pods.length} bare pods`, () => pods.every((p) => bareSeen.has(p.metadata?.name ?? '')), 60_000);
+  await until(`${pods.length} bare pods`, () => pods.every((p) => bareSeen.has(p.metadata?.name ?? '')), Math.max(60_000, runs * 200));
   stopBare();
   bareClient.rest.close();
   const bare = [...issued].map(([name, t]) => (bareSeen.get(name) as number) - t);
@@ -592,8 +628,34 @@ async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<
       bare: roundP(b),
       p50Ratio: round(d.p50 / b.p50),
       resentSchedules: sends - firstSend.size,
+      apiRequests,
+      reconciles,
+      samples: (() => {
+        const first = Math.min(...firstSend.values());
+        return runIds
+          .map((id): [number, number] => [round((firstSend.get(id) as number) - first, 1), round((podSeen.get(id) as number) - (firstSend.get(id) as number), 1)])
+          .sort((a, b) => a[0] - b[0]);
+      })(),
+      benchLoopDelay: { p50: round(loop.percentile(50) / 1e6, 1), p99: round(loop.percentile(99) / 1e6, 1), max: round(loop.max / 1e6, 1) },
     },
   };
+}
+
+/** The controller's reconcile counters by kind, when it serves metrics. */
+async function reconcileCounts(c: ControllerProcess): Promise<Record<string, number> | undefined> {
+  if (c.options.metricsPort === undefined) return undefined;
+  const text = await fetch(`http://127.0.0.1:${c.options.metricsPort}/metrics`).then((r) => r.text()).catch(() => '');
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^workerpool_controller_reconcile_total\{([^}]*)\} (\S+)$/gm)) {
+    const kind = /kind="([^"]*)"/.exec(m[1] ?? '')?.[1] ?? '?';
+    out[kind] = (out[kind] ?? 0) + Number(m[2]);
+  }
+  return out;
+}
+
+function diffRecord(a: Record<string, number> | undefined, b: Record<string, number> | undefined): Record<string, number> | undefined {
+  if (a === undefined || b === undefined) return undefined;
+  return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - (a[k] ?? 0)]));
 }
 
 function roundP(p: Percentiles): Percentiles {
@@ -656,10 +718,11 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
   opts.log(`recovery: SIGKILL the controller with ${pods.length} busy of ${n} workers`);
   tKill = nowMs();
   await ctx.controller.kill('SIGKILL');
-  const next = startController(ctx, leaderElect, 'recovery');
+  const next = await startController(ctx, leaderElect, 'recovery');
   const spawnedAt = nowMs();
   await until(`all ${n} workers re-adopted`, () => adopted.size === expected.size, Math.max(120_000, n * 500));
   backend.tap.onReceive = undefined;
+  const reconciles = await reconcileCounts(next);
   const tAdopted = Math.max(...adopted.values());
   const synced = next.records().find((r) => r.msg === 'caches synced');
   const syncedAt = typeof synced?.ts === 'string' ? Date.parse(synced.ts) : undefined;
@@ -699,5 +762,6 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
     wrongStatus,
     runsNotRunning,
     leaderElect,
+    reconciles,
   };
 }

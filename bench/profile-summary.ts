@@ -31,16 +31,28 @@ function area(url: string): string {
 }
 
 function main(): void {
-  const [file, topArg, ...inclusive] = process.argv.slice(2);
-  if (file === undefined) throw new Error('usage: tsx bench/profile-summary.ts <file.cpuprofile> [top] [function name ...]');
+  const args = process.argv.slice(2);
+  // --window FROM,TO: only samples between FROM and TO seconds after the profile's start (negative: before its end).
+  const w = args.indexOf('--window');
+  const window = w >= 0 ? (args.splice(w, 2)[1] ?? '').split(',').map(Number) : undefined;
+  const [file, topArg, ...inclusive] = args;
+  if (file === undefined) throw new Error('usage: tsx bench/profile-summary.ts [--window FROM,TO] <file.cpuprofile> [top] [function name ...]');
   const top = Number(topArg ?? 25);
   const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
-  for (let i = 0; i < samples.length; i++) self.set(samples[i] as number, (self.get(samples[i] as number) ?? 0) + (deltas[i] ?? 0) / 1000);
-  const total = (profile.endTime - profile.startTime) / 1000;
+  const span = (profile.endTime - profile.startTime) / 1e6;
+  const [from, to] = (window ?? [0, span]).map((v) => (v < 0 ? span + v : v)) as [number, number];
+  let at = 0;
+  let total = 0;
+  for (let i = 0; i < samples.length; i++) {
+    at += (deltas[i] ?? 0) / 1e6;
+    if (at < from || at > to) continue;
+    total += (deltas[i] ?? 0) / 1000;
+    self.set(samples[i] as number, (self.get(samples[i] as number) ?? 0) + (deltas[i] ?? 0) / 1000);
+  }
   const byFn = new Map<string, number>();
   const byArea = new Map<string, number>();
   for (const [id, ms] of self) {
@@ -59,7 +71,7 @@ function main(): void {
       process.stdout.write(`${(ms / 1000).toFixed(2).padStart(8)} s ${((100 * ms) / busy).toFixed(1).padStart(5)} %  ${k}\n`);
     }
   };
-  process.stdout.write(`${file}: ${(total / 1000).toFixed(1)} s profiled, ${(busy / 1000).toFixed(1)} s on the main thread (percentages of that)\n`);
+  process.stdout.write(`${file}: ${window ? `${from.toFixed(1)}-${to.toFixed(1)} s of ` : ''}${(total / 1000).toFixed(1)} s profiled, ${(busy / 1000).toFixed(1)} s on the main thread (percentages of that)\n`);
   byArea.delete('(idle)');
   byFn.delete('(idle)');
   print('by area (self time)', byArea);

@@ -19,6 +19,8 @@ const USAGE = `npm run bench -- [options]
   --cpu-prof DIR        write the controller processes' V8 CPU profiles to DIR
   --recovery-leader-elect  the replacement process campaigns for the Lease (adds the lease wait)
   --compiled            run the controller compiled to JavaScript (as an image would), not through tsx
+  --no-build            with --compiled: reuse .tmp/bench-build as it is (to try a change on the compiled copy)
+  --controller-metrics  serve the controller's metrics and count its reconciles per phase
   --out PATH            markdown file to update (default docs/benchmarks.md)
   --json PATH           also write the raw results as JSON
   --no-write            print only
@@ -30,7 +32,7 @@ function parse(argv: string[]): Record<string, string | boolean> {
     const arg = argv[i] as string;
     if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}\n\n${USAGE}`);
     const [name, inline] = arg.slice(2).split('=', 2) as [string, string | undefined];
-    if (['help', 'no-write', 'recovery-leader-elect', 'compiled'].includes(name)) out[name] = true;
+    if (['help', 'no-write', 'recovery-leader-elect', 'compiled', 'no-build', 'controller-metrics'].includes(name)) out[name] = true;
     else out[name] = inline ?? argv[++i] ?? '';
   }
   return out;
@@ -49,7 +51,7 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const known = new Set(['workers', 'runs', 'idle-seconds', 'baseline-seconds', 'keys', 'phases', 'kubeconfig', 'cpu-prof', 'recovery-leader-elect', 'out', 'json', 'no-write', 'help', 'compiled']);
+  const known = new Set(['workers', 'runs', 'idle-seconds', 'baseline-seconds', 'keys', 'phases', 'kubeconfig', 'cpu-prof', 'recovery-leader-elect', 'out', 'json', 'no-write', 'help', 'compiled', 'no-build', 'controller-metrics']);
   for (const k of Object.keys(args)) if (!known.has(k)) throw new Error(`unknown option --${k}\n\n${USAGE}`);
   const phases = new Set<Phase>(
     typeof args.phases === 'string' ? (args.phases.split(',').map((p) => p.trim()) as Phase[]) : ALL_PHASES,
@@ -71,6 +73,8 @@ async function main(): Promise<void> {
     cpuProfDir,
     recoveryLeaderElect: args['recovery-leader-elect'] === true,
     compiled: args.compiled === true,
+    noBuild: args['no-build'] === true,
+    controllerMetrics: args['controller-metrics'] === true,
     log: (line) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}\n`),
   });
 

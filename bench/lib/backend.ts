@@ -1,0 +1,123 @@
+/**
+ * The reference backend in this process, with two observation points the
+ * measures need and the backend does not offer: the moment it hands each
+ * message to its MQTT client (the "publish" a dispatch is timed from), and
+ * every worker message it receives (how recovery is seen from outside the
+ * controller). Both wrap BackendService methods; nothing in src/ changes.
+ */
+import { mkdtemp } from 'node:fs/promises';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startBackend, type RunningBackend } from '../../src/backend/server.js';
+import { BackendService, type WorkerSender } from '../../src/backend/service.js';
+import type { RunStatusMessage, ScheduleMessage, StateMessage, StopMessage } from '../../src/protocol/messages.js';
+import { nowMs } from './watch.js';
+
+export interface Sent {
+  t: number;
+  workerId: string;
+  message: ScheduleMessage | StopMessage;
+}
+
+export interface Received {
+  t: number;
+  workerId: string;
+  message: StateMessage | RunStatusMessage;
+}
+
+export interface BackendTap {
+  onSend?: (s: Sent) => void;
+  onReceive?: (r: Received) => void;
+}
+
+const tap: BackendTap = {};
+let installed = false;
+
+function install(): void {
+  if (installed) return;
+  const proto = BackendService.prototype as unknown as {
+    setSender: (sender: WorkerSender) => void;
+    handleWorkerMessage: (topic: string, poolId: string, workerId: string, msg: StateMessage | RunStatusMessage) => Promise<void>;
+  };
+  if (typeof proto.setSender !== 'function' || typeof proto.handleWorkerMessage !== 'function') {
+    throw new Error('bench: BackendService.setSender/handleWorkerMessage changed; update bench/lib/backend.ts');
+  }
+  const setSender = proto.setSender;
+  proto.setSender = function (this: unknown, sender: WorkerSender): void {
+    setSender.call(this, {
+      send(poolId, workerId, message) {
+        tap.onSend?.({ t: nowMs(), workerId, message });
+        sender.send(poolId, workerId, message);
+      },
+    });
+  };
+  const handle = proto.handleWorkerMessage;
+  proto.handleWorkerMessage = function (this: unknown, topic, poolId, workerId, msg) {
+    tap.onReceive?.({ t: nowMs(), workerId, message: msg });
+    return handle.call(this, topic, poolId, workerId, msg);
+  };
+  installed = true;
+}
+
+export interface BenchBackend {
+  backend: RunningBackend;
+  tap: BackendTap;
+  /** Log records by message text ("worker registered", "worker registered again", ...). */
+  logCounts: Map<string, number>;
+  admin<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  stop(): Promise<void>;
+}
+
+export async function startBenchBackend(): Promise<BenchBackend> {
+  install();
+  const dataDir = await mkdtemp(join(tmpdir(), 'kwc-bench-backend-'));
+  const logCounts = new Map<string, number>();
+  const backend = await startBackend({
+    dataDir,
+    logLevel: 'info',
+    // Counted, not kept: a 1000-worker run logs tens of thousands of lines.
+    logSink: (line) => {
+      const msg = /"msg":"([^"]*)"/.exec(line)?.[1] ?? '?';
+      logCounts.set(msg, (logCounts.get(msg) ?? 0) + 1);
+    },
+  });
+  const agent = new https.Agent({ ca: backend.caPem, keepAlive: true, maxSockets: 32 });
+  const admin = <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> =>
+    new Promise((resolve, reject) => {
+      const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      const req = https.request(
+        new URL(path, backend.apiUrl),
+        {
+          method,
+          agent,
+          headers: {
+            authorization: `Bearer ${backend.adminToken}`,
+            ...(data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString();
+            resolve({ status: res.statusCode ?? 0, body: (text ? JSON.parse(text) : {}) as T });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(data);
+    });
+  return {
+    backend,
+    tap,
+    logCounts,
+    admin,
+    async stop() {
+      tap.onSend = undefined;
+      tap.onReceive = undefined;
+      agent.destroy();
+      await backend.stop();
+    },
+  };
+}
