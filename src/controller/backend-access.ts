@@ -20,6 +20,7 @@ export type VerifyResult = { readonly ok: true } | { readonly ok: false; readonl
 
 export class BackendAccess {
   private readonly entries = new Map<string, Entry>();
+  private readonly parsed = new Map<string, { readonly version: string; readonly result: CredentialsResult }>();
 
   constructor(
     private readonly secrets: Informer<Secret>,
@@ -34,8 +35,18 @@ export class BackendAccess {
    */
   async credentials(pool: WorkerPoolObject): Promise<CredentialsResult> {
     const namespace = pool.metadata.namespace ?? 'default';
+    // Parsing the token's CA and the key costs milliseconds; every worker reconcile asks, so the
+    // result is kept until either Secret (or the pool's reference to it) changes.
+    const refs = [pool.spec.token?.secretKeyRef, pool.spec.privateKey?.secretKeyRef];
+    const version = refs.map((r) => (r === undefined ? '-' : `${r.name}/${r.key}@${this.secrets.get(namespace, r.name)?.metadata?.resourceVersion ?? 'missing'}`)).join(',');
+    const memoKey = `${namespace}/${pool.metadata.name ?? ''}`;
+    const memo = this.parsed.get(memoKey);
+    if (memo !== undefined && memo.version === version) return memo.result;
     const cached = readPoolCredentials(pool.spec, namespace, (name) => this.secrets.get(namespace, name));
-    if (cached.ok || cached.reason !== 'SecretNotFound') return cached;
+    if (cached.ok || cached.reason !== 'SecretNotFound') {
+      this.parsed.set(memoKey, { version, result: cached });
+      return cached;
+    }
     const live = new Map<string, Secret>();
     for (const ref of [pool.spec.token?.secretKeyRef, pool.spec.privateKey?.secretKeyRef]) {
       if (ref === undefined || live.has(ref.name)) continue;
@@ -76,6 +87,7 @@ export class BackendAccess {
   forget(poolKey: string): void {
     this.entries.get(poolKey)?.client.close();
     this.entries.delete(poolKey);
+    this.parsed.delete(poolKey);
   }
 
   /** Every pool's client, for metrics that read pool counters from the backend. */

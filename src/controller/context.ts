@@ -18,6 +18,7 @@ import type { Informer } from './runtime/informer.js';
 import { resource, type KubeClient, type Pod, type Secret } from './runtime/k8s-client.js';
 import type { Logger } from './runtime/log.js';
 import type { WorkQueue } from './runtime/queue.js';
+import type { RunStatus } from '../protocol/index.js';
 import type { RunObserver } from './runs.js';
 import type { SessionManager } from './sessions.js';
 
@@ -61,6 +62,14 @@ export interface ControllerContext {
    * after accepting a run would make the backend fail that run.
    */
   readonly pendingRuns: Map<string, string>;
+  /**
+   * Progress reports (`pod-created`, `running`) already sent, by Pod uid. In
+   * memory only: writing each to the Pod would double a run's API writes, and
+   * after a restart re-sending one is harmless (the backend ignores a status
+   * that does not move a run forward). The end of a run is recorded on the
+   * Pod, because the release of its finalizer depends on it.
+   */
+  readonly progressReports: Map<string, RunStatus>;
   /** Hooks for metrics. */
   readonly observer?: ControllerObserver;
 }

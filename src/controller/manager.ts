@@ -65,7 +65,9 @@ export class Manager {
       }),
       workers: new WorkQueue((key) => reconcileWorker(ctx, key), {
         name: 'worker',
-        concurrency: opts.workerConcurrency ?? 16,
+        // Far more slots than key-generation threads: reconciles waiting for a key must not hold up
+        // the quick ones (a session that just connected, a run that just ended).
+        concurrency: opts.workerConcurrency ?? 64,
         logger: log,
         onReconciled: (r) => opts.onReconciled?.('worker', r),
       }),
@@ -90,6 +92,7 @@ export class Manager {
       events: new EventRecorder(client, log, opts.identity),
       expectations,
       pendingRuns: new Map(),
+      progressReports: new Map(),
       log,
       options: { stuckPodGraceMs: opts.stuckPodGraceMs },
       observer: opts.observer,

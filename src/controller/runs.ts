@@ -54,12 +54,17 @@ function runIdOf(pod: Pod): string {
   return pod.metadata?.labels?.[LABEL_RUN_ID] ?? '';
 }
 
-function reportedOf(pod: Pod): RunStatus | undefined {
+/** The end of a run, recorded on its Pod; see `ControllerContext.progressReports` for the rest. */
+function endReportedOf(pod: Pod): RunStatus | undefined {
   return pod.metadata?.annotations?.[ANNOTATION_RUN_REPORTED] as RunStatus | undefined;
 }
 
+function reportedOf(ctx: ControllerContext, pod: Pod): RunStatus | undefined {
+  return endReportedOf(pod) ?? ctx.progressReports.get(pod.metadata?.uid ?? '');
+}
+
 function isEnded(pod: Pod): boolean {
-  const reported = reportedOf(pod);
+  const reported = endReportedOf(pod);
   return reported !== undefined && TERMINAL.has(reported);
 }
 
@@ -138,7 +143,7 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
   for (const pod of pods) {
     const { decision, recheckAfterMs } = await decide(ctx, pod, now);
     soonest(recheckAfterMs);
-    const reported = reportedOf(pod);
+    const reported = reportedOf(ctx, pod);
     if (decision !== undefined && (reported === undefined || ORDER[decision.status] > ORDER[reported])) {
       if (!connected) {
         // Reported once the session is back (its connect event brings this worker back).
@@ -179,13 +184,18 @@ async function report(ctx: ControllerContext, key: string, worker: WorkerObject,
   if (d.status === 'running') ctx.observer?.onRunning?.(runId, pod.metadata?.creationTimestamp);
   if (TERMINAL.has(d.status)) ctx.observer?.onOutcome?.(d.status, d.reason);
 
-  // One write: the record of the report and, once the run is over, the release of the finalizer.
-  // Guarded by the resourceVersion; a conflict retries and at worst reports the same status twice.
-  const metadata: Record<string, unknown> = { annotations: { [ANNOTATION_RUN_REPORTED]: d.status } };
-  if (TERMINAL.has(d.status)) {
-    metadata.finalizers = (pod.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER_RUN_POD);
-    metadata.resourceVersion = pod.metadata?.resourceVersion;
+  if (!TERMINAL.has(d.status)) {
+    ctx.progressReports.set(pod.metadata?.uid ?? '', d.status);
+    return;
   }
+  ctx.progressReports.delete(pod.metadata?.uid ?? '');
+  // One write: the record of the end and the release of the finalizer.
+  // Guarded by the resourceVersion; a conflict retries and at worst reports the same status twice.
+  const metadata = {
+    annotations: { [ANNOTATION_RUN_REPORTED]: d.status },
+    finalizers: (pod.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER_RUN_POD),
+    resourceVersion: pod.metadata?.resourceVersion,
+  };
   try {
     await ctx.client.mergePatch(PODS, namespace, name, { metadata });
     if (d.deletePod) await ctx.client.delete(PODS, namespace, name, { gracePeriodSeconds: 0 });
@@ -205,7 +215,7 @@ async function applyHistory(ctx: ControllerContext, pool: WorkerPoolObject, pods
       continue;
     }
     const status = classifyRunPod(pod, now);
-    const reported = reportedOf(pod);
+    const reported = endReportedOf(pod);
     const succeeded = status.phase === 'succeeded' || reported === 'finished';
     history.push({ name, result: succeeded ? 'succeeded' : 'failed', finishedAt: status.finishedAt ?? new Date(pod.metadata?.creationTimestamp ?? now) });
   }
@@ -237,9 +247,9 @@ export async function handleWorkerMessage(ctx: ControllerContext, workerKey: str
     ctx.log.warn('message for a worker that is gone; the backend learns of it on deregistration', { worker: workerKey, type: message.type });
     return;
   }
+  // No reconcile is queued here: the Pod's own watch events bring the worker back.
   if (message.type === 'schedule') await schedule(ctx, workerKey, worker, message);
   else await stop(ctx, worker, message);
-  ctx.queues.workers.add(workerKey);
 }
 
 async function schedule(ctx: ControllerContext, workerKey: string, worker: WorkerObject, message: ScheduleMessage): Promise<void> {
@@ -323,6 +333,7 @@ async function stop(ctx: ControllerContext, worker: WorkerObject, message: StopM
 export async function cleanUpOrphans(ctx: ControllerContext, namespace: string, workerName: string): Promise<void> {
   const orphans = ctx.caches.pods.list((p) => p.metadata?.namespace === namespace && p.metadata.ownerReferences?.some((o) => o.kind === WORKER_KIND && o.name === workerName) === true);
   for (const pod of orphans) {
+    ctx.progressReports.delete(pod.metadata?.uid ?? '');
     try {
       await removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD);
       await ctx.client.delete(PODS, namespace, pod.metadata?.name ?? '');
