@@ -3,8 +3,9 @@
  * controller creates and deletes Workers; users read them.
  */
 import { Construct } from 'constructs';
-import { ApiObject } from 'cdk8s';
-import { API_GROUP, API_VERSION, WORKER_KIND, WORKER_PLURAL, WORKER_SINGULAR } from '../src/constants.js';
+import type { ApiObject } from 'cdk8s';
+import { customResourceDefinition } from './crd.js';
+import { WORKER_KIND, WORKER_PLURAL, WORKER_SINGULAR } from '../src/constants.js';
 import { bool, conditions, obj, Schema, str } from './schema.js';
 
 export const WORKER_STATES = ['Pending', 'Idle', 'Busy', 'Draining', 'Failed'] as const;
@@ -37,39 +38,21 @@ export class WorkerCrd extends Construct {
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    this.resource = new ApiObject(this, 'Resource', {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: `${WORKER_PLURAL}.${API_GROUP}` },
-      spec: {
-        group: API_GROUP,
-        scope: 'Namespaced',
-        names: { kind: WORKER_KIND, plural: WORKER_PLURAL, singular: WORKER_SINGULAR, listKind: `${WORKER_KIND}List` },
-        versions: [
-          {
-            name: API_VERSION,
-            served: true,
-            storage: true,
-            schema: {
-              openAPIV3Schema: obj('A worker registered with the run scheduler on behalf of a WorkerPool.', {
-                apiVersion: str('APIVersion of the object.'),
-                kind: str('Kind of the object.'),
-                metadata: { type: 'object' },
-                spec: WORKER_SPEC_SCHEMA,
-                status: WORKER_STATUS_SCHEMA,
-              }),
-            },
-            subresources: { status: {} },
-            additionalPrinterColumns: [
-              { name: 'Pool', type: 'string', jsonPath: '.spec.poolName', description: 'The WorkerPool.' },
-              { name: 'Registered', type: 'boolean', jsonPath: '.status.registered', description: 'Registered with the backend.' },
-              { name: 'Status', type: 'string', jsonPath: '.status.state', description: 'Idle, Busy, Draining, ...' },
-              { name: 'Run ID', type: 'string', jsonPath: '.status.currentRunID', description: 'The run in progress.' },
-              { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-            ],
-          },
-        ],
-      },
+    this.resource = customResourceDefinition(this, 'Resource', {
+      kind: WORKER_KIND,
+      plural: WORKER_PLURAL,
+      singular: WORKER_SINGULAR,
+      description: 'A worker registered with the run scheduler on behalf of a WorkerPool.',
+      spec: WORKER_SPEC_SCHEMA,
+      status: WORKER_STATUS_SCHEMA,
+      subresources: { status: {} },
+      printerColumns: [
+        { name: 'Pool', type: 'string', jsonPath: '.spec.poolName', description: 'The WorkerPool.' },
+        { name: 'Registered', type: 'boolean', jsonPath: '.status.registered', description: 'Registered with the backend.' },
+        { name: 'Status', type: 'string', jsonPath: '.status.state', description: 'Idle, Busy, Draining, ...' },
+        { name: 'Run ID', type: 'string', jsonPath: '.status.currentRunID', description: 'The run in progress.' },
+        { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+      ],
     });
   }
 }

@@ -3,10 +3,9 @@
  * Field names follow the product documentation so its commands work verbatim.
  */
 import { Construct } from 'constructs';
-import { ApiObject } from 'cdk8s';
+import type { ApiObject } from 'cdk8s';
+import { customResourceDefinition } from './crd.js';
 import {
-  API_GROUP,
-  API_VERSION,
   BINARIES_CACHE_MOUNT_PATH,
   WORKERPOOL_KIND,
   WORKERPOOL_PLURAL,
@@ -164,57 +163,30 @@ export class WorkerPoolCrd extends Construct {
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
-    this.resource = new ApiObject(this, 'Resource', {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: `${WORKERPOOL_PLURAL}.${API_GROUP}` },
-      spec: {
-        group: API_GROUP,
-        scope: 'Namespaced',
-        names: { kind: WORKERPOOL_KIND, plural: WORKERPOOL_PLURAL, singular: WORKERPOOL_SINGULAR, listKind: `${WORKERPOOL_KIND}List` },
-        versions: [
-          {
-            name: API_VERSION,
-            served: true,
-            storage: true,
-            schema: {
-              openAPIV3Schema: obj(
-                'A pool of workers registered with the run scheduler; each scheduled run gets its own Pod.',
-                {
-                  apiVersion: str('APIVersion of the object.'),
-                  kind: str('Kind of the object.'),
-                  metadata: { type: 'object' },
-                  spec: WORKERPOOL_SPEC_SCHEMA,
-                  status: WORKERPOOL_STATUS_SCHEMA,
-                },
-                {
-                  'x-kubernetes-validations': [
-                    {
-                      rule: `size(self.metadata.name) <= ${MAX_POOL_NAME_LENGTH}`,
-                      message: `metadata.name must be at most ${MAX_POOL_NAME_LENGTH} characters, so that worker names (<pool name>-<worker id>) stay valid`,
-                    },
-                  ],
-                },
-              ),
-            },
-            subresources: {
-              status: {},
-              scale: {
-                specReplicasPath: '.spec.poolSize',
-                statusReplicasPath: '.status.actualPoolSize',
-                labelSelectorPath: '.status.selector',
-              },
-            },
-            additionalPrinterColumns: [
-              { name: 'Desired Pool Size', type: 'integer', jsonPath: '.status.desiredPoolSize', description: 'The poolSize the controller is working towards.' },
-              { name: 'Actual Pool Size', type: 'integer', jsonPath: '.status.actualPoolSize', description: 'Workers registered and connected.' },
-              { name: 'Busy', type: 'integer', jsonPath: '.status.busyWorkers', description: 'Workers running a run.' },
-              { name: 'Idle', type: 'integer', jsonPath: '.status.idleWorkers', description: 'Workers waiting for a run.' },
-              { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-            ],
-          },
-        ],
+    this.resource = customResourceDefinition(this, 'Resource', {
+      kind: WORKERPOOL_KIND,
+      plural: WORKERPOOL_PLURAL,
+      singular: WORKERPOOL_SINGULAR,
+      description: 'A pool of workers registered with the run scheduler; each scheduled run gets its own Pod.',
+      spec: WORKERPOOL_SPEC_SCHEMA,
+      status: WORKERPOOL_STATUS_SCHEMA,
+      validations: [
+        {
+          rule: `size(self.metadata.name) <= ${MAX_POOL_NAME_LENGTH}`,
+          message: `metadata.name must be at most ${MAX_POOL_NAME_LENGTH} characters, so that worker names (<pool name>-<worker id>) stay valid`,
+        },
+      ],
+      subresources: {
+        status: {},
+        scale: { specReplicasPath: '.spec.poolSize', statusReplicasPath: '.status.actualPoolSize', labelSelectorPath: '.status.selector' },
       },
+      printerColumns: [
+        { name: 'Desired Pool Size', type: 'integer', jsonPath: '.status.desiredPoolSize', description: 'The poolSize the controller is working towards.' },
+        { name: 'Actual Pool Size', type: 'integer', jsonPath: '.status.actualPoolSize', description: 'Workers registered and connected.' },
+        { name: 'Busy', type: 'integer', jsonPath: '.status.busyWorkers', description: 'Workers running a run.' },
+        { name: 'Idle', type: 'integer', jsonPath: '.status.idleWorkers', description: 'Workers waiting for a run.' },
+        { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+      ],
     });
   }
 }

@@ -5,7 +5,7 @@ import type { RunStatusMessage, ScheduleMessage, StateMessage, StopMessage, Work
 import { encodePoolToken } from '../protocol/token.js';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
 import type { CertificateAuthority } from './ca.js';
-import { ulid } from './ids.js';
+import { ulid } from '../protocol/ids.js';
 import type { Logger } from './log.js';
 import { ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, type RunRecord, type RunState, type StateStore, type WorkerRecord } from './store.js';
 

@@ -9,22 +9,12 @@
  * base32) in lowercase, because it becomes part of object names and label
  * values, which must be lowercase to be typed back by hand.
  */
-import { randomBytes } from 'node:crypto';
+import { ulid } from '../protocol/index.js';
 
-const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
 export const WORKER_ID_PATTERN = /^[0-9a-hjkmnp-tv-z]{26}$/;
 
 export function newWorkerId(now: number = Date.now()): string {
-  let time = '';
-  let t = now;
-  for (let i = 0; i < 10; i++) {
-    time = ALPHABET[t % 32] + time;
-    t = Math.floor(t / 32);
-  }
-  const random = randomBytes(16);
-  let rest = '';
-  for (let i = 0; i < 16; i++) rest += ALPHABET[random[i] % 32];
-  return time + rest;
+  return ulid(now).toLowerCase();
 }
 
 /** `<pool name>-<worker id>`, the documented Worker name. */

@@ -3,6 +3,7 @@
  * reference backend. See docs/protocol.md.
  */
 export * from './version.js';
+export * from './ids.js';
 export * from './base64.js';
 export * from './token.js';
 export * from './keys.js';
