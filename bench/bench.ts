@@ -11,6 +11,7 @@
  *
  * `runBench` is what `npm run bench` (bench/run.ts) and the smoke test call.
  */
+import { runningPodStatus } from '../src/cluster/kubelet-play.js';
 import { availableParallelism, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
@@ -662,28 +663,13 @@ function roundP(p: Percentiles): Percentiles {
   return { n: p.n, p50: round(p.p50, 1), p99: round(p.p99, 1), max: round(p.max, 1) };
 }
 
-/** The kubelet's part: every run Pod Running, as test/e2e/harness.ts's runningStatus() writes it. */
-function runningStatus(): Record<string, unknown> {
-  const now = new Date().toISOString();
-  return {
-    phase: 'Running',
-    startTime: now,
-    conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: now }],
-    initContainerStatuses: [
-      { name: 'init', ready: false, restartCount: 0, image: 'launcher', imageID: '', state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } } },
-      { name: 'launcher-grpc', ready: true, restartCount: 0, image: 'launcher', imageID: '', started: true, state: { running: { startedAt: now } } },
-    ],
-    containerStatuses: [{ name: 'worker', ready: true, restartCount: 0, image: 'runner', imageID: '', started: true, state: { running: { startedAt: now } } }],
-  };
-}
-
 async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
   const { opts, cluster, backend } = ctx;
   const n = opts.workers;
   const pods = (await cluster.client.listAll(PODS, ctx.namespace, { labelSelector: LABEL_RUN_ID })).items;
   opts.log(`recovery: ${pods.length} run pods set Running`);
   await inBatches(pods, 16, async (p) => {
-    await cluster.client.mergePatch(PODS, ctx.namespace, p.metadata?.name ?? '', { status: runningStatus() }, { subresource: 'status' });
+    await cluster.client.mergePatch(PODS, ctx.namespace, p.metadata?.name ?? '', { status: runningPodStatus() }, { subresource: 'status' });
   });
   const runState = async (): Promise<Map<string, string>> => {
     const res = await backend.admin<{ id: string; state: string }[]>('GET', `/api/runs?poolId=${ctx.poolId}`);

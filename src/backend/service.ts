@@ -57,16 +57,8 @@ export interface ServiceOptions {
   onWorkerRemoved?: (workerId: string) => void;
 }
 
-export interface RunView {
-  id: string;
-  poolId: string;
-  state: RunState;
-  workerId: string | null;
-  reason: string | null;
-  exitCode: number | null;
-  createdAt: string;
-  updatedAt: string;
-}
+/** What the API shows of a run. */
+export type RunView = Pick<RunRecord, 'id' | 'poolId' | 'state' | 'workerId' | 'reason' | 'exitCode' | 'createdAt' | 'updatedAt'>;
 
 /** Counters for tests, the status endpoint and logs. */
 export interface ServiceCounters {

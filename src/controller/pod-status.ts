@@ -203,6 +203,20 @@ function latestFinish(pod: RunPodView, worker: Terminated | undefined): Date | u
   return latest;
 }
 
+/** A container held up by `reason`, since `since` (the caller's `now` when unknown). */
+function cannotStartOf(s: ContainerStatusView, reason: CannotStartReason, initContainer: boolean, since: Date | undefined, now: Date): CannotStart {
+  const last = s.lastState?.terminated?.exitCode;
+  return {
+    reason,
+    container: s.name,
+    initContainer,
+    message: clip(s.state?.waiting?.message ?? ''),
+    since: since ?? now,
+    sinceKnown: since !== undefined,
+    ...(last === undefined ? {} : { lastExitCode: last }),
+  };
+}
+
 /** When the step that init container `index` belongs to began. */
 function initTurnStart(pod: RunPodView, statuses: readonly ContainerStatusView[], index: number): Date | undefined {
   if (index > 0) {
@@ -236,18 +250,7 @@ function findCannotStart(pod: RunPodView, now: Date): CannotStart | undefined {
     const s = inits[i];
     const reason = s.state?.waiting?.reason;
     if (!isCannotStart(reason)) continue;
-    const since = initTurnStart(pod, inits, i);
-    const out: { -readonly [K in keyof CannotStart]: CannotStart[K] } = {
-      reason,
-      container: s.name,
-      initContainer: true,
-      message: clip(s.state?.waiting?.message ?? ''),
-      since: since ?? now,
-      sinceKnown: since !== undefined,
-    };
-    const last = s.lastState?.terminated?.exitCode;
-    if (last !== undefined) out.lastExitCode = last;
-    return out;
+    return cannotStartOf(s, reason, true, initTurnStart(pod, inits, i), now);
   }
   for (const s of pod.status?.containerStatuses ?? []) {
     const reason = s.state?.waiting?.reason;
@@ -257,17 +260,7 @@ function findCannotStart(pod: RunPodView, now: Date): CannotStart | undefined {
       (initialized?.status === 'True' ? toDate(initialized.lastTransitionTime) : undefined) ??
       toDate(pod.status?.startTime) ??
       toDate(pod.metadata?.creationTimestamp);
-    const out: { -readonly [K in keyof CannotStart]: CannotStart[K] } = {
-      reason,
-      container: s.name,
-      initContainer: false,
-      message: clip(s.state?.waiting?.message ?? ''),
-      since: since ?? now,
-      sinceKnown: since !== undefined,
-    };
-    const last = s.lastState?.terminated?.exitCode;
-    if (last !== undefined) out.lastExitCode = last;
-    return out;
+    return cannotStartOf(s, reason, false, since, now);
   }
   return undefined;
 }

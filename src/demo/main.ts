@@ -25,7 +25,7 @@ import { freeLoopbackPorts } from '../cluster/ports.js';
 import { signalGroup, spawnWatchdog, stopGroup } from '../cluster/processes.js';
 import { decodeSecretPrivateKey } from '../protocol/token.js';
 import { httpGet, runsWith, startChild, waitForHttpOk, waitForLogLine, type Child } from './children.js';
-import { endedPodStatus, runningPodStatus } from './kubelet.js';
+import { endedPodStatus, runningPodStatus } from '../cluster/kubelet-play.js';
 import { Progress } from './progress.js';
 
 const USAGE = `usage: npm run demo [-- --keep]   run the demo; --keep leaves it running
@@ -375,7 +375,7 @@ async function demo(keep: boolean): Promise<void> {
     };
     const pods = await waitUntil('the run Pods', 60_000, async () => Promise.all(runIds.map(podOf)));
     p.note('No kubelet here: the demo plays it and writes the status a kubelet would (all containers started)');
-    writeFileSync(join(demoDir, 'pod-running.json'), JSON.stringify(runningPodStatus()));
+    writeFileSync(join(demoDir, 'pod-running.json'), JSON.stringify({ status: runningPodStatus() }));
     for (const pod of pods) await kubectl(['patch', 'pod', pod, '--subresource=status', '--type=merge', '--patch-file=pod-running.json']);
     await waitUntil('both runs to be running in the backend', 60_000, async () => {
       const runs = await Promise.all(runIds.map((id) => api<RunView>('GET', `/api/runs/${id}`)));
@@ -384,8 +384,8 @@ async function demo(keep: boolean): Promise<void> {
     await kubectl(['get', 'workers']);
     for (const runId of runIds) await kubectl(['get', 'pods', '-l', `workers.spacelift.io/run-id=${runId}`]);
     p.note(`Playing the kubelet again: run ${runIds[0]} ends with exit code 0, run ${runIds[1]} with exit code 1`);
-    writeFileSync(join(demoDir, 'pod-succeeded.json'), JSON.stringify(endedPodStatus(0)));
-    writeFileSync(join(demoDir, 'pod-failed.json'), JSON.stringify(endedPodStatus(1)));
+    writeFileSync(join(demoDir, 'pod-succeeded.json'), JSON.stringify({ status: endedPodStatus(0) }));
+    writeFileSync(join(demoDir, 'pod-failed.json'), JSON.stringify({ status: endedPodStatus(1) }));
     await kubectl(['patch', 'pod', pods[0] as string, '--subresource=status', '--type=merge', '--patch-file=pod-succeeded.json']);
     await kubectl(['patch', 'pod', pods[1] as string, '--subresource=status', '--type=merge', '--patch-file=pod-failed.json']);
     const ended = await waitUntil('both runs to end in the backend', 60_000, async () => {

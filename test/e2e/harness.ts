@@ -8,6 +8,7 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
+import { endedPodStatus, runningPodStatus } from '../../src/cluster/kubelet-play.js';
 import { WORKER_REF, WORKERPOOL_REF } from '../../src/controller/context.js';
 import type { WorkerObject, WorkerPoolWire } from '../../src/controller/api-types.js';
 import { EVENTS, KubeClient, PODS, SECRETS, type Pod } from '../../src/controller/runtime/k8s-client.js';
@@ -189,30 +190,7 @@ export async function startE2E(prefix: string, controllerArgs: readonly string[]
 }
 
 /** A Pod status as a kubelet would write it for a run whose containers all started. */
-export function runningStatus(): Record<string, unknown> {
-  const now = new Date().toISOString();
-  return {
-    phase: 'Running',
-    startTime: now,
-    conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: now }],
-    initContainerStatuses: [
-      { name: 'init', ready: false, restartCount: 0, image: 'launcher', imageID: '', state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } } },
-      { name: 'launcher-grpc', ready: true, restartCount: 0, image: 'launcher', imageID: '', started: true, state: { running: { startedAt: now } } },
-    ],
-    containerStatuses: [{ name: 'worker', ready: true, restartCount: 0, image: 'runner', imageID: '', started: true, state: { running: { startedAt: now } } }],
-  };
-}
+export const runningStatus = (): Record<string, unknown> => runningPodStatus();
 
 /** The worker container ended with `exitCode`. */
-export function endedStatus(exitCode: number): Record<string, unknown> {
-  const now = new Date().toISOString();
-  const terminated = { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt: now, finishedAt: now };
-  return {
-    phase: exitCode === 0 ? 'Succeeded' : 'Failed',
-    initContainerStatuses: [
-      { name: 'init', ready: false, restartCount: 0, image: 'launcher', imageID: '', state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } } },
-      { name: 'launcher-grpc', ready: false, restartCount: 0, image: 'launcher', imageID: '', state: { terminated: { exitCode: 0, reason: 'Completed', startedAt: now, finishedAt: now } } },
-    ],
-    containerStatuses: [{ name: 'worker', ready: false, restartCount: 0, image: 'runner', imageID: '', state: { terminated } }],
-  };
-}
+export const endedStatus = (exitCode: number): Record<string, unknown> => endedPodStatus(exitCode);

@@ -1,8 +1,8 @@
 /**
- * The demo's control plane has no kubelet (and no scheduler), so no container
- * ever starts. The demo writes the Pod statuses a kubelet would write, with
- * `kubectl patch pod <name> --subresource=status`, and the controller reacts
- * to them exactly as it would in a real cluster.
+ * The local control plane has no kubelet (and no scheduler), so no container
+ * ever starts. The demo, the end-to-end tests and the benchmark write the Pod
+ * statuses a kubelet would write (`pods/status`), and the controller reacts to
+ * them exactly as it would in a real cluster. One definition for all three.
  */
 
 function containerStatus(name: string, image: string, state: Record<string, unknown>, ready: boolean): Record<string, unknown> {
@@ -16,7 +16,6 @@ function completed(now: string, exitCode = 0): Record<string, unknown> {
 /** Every container of the run Pod started: `init` completed, `launcher-grpc` and `worker` run. */
 export function runningPodStatus(now = new Date().toISOString()): Record<string, unknown> {
   return {
-    status: {
       phase: 'Running',
       startTime: now,
       conditions: [
@@ -29,14 +28,12 @@ export function runningPodStatus(now = new Date().toISOString()): Record<string,
         containerStatus('launcher-grpc', 'launcher', { running: { startedAt: now } }, true),
       ],
       containerStatuses: [containerStatus('worker', 'runner', { running: { startedAt: now } }, true)],
-    },
   };
 }
 
 /** The worker container ended with `exitCode`; the Pod Succeeded (0) or Failed. */
 export function endedPodStatus(exitCode: number, now = new Date().toISOString()): Record<string, unknown> {
   return {
-    status: {
       phase: exitCode === 0 ? 'Succeeded' : 'Failed',
       conditions: [
         { type: 'PodScheduled', status: 'True', lastTransitionTime: now },
@@ -48,6 +45,5 @@ export function endedPodStatus(exitCode: number, now = new Date().toISOString())
         containerStatus('launcher-grpc', 'launcher', completed(now), false),
       ],
       containerStatuses: [containerStatus('worker', 'runner', completed(now, exitCode), false)],
-    },
   };
 }
