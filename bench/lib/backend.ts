@@ -5,6 +5,7 @@
  * every worker message it receives (how recovery is seen from outside the
  * controller). Both wrap BackendService methods; nothing in src/ changes.
  */
+import { request } from '../../test/integration/backend-harness.js';
 import { mkdtemp } from 'node:fs/promises';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -84,30 +85,7 @@ export async function startBenchBackend(): Promise<BenchBackend> {
   });
   const agent = new https.Agent({ ca: backend.caPem, keepAlive: true, maxSockets: 32 });
   const admin = <T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> =>
-    new Promise((resolve, reject) => {
-      const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-      const req = https.request(
-        new URL(path, backend.apiUrl),
-        {
-          method,
-          agent,
-          headers: {
-            authorization: `Bearer ${backend.adminToken}`,
-            ...(data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {}),
-          },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString();
-            resolve({ status: res.statusCode ?? 0, body: (text ? JSON.parse(text) : {}) as T });
-          });
-        },
-      );
-      req.on('error', reject);
-      req.end(data);
-    });
+    request<T>({ apiUrl: backend.apiUrl, caPem: backend.caPem, agent }, method, path, body, backend.adminToken);
   return {
     backend,
     tap,

@@ -141,7 +141,8 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
 
 /** An HTTPS call to the backend API, trusting only its CA. */
 export function request<T>(
-  backend: Pick<RunningBackend, 'apiUrl' | 'caPem'>,
+  /** With `agent`, connections are kept alive across calls (the bench's many runs). */
+  backend: Pick<RunningBackend, 'apiUrl' | 'caPem'> & { agent?: https.Agent },
   method: string,
   urlPath: string,
   body?: unknown,
@@ -156,6 +157,7 @@ export function request<T>(
       {
         method,
         ca: backend.caPem,
+        agent: backend.agent,
         headers: {
           ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
           ...(data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {}),
