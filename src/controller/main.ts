@@ -5,7 +5,6 @@ import { availableParallelism } from 'node:os';
 // RSA key generation runs on libuv's thread pool; size it to the cores before anything uses it.
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism()));
 
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Server } from 'node:http';
 import { CONTROLLER_NAME } from '../constants.js';
 import { startHealthServer } from './health.js';
@@ -14,6 +13,7 @@ import { ControllerMetrics, sourceOf } from './metrics.js';
 import { CachingAuthorizer, kubeTokenAuthApi, startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { FlagError, parseFlags, usage, type ControllerFlags } from './runtime/flags.js';
 import { KubeClient } from './runtime/k8s-client.js';
+import { KubeconfigError, loadDefaultConnection } from './runtime/kubeconfig.js';
 import { defaultIdentity, kubeLeaseStore, LeaderElector } from './runtime/leader-election.js';
 import { Logger } from './runtime/log.js';
 
@@ -38,9 +38,9 @@ async function main(): Promise<void> {
     return;
   }
   const log = new Logger({ level: flags.logLevel, format: flags.logFormat });
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromDefault();
-  const client = KubeClient.fromKubeConfig(kubeConfig);
+  const cluster = await loadDefaultConnection();
+  log.info('connecting to the cluster', { via: cluster.source });
+  const client = KubeClient.fromKubeConfig(cluster.connection);
   const identity = defaultIdentity();
 
   let manager: Manager | undefined;
@@ -126,6 +126,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`${CONTROLLER_NAME}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  // A configuration problem is the user's to fix: its message says what; a stack would bury it.
+  const text = err instanceof KubeconfigError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`${CONTROLLER_NAME}: ${text}\n`);
   process.exit(1);
 });

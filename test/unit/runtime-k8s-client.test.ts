@@ -1,8 +1,11 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApiException, KubeConfig } from '@kubernetes/client-node';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { classifyApiError } from '../../src/controller/runtime/errors.js';
+import { classifyApiError, KubeApiError } from '../../src/controller/runtime/errors.js';
+import { loadKubeconfigFiles } from '../../src/controller/runtime/kubeconfig.js';
 import {
   KubeClient,
   PODS,
@@ -25,6 +28,18 @@ let server: Server;
 let seen: Seen[] = [];
 let reply: (req: IncomingMessage, url: URL) => { status: number; body: unknown } = () => ({ status: 200, body: {} });
 let client: KubeClient;
+const dir = mkdtempSync(join(tmpdir(), 'kwc-k8s-client-'));
+
+/** A kubeconfig file (YAML, as kubectl writes it) for `server`, read by the controller's own loader. */
+async function clientFor(server: string, user = '  user:\n    token: test-token\n'): Promise<KubeClient> {
+  const file = join(dir, `config-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(
+    file,
+    `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: ${server}\nusers:\n- name: u\n${user}` +
+      `contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n`,
+  );
+  return KubeClient.fromKubeConfig((await loadKubeconfigFiles([file])).connection);
+}
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -48,18 +63,12 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-    users: [{ name: 'u', token: 'test-token' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  client = KubeClient.fromKubeConfig(kc);
+  client = await clientFor(`http://127.0.0.1:${port}`);
 });
 
 afterAll(async () => {
   client.rest.close();
+  rmSync(dir, { recursive: true, force: true });
   await new Promise<void>((r) => server.close(() => r()));
 });
 
@@ -115,10 +124,10 @@ describe('KubeClient', () => {
     });
   });
 
-  it('fails with an ApiException carrying the Status', async () => {
+  it('fails with a KubeApiError carrying the Status', async () => {
     reply = () => ({ status: 409, body: { kind: 'Status', reason: 'AlreadyExists', message: 'pods "p" already exists', code: 409 } });
     const err: unknown = await client.create(PODS, 'ns', { metadata: { name: 'p' } }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ApiException);
+    expect(err).toBeInstanceOf(KubeApiError);
     expect(classifyApiError(err)).toBe('alreadyExists');
     expect((err as Error).message).toContain('pods "p" already exists');
   });
@@ -135,14 +144,94 @@ describe('KubeClient', () => {
   });
 
   it('reports a refused connection as a network error', async () => {
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: 'http://127.0.0.1:1', skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
-    const err: unknown = await KubeClient.fromKubeConfig(kc).get(PODS, 'ns', 'p').catch((e: unknown) => e);
+    const refused = await clientFor('http://127.0.0.1:1', '  user: {}\n');
+    const err: unknown = await refused.get(PODS, 'ns', 'p').catch((e: unknown) => e);
     expect(classifyApiError(err)).toBe('network');
+  });
+});
+
+describe('KubeRest.watch', () => {
+  let watchServer: Server;
+  let watchClient: KubeClient;
+  let handler: (req: IncomingMessage, res: import('node:http').ServerResponse) => void = () => undefined;
+  const closed: string[] = [];
+
+  beforeAll(async () => {
+    watchServer = createServer((req, res) => {
+      req.socket.on('close', () => closed.push(req.url ?? ''));
+      handler(req, res);
+    });
+    await new Promise<void>((r) => watchServer.listen(0, '127.0.0.1', r));
+    watchClient = await clientFor(`http://127.0.0.1:${(watchServer.address() as AddressInfo).port}`);
+  });
+
+  afterAll(async () => {
+    watchClient.rest.close();
+    watchServer.closeAllConnections();
+    await new Promise<void>((r) => watchServer.close(() => r()));
+  });
+
+  /** Opens a watch and resolves with every event and how it ended. */
+  function watchToEnd(path: string): Promise<{ events: [string, unknown][]; err: unknown }> {
+    const events: [string, unknown][] = [];
+    return new Promise((resolve) => {
+      void watchClient.rest.watch(path, { resourceVersion: '7' }, (type, object) => events.push([type, object]), (err) => resolve({ events, err }));
+    });
+  }
+
+  it('delivers events split across chunks in order, with watch=true and credentials, and ends cleanly', async () => {
+    let seenReq: IncomingMessage | undefined;
+    handler = (req, res) => {
+      seenReq = req;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      const lines = `${JSON.stringify({ type: 'ADDED', object: { metadata: { name: 'a' } } })}\n${JSON.stringify({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '9' } } })}\n`;
+      res.write(lines.slice(0, 20));
+      setTimeout(() => res.end(lines.slice(20)), 20);
+    };
+    const { events, err } = await watchToEnd('/api/v1/pods');
+    expect(err).toBeUndefined();
+    expect(events).toEqual([
+      ['ADDED', { metadata: { name: 'a' } }],
+      ['BOOKMARK', { metadata: { resourceVersion: '9' } }],
+    ]);
+    expect(seenReq?.url).toBe('/api/v1/pods?resourceVersion=7&watch=true');
+    expect(seenReq?.headers.authorization).toBe('Bearer test-token');
+  });
+
+  it('ends with a KubeApiError when the server refuses the watch (410 Gone relists)', async () => {
+    handler = (_req, res) => {
+      res.writeHead(410, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version: 7 (12)' }));
+    };
+    const { events, err } = await watchToEnd('/api/v1/pods');
+    expect(events).toEqual([]);
+    expect(err).toBeInstanceOf(KubeApiError);
+    expect(classifyApiError(err)).toBe('gone');
+    expect((err as Error).message).toContain('too old resource version');
+  });
+
+  it('ends with an error naming the line when the stream is not JSON', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.write('<html>proxy error</html>\n');
+    };
+    const { err } = await watchToEnd('/api/v1/secrets');
+    expect(String(err)).toContain('/api/v1/secrets: a line that is not JSON');
+  });
+
+  it('closes the connection when aborted, and reports one clean end', async () => {
+    let opened: () => void = () => undefined;
+    const open = new Promise<void>((r) => (opened = r));
+    handler = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.write(`${JSON.stringify({ type: 'ADDED', object: {} })}\n`);
+      opened();
+    };
+    const done: unknown[] = [];
+    const abort = await watchClient.rest.watch('/api/v1/leases', {}, () => undefined, (err) => done.push(err));
+    await open;
+    abort();
+    await expect.poll(() => closed.filter((u) => u.startsWith('/api/v1/leases')).length).toBe(1);
+    expect(done).toEqual([undefined]);
   });
 });

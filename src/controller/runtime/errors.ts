@@ -1,15 +1,15 @@
 /**
  * Classification of Kubernetes API failures.
  *
- * Errors reach us in three shapes: `ApiException` (typed client and our REST
- * client; `body` is a parsed Status or, from the generated client, its JSON text),
- * plain Errors with `statusCode` (client-node's `Watch`), and socket errors
+ * Errors reach us in three shapes: an HTTP answer with a `code` and a `body`
+ * ({@link KubeApiError} from our REST client, and client-node's `ApiException`,
+ * whose `body` may be the Status's JSON text, from the tests' typed clients),
+ * plain Errors with `statusCode` (a watch's ERROR event), and socket errors
  * (`ECONNREFUSED`, ...) with no HTTP status at all. Reconcilers should not care
  * which; they ask "is this a conflict?" here.
  *
  * @module
  */
-import { ApiException } from '@kubernetes/client-node';
 
 /** The subset of a `meta/v1 Status` we look at. */
 export interface ApiStatus {
@@ -19,6 +19,25 @@ export interface ApiStatus {
   readonly reason?: string;
   readonly code?: number;
   readonly details?: { readonly retryAfterSeconds?: number; readonly causes?: readonly { readonly message?: string; readonly field?: string }[] };
+}
+
+/** A non-2xx answer of the API server: its HTTP status, the decoded body (a Status, usually) and headers. */
+export class KubeApiError extends Error {
+  override name = 'KubeApiError';
+
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly body: unknown,
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** An HTTP failure answer, ours or client-node's: a numeric `code` and a `body`. */
+function isHttpAnswer(err: unknown): err is { code: number; body: unknown; headers?: unknown } {
+  return err instanceof Error && 'body' in err && typeof (err as { code?: unknown }).code === 'number';
 }
 
 export type ApiErrorKind =
@@ -53,7 +72,6 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /** The HTTP status of a failed API call, or undefined when the request never got an answer. */
 export function httpStatus(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
   if (!isRecord(err)) return undefined;
   for (const field of ['statusCode', 'code'] as const) {
     const v = err[field];
@@ -64,7 +82,7 @@ export function httpStatus(err: unknown): number | undefined {
 
 /** The Status object the API server sent with the failure, if any. */
 export function apiStatus(err: unknown): ApiStatus | undefined {
-  if (!(err instanceof ApiException)) return undefined;
+  if (!isHttpAnswer(err)) return undefined;
   let body: unknown = err.body;
   if (typeof body === 'string') {
     try {
@@ -125,8 +143,8 @@ export function isRetryable(err: unknown): boolean {
 export function retryAfterMs(err: unknown): number | undefined {
   const fromBody = apiStatus(err)?.details?.retryAfterSeconds;
   if (typeof fromBody === 'number' && fromBody > 0) return fromBody * 1000;
-  if (err instanceof ApiException) {
-    const header = Object.entries(err.headers ?? {}).find(([k]) => k.toLowerCase() === 'retry-after')?.[1];
+  if (isHttpAnswer(err) && isRecord(err.headers)) {
+    const header = Object.entries(err.headers).find(([k]) => k.toLowerCase() === 'retry-after')?.[1];
     const seconds = Number(header);
     if (header !== undefined && Number.isFinite(seconds) && seconds > 0) return seconds * 1000;
   }

@@ -7,15 +7,7 @@
  *
  * @module
  */
-import {
-  PatchStrategy,
-  type CoreV1Event,
-  type KubeConfig,
-  type V1Lease,
-  type V1ObjectMeta,
-  type V1Pod,
-  type V1Secret,
-} from '@kubernetes/client-node';
+import type { CoreV1Event, V1Lease, V1ObjectMeta, V1Pod, V1Secret } from '@kubernetes/client-node';
 import {
   API_GROUP,
   API_VERSION,
@@ -25,7 +17,12 @@ import {
   WORKERPOOL_KIND,
   WORKERPOOL_PLURAL,
 } from '../../constants.js';
+import type { ClusterConnection } from './kubeconfig.js';
 import { KubeRest, type QueryParams } from './rest.js';
+
+/** The Content-Types of the two patch kinds we send. */
+const MERGE_PATCH = 'application/merge-patch+json';
+const JSON_PATCH = 'application/json-patch+json';
 
 /** A client-node model type as JSON: `Date` fields are strings. */
 export type Wire<T> = T extends Date
@@ -145,12 +142,13 @@ export interface PatchOptions {
 /**
  * API calls for any resource given its {@link ResourceRef}. Every write names our
  * field manager, so `kubectl get -o yaml --show-managed-fields` says who wrote what.
- * All methods reject with `ApiException` on non-2xx answers; see `errors.ts`.
+ * All methods reject with `KubeApiError` on non-2xx answers; see `errors.ts`.
  */
 export class KubeClient {
   constructor(readonly rest: KubeRest) {}
 
-  static fromKubeConfig(kc: KubeConfig): KubeClient {
+  /** From a connection (`kubeconfig.ts`) or a client-node `KubeConfig`, which has the same two methods. */
+  static fromKubeConfig(kc: ClusterConnection): KubeClient {
     return new KubeClient(new KubeRest(kc));
   }
 
@@ -214,7 +212,7 @@ export class KubeClient {
     patch: unknown,
     options: PatchOptions = {},
   ): Promise<T> {
-    return this.patch(ref, namespace, name, patch, PatchStrategy.MergePatch, options);
+    return this.patch(ref, namespace, name, patch, MERGE_PATCH, options);
   }
 
   /**
@@ -229,7 +227,7 @@ export class KubeClient {
     ops: readonly JsonPatchOp[],
     options: PatchOptions = {},
   ): Promise<T> {
-    return this.patch(ref, namespace, name, ops, PatchStrategy.JsonPatch, options);
+    return this.patch(ref, namespace, name, ops, JSON_PATCH, options);
   }
 
   /** Resolves once the API server accepted the deletion (finalizers may keep the object a while). */
@@ -244,7 +242,7 @@ export class KubeClient {
     namespace: string | undefined,
     name: string,
     body: unknown,
-    contentType: PatchStrategy,
+    contentType: typeof MERGE_PATCH | typeof JSON_PATCH,
     options: PatchOptions,
   ): Promise<T> {
     return this.rest.request<T>('PATCH', resourcePath(ref, namespace, name, options.subresource), {

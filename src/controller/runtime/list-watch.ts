@@ -1,11 +1,10 @@
 /**
  * The production {@link ListWatchSource}: paged LIST through {@link KubeClient}
- * and WATCH through client-node's `Watch`, which streams the server's JSON lines.
+ * and WATCH through {@link KubeRest.watch}, which streams the server's JSON lines.
  *
  * @module
  */
-import { Watch } from '@kubernetes/client-node';
-import type { ListWatchSource } from './informer.js';
+import type { ListWatchSource, WatchEventType } from './informer.js';
 import { resourcePath, type KubeClient, type KubeObject, type ResourceRef } from './k8s-client.js';
 
 export interface ListWatchOptions {
@@ -19,22 +18,14 @@ export function kubeListWatch<T extends KubeObject>(
   ref: ResourceRef<T>,
   options: ListWatchOptions = {},
 ): ListWatchSource<T> {
-  const watcher = new Watch(client.rest.kubeConfig);
   return {
     list: (namespace) => client.listAll(ref, namespace, { labelSelector: options.labelSelector }),
-    async watch(namespace, resourceVersion, timeoutSeconds, onEvent, onDone) {
-      const controller = await watcher.watch(
+    watch: (namespace, resourceVersion, timeoutSeconds, onEvent, onDone) =>
+      client.rest.watch(
         resourcePath(ref, namespace),
-        {
-          resourceVersion,
-          allowWatchBookmarks: true,
-          timeoutSeconds,
-          labelSelector: options.labelSelector,
-        },
-        (phase: string, object: unknown) => onEvent(phase, object),
-        (err: unknown) => onDone(err ?? undefined),
-      );
-      return () => controller.abort();
-    },
+        { resourceVersion, allowWatchBookmarks: true, timeoutSeconds, labelSelector: options.labelSelector },
+        (type, object) => onEvent(type as WatchEventType, object),
+        onDone,
+      ),
   };
 }
