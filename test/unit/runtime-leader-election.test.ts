@@ -13,6 +13,7 @@ class MemoryLeases {
   lease: Lease | undefined;
   private rv = 1;
   writes = 0;
+  gets = 0;
 
   store(partition: { down: boolean } = { down: false }): LeaseStore {
     const check = (): void => {
@@ -21,6 +22,7 @@ class MemoryLeases {
     return {
       get: async () => {
         check();
+        this.gets++;
         if (!this.lease) throw new ApiException(404, 'not found', { reason: 'NotFound' }, {});
         return structuredClone(this.lease);
       },
@@ -105,6 +107,24 @@ describe('LeaderElector', () => {
     const firstRenew = mem.lease?.spec?.renewTime;
     await until(() => mem.lease?.spec?.renewTime !== firstRenew);
     expect(a.log).toEqual(['started']);
+  });
+
+  it('renews with a PUT alone while nobody else writes, and reads only after a 409', async () => {
+    const mem = new MemoryLeases();
+    const shared = { leaders: new Set<string>(), overlaps: 0 };
+    const a = candidate(mem.store(), 'a', shared);
+    await until(() => a.elector.isLeader());
+    const gets = mem.gets;
+    const writes = mem.writes;
+    await until(() => mem.writes >= writes + 5);
+    expect(mem.gets).toBe(gets);
+
+    // Someone else takes the Lease (a newer leader, say): a's next PUT fails with 409, it reads, and steps down.
+    const current = structuredClone(mem.lease!);
+    await mem.store().replace('ns', 'lock', { ...current, spec: { ...current.spec, holderIdentity: 'intruder' } });
+    await until(() => a.log.includes('stopped'));
+    expect(mem.gets).toBeGreaterThan(gets);
+    expect(mem.lease?.spec?.holderIdentity).toBe('intruder');
   });
 
   it('lets one of two candidates lead, and hands over at once on a graceful stop', async () => {

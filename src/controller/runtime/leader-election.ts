@@ -8,7 +8,8 @@
  *   between nodes cannot cut a lease short;
  * - every write carries the resourceVersion it read; a 409 means another
  *   candidate won the race;
- * - the leader renews every retry period and steps down (onStoppedLeading) if
+ * - the leader renews every retry period with a PUT of the Lease it last wrote
+ *   (reading it only after a 409) and steps down (onStoppedLeading) if
  *   it could not renew within the renew deadline, which is shorter than the
  *   lease duration, so it has stopped before anyone else may start;
  * - a graceful stop releases the Lease (empty holder, 1s duration) so a standby
@@ -197,6 +198,28 @@ export class LeaderElector {
     const { namespace, name } = this.options;
     const now = new Date();
     const durationSeconds = Math.ceil(this.leaseDurationMs / 1000);
+    const claim = (lease: Lease, mine: boolean): Lease => ({
+      ...lease,
+      spec: {
+        ...lease.spec,
+        holderIdentity: this.identity,
+        leaseDurationSeconds: durationSeconds,
+        renewTime: toMicroTime(now),
+        acquireTime: mine ? lease.spec?.acquireTime : toMicroTime(now),
+        leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + (mine ? 0 : 1),
+      },
+    });
+    // The leader renews from the Lease it last wrote: one PUT per period, no GET.
+    // A 409 means someone else wrote (or our last write landed unseen): read it
+    // and decide as any candidate would.
+    if (this.lease?.spec?.holderIdentity === this.identity && this.lease.metadata?.resourceVersion) {
+      try {
+        this.observe(await this.options.leases.replace(namespace, name, claim(this.lease, true)));
+        return true;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
     let current: Lease;
     try {
       current = await this.options.leases.get(namespace, name);
@@ -228,18 +251,7 @@ export class LeaderElector {
     if (holder !== '' && !mine && !this.observedExpired()) return false;
 
     try {
-      const updated = await this.options.leases.replace(namespace, name, {
-        ...current,
-        spec: {
-          ...spec,
-          holderIdentity: this.identity,
-          leaseDurationSeconds: durationSeconds,
-          renewTime: toMicroTime(now),
-          acquireTime: mine ? spec.acquireTime : toMicroTime(now),
-          leaseTransitions: (spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
-        },
-      });
-      this.observe(updated);
+      this.observe(await this.options.leases.replace(namespace, name, claim(current, mine)));
       return true;
     } catch (error) {
       if (isConflict(error)) return false; // another candidate wrote first
