@@ -10,6 +10,7 @@ import { BackendAccess } from './backend-access.js';
 import { INDEX_WORKERS_BY_POOL, WORKER_REF, WORKERPOOL_REF, type Caches, type ControllerContext, type ControllerObserver, type ControllerOptions } from './context.js';
 import { EventRecorder } from './events.js';
 import { Expectations } from './expectations.js';
+import { classifyRunPod } from './pod-status.js';
 import { reconcilePool } from './pool-reconciler.js';
 import { Informer, objectKey } from './runtime/informer.js';
 import { PODS, SECRETS, type KubeClient, type Pod, type Secret } from './runtime/k8s-client.js';
@@ -37,6 +38,16 @@ export interface ManagerOptions extends ControllerOptions {
 
 /** Worker-triggered pool reconciles wait this long so that a burst of worker changes makes one status write. */
 const POOL_BATCH_MS = 200;
+
+/**
+ * A run Pod's progress (created, bound, started) reaches its Worker's reconcile
+ * up to this much later, so that in a burst of run starts the Pod creates are
+ * not slowed by follow-up writes (Worker status) competing with them in the API
+ * server, and a Pod's quick run of updates makes one reconcile. The schedule
+ * path has already told the backend `busy` and `accepted` by then. Ends and
+ * deletions are handled at once: they free the worker.
+ */
+const RUN_PROGRESS_BATCH_MS = 1000;
 
 export class Manager {
   readonly ctx: ControllerContext;
@@ -135,11 +146,15 @@ export class Manager {
       },
     });
 
-    const onPod = (pod: Pod): void => {
+    const onPod = (pod: Pod, deleted = false): void => {
       const workerName = pod.metadata?.ownerReferences?.find((o) => o.kind === 'Worker')?.name;
-      if (workerName !== undefined) queues.workers.add(`${pod.metadata?.namespace}/${workerName}`);
+      if (workerName === undefined) return;
+      const key = `${pod.metadata?.namespace}/${workerName}`;
+      const phase = classifyRunPod(pod, new Date()).phase;
+      if (deleted || pod.metadata?.deletionTimestamp !== undefined || phase === 'succeeded' || phase === 'failed') queues.workers.add(key);
+      else queues.workers.addAfter(key, RUN_PROGRESS_BATCH_MS);
     };
-    caches.pods.addEventHandler({ onAdd: onPod, onUpdate: (_o, p) => onPod(p), onDelete: onPod });
+    caches.pods.addEventHandler({ onAdd: (p) => onPod(p), onUpdate: (_o, p) => onPod(p), onDelete: (p) => onPod(p, true) });
 
     const onSecret = (secret: Secret): void => {
       const namespace = secret.metadata?.namespace;
