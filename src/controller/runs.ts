@@ -158,18 +158,23 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
     }
   }
 
-  // A Pod that vanished without its end being reported (finalizer removed by hand, then deleted):
-  // the backend must still learn the run is over, or the worker would look busy forever.
+  // A Pod that vanished without its end being reported (finalizer removed by hand, then deleted
+  // while no controller ran): the backend must still learn the run is over, or the worker would
+  // look busy forever. Until the session is up to say so, the worker stays busy with that run:
+  // announcing idle first makes the backend fail it as "lost". A run being started (its Pod
+  // created but not yet in the cache) is not vanished.
   const lastRun = worker.status?.currentRunID;
-  if (lastRun !== undefined && lastRun !== '' && connected && !pods.some((p) => runIdOf(p) === lastRun)) {
-    await ctx.sessions.sendRunStatus(key, { runId: lastRun, status: 'failed', reason: 'the run Pod disappeared before its end was reported' });
+  let vanished: string | undefined;
+  if (lastRun !== undefined && lastRun !== '' && ctx.pendingRuns.get(key) !== lastRun && !pods.some((p) => runIdOf(p) === lastRun)) {
+    if (connected) await ctx.sessions.sendRunStatus(key, { runId: lastRun, status: 'failed', reason: 'the run Pod disappeared before its end was reported' });
+    else vanished = lastRun;
   }
 
   soonest(await applyHistory(ctx, pool, pods, ended, now));
   const active = activeRunPod(pods.filter((p) => !ended.has(p.metadata?.name ?? '')));
   const pending = ctx.pendingRuns.get(key);
   if (pending !== undefined && pods.some((p) => runIdOf(p) === pending)) ctx.pendingRuns.delete(key);
-  const activeRunId = active === undefined ? ctx.pendingRuns.get(key) : runIdOf(active);
+  const activeRunId = active === undefined ? (ctx.pendingRuns.get(key) ?? vanished) : runIdOf(active);
   return { activeRunId, requeueAfter };
 }
 

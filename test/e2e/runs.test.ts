@@ -187,6 +187,27 @@ describe('scale-down and lost pods', () => {
     await waitFor('the pod to be gone', () => gone(pod.metadata?.name ?? ''));
     await waitFor('no busy worker left', async () => (await e2e.pool('runs')).status?.busyWorkers === 0);
   });
+
+  test('a run Pod removed while no controller ran (its finalizer stripped by hand) fails its run from the Worker record', { timeout: 120_000 }, async () => {
+    const runId = await e2e.submitRun(pool.id, { runnerImage: IMAGE });
+    const pod = await podOfRun(runId);
+    const name = pod.metadata?.name ?? '';
+    await e2e.setPodStatus(name, runningStatus());
+    await runState(runId, 'running');
+    const worker = await waitFor('the Worker to record the run', async () => (await e2e.workers()).find((w) => w.status?.currentRunID === runId));
+    // With a controller running, the Pod's DELETED event names the run; without one, only the Worker's record does.
+    await e2e.controller.kill('SIGKILL');
+    await kubectlOk(['patch', 'pod', name, '-n', e2e.namespace, '--type=json', '-p', '[{"op":"remove","path":"/metadata/finalizers"}]']);
+    await kubectlOk(['delete', 'pod', name, '-n', e2e.namespace, '--grace-period=0', '--force']);
+    e2e.startController();
+    const run = await runState(runId, 'failed');
+    expect(run.reason).toBe('the run Pod disappeared before its end was reported');
+    await waitFor('the worker to be free again', async () => {
+      const w = (await e2e.workers()).find((x) => x.metadata.name === worker.metadata.name);
+      return w?.status?.state === 'Idle' && w.status.currentRunID === undefined;
+    });
+    await waitFor('no busy worker left', async () => (await e2e.pool('runs')).status?.busyWorkers === 0);
+  });
 });
 
 test('a run Pod whose Worker is gone is cleaned up', async () => {
