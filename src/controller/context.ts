@@ -19,6 +19,7 @@ import { resource, type KubeClient, type Pod, type Secret } from './runtime/k8s-
 import type { Logger } from './runtime/log.js';
 import type { WorkQueue } from './runtime/queue.js';
 import type { RunStatus } from '../protocol/index.js';
+import type { KeyFactory } from './key-factory.js';
 import type { RunObserver } from './runs.js';
 import type { SessionManager } from './sessions.js';
 
@@ -62,6 +63,8 @@ export interface ControllerContext {
    * after accepting a run would make the backend fail that run.
    */
   readonly pendingRuns: Map<string, string>;
+  /** Worker keys made outside the reconciles that need them (see `key-factory.ts`). */
+  readonly keys: KeyFactory;
   /**
    * Progress reports (`pod-created`, `running`) already sent, by Pod uid. In
    * memory only: writing each to the Pod would double a run's API writes, and

@@ -3,10 +3,12 @@
  * run the reconcilers, the sessions deliver the backend's messages.
  * Started by the leader only; stopping it leaves every run Pod in place.
  */
+import { availableParallelism } from 'node:os';
 import { ANNOTATION_DRAINING, LABEL_MANAGED_BY, LABEL_WORKER, MANAGED_BY_VALUE } from '../constants.js';
 import type { ToWorkerMessage } from '../protocol/index.js';
 import type { WorkerObject, WorkerPoolWire } from './api-types.js';
 import { BackendAccess } from './backend-access.js';
+import { KeyFactory } from './key-factory.js';
 import { INDEX_WORKERS_BY_POOL, WORKER_REF, WORKERPOOL_REF, type Caches, type ControllerContext, type ControllerObserver, type ControllerOptions } from './context.js';
 import { EventRecorder } from './events.js';
 import { Expectations } from './expectations.js';
@@ -103,6 +105,8 @@ export class Manager {
       events: new EventRecorder(client, log, opts.identity),
       expectations,
       pendingRuns: new Map(),
+      // Fewer keys in flight than libuv's 4 threads, so DNS and file work always find one free.
+      keys: new KeyFactory((workerKey) => queues.workers.add(workerKey), Math.max(1, Math.min(availableParallelism(), 3))),
       progressReports: new Map(),
       log,
       options: { stuckPodGraceMs: opts.stuckPodGraceMs },

@@ -16,7 +16,6 @@ import {
 } from '../constants.js';
 import {
   createCsr,
-  generateRsaKeyPair,
   RetryableBackendError,
   TerminalBackendError,
   tokenTopicNamespace,
@@ -61,6 +60,7 @@ async function access(ctx: ControllerContext, worker: WorkerObject): Promise<Acc
 export async function reconcileWorker(ctx: ControllerContext, key: string): Promise<Result | void> {
   const worker = ctx.caches.workers.getByKey(key);
   if (worker === undefined) {
+    ctx.keys.forget(key);
     await ctx.sessions.close(key);
     const { namespace, name } = splitKey(key);
     await cleanUpOrphans(ctx, namespace ?? 'default', name);
@@ -77,7 +77,8 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
 
   let content;
   try {
-    const secret = await ensureKey(ctx, worker, a.credentials.token.poolId);
+    const secret = await ensureKey(ctx, key, worker, a.credentials.token.poolId);
+    if (secret === undefined) return;
     content = readWorkerSecret(secret);
     if (content.certificatePem === undefined || content.caPem === undefined) {
       const registered = await register(ctx, worker, a, content.privateKeyPem as string);
@@ -128,13 +129,15 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
   return runs.requeueAfter === undefined ? undefined : { requeueAfter: runs.requeueAfter };
 }
 
-/** The Worker's Secret with its private key, made (and stored) before registration. */
-async function ensureKey(ctx: ControllerContext, worker: WorkerObject, poolId: string): Promise<Secret> {
+/** The Worker's Secret with its private key, made (and stored) before registration; undefined while the key is being made. */
+async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObject, poolId: string): Promise<Secret | undefined> {
   const namespace = worker.metadata.namespace;
   const name = worker.metadata.name ?? '';
   const cached = ctx.caches.secrets.get(namespace, name);
   if (cached !== undefined && readWorkerSecret(cached).privateKeyPem !== undefined) return cached;
-  const keys = await generateRsaKeyPair();
+  // Made outside this reconcile, which comes back when it is ready (see key-factory.ts).
+  const keys = ctx.keys.take(key);
+  if (keys === undefined) return undefined;
   if (cached !== undefined) {
     // Emptied by hand: a new key, and with it a new registration (the old certificate is for the old key).
     const fresh = buildWorkerSecret(worker, poolId, keys.privateKeyPem);
