@@ -67,7 +67,7 @@ export class KeyFactory {
     this.jobs.delete(owner);
   }
 
-  /** Keys asked for and not yet taken, for tests and metrics. */
+  /** Keys asked for and not yet taken. */
   get pending(): number {
     return this.jobs.size;
   }

@@ -159,10 +159,11 @@ function tokenFileAuth(file: string): AuthSource {
   let cached: { token: string; readAt: number; mtimeMs: number } | undefined;
   return async () => {
     const now = Date.now();
-    if (cached === undefined || now - cached.readAt > TOKEN_FILE_REFRESH_MS || statSync(file).mtimeMs !== cached.mtimeMs) {
+    const { mtimeMs } = statSync(file);
+    if (cached === undefined || now - cached.readAt > TOKEN_FILE_REFRESH_MS || mtimeMs !== cached.mtimeMs) {
       const token = readFileSync(file, 'utf8').trim();
       if (token === '') throw new KubeconfigError(`token file ${file} is empty`);
-      cached = { token, readAt: now, mtimeMs: statSync(file).mtimeMs };
+      cached = { token, readAt: now, mtimeMs };
     }
     return `Bearer ${cached.token}`;
   };
@@ -214,12 +215,8 @@ function readKubeconfig(file: string): Dict {
 
 /** kubectl's merge: the first file to define a name wins, and the first current-context. */
 export function mergeKubeconfigs(files: readonly { file: string; config: Dict }[]): MergedKubeconfig {
-  const merged: MergedKubeconfig & { currentContext: string | undefined } = {
-    clusters: new Map(),
-    users: new Map(),
-    contexts: new Map(),
-    currentContext: undefined,
-  };
+  const merged = { clusters: new Map<string, Named>(), users: new Map<string, Named>(), contexts: new Map<string, Named>() };
+  let currentContext: string | undefined;
   for (const { file, config } of files) {
     for (const [list, inner, into] of [
       ['clusters', 'cluster', merged.clusters],
@@ -236,9 +233,9 @@ export function mergeKubeconfigs(files: readonly { file: string; config: Dict }[
       });
     }
     const current = config['current-context'];
-    if (merged.currentContext === undefined && typeof current === 'string' && current !== '') merged.currentContext = current;
+    if (currentContext === undefined && typeof current === 'string' && current !== '') currentContext = current;
   }
-  return merged;
+  return { ...merged, currentContext };
 }
 
 /** `<field>-data` (base64) or `<field>` (a path relative to the file that names it). */

@@ -104,25 +104,11 @@ export class KubeRest {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
 
     return new Promise<T>((resolve, reject) => {
-      const send = url.protocol === 'http:' ? http.request : https.request;
-      const req = send(url, reqOpts, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = text;
-          try {
-            parsed = text === '' ? undefined : JSON.parse(text);
-          } catch {
-            // Not JSON (a proxy's HTML error page, say): keep the text for the error.
-          }
+      const req = sendFor(url)(url, reqOpts, (res) => {
+        readBody(res, reject, (parsed) => {
           const code = res.statusCode ?? 0;
-          if (code >= 200 && code < 300) {
-            resolve(parsed as T);
-            return;
-          }
-          reject(failure(method, url, res, parsed));
+          if (code >= 200 && code < 300) resolve(parsed as T);
+          else reject(failure(method, url, res, parsed));
         });
       });
       req.setTimeout(timeoutMs, () => {
@@ -151,23 +137,9 @@ export class KubeRest {
       done = true;
       onDone(err);
     };
-    const send = url.protocol === 'http:' ? http.request : https.request;
-    const req = send(url, reqOpts, (res) => {
-      const code = res.statusCode ?? 0;
-      if (code !== 200) {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', finish);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            // keep the text
-          }
-          finish(failure('WATCH', url, res, parsed));
-        });
+    const req = sendFor(url)(url, reqOpts, (res) => {
+      if (res.statusCode !== 200) {
+        readBody(res, finish, (parsed) => finish(failure('WATCH', url, res, parsed)));
         return;
       }
       res.socket.setKeepAlive(true, 30_000);
@@ -238,6 +210,29 @@ export class KubeRest {
     else this.watchAgent = { key, agent };
     return agent;
   }
+}
+
+function sendFor(url: URL): typeof https.request {
+  return url.protocol === 'http:' ? http.request : https.request;
+}
+
+/** The whole body, decoded as JSON when it is JSON (a proxy's HTML error page is kept as text), undefined when empty. */
+function readBody(res: http.IncomingMessage, onError: (err: Error) => void, onBody: (parsed: unknown) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  res.on('error', onError);
+  res.on('end', () => {
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (text === '') {
+      onBody(undefined);
+      return;
+    }
+    try {
+      onBody(JSON.parse(text));
+    } catch {
+      onBody(text);
+    }
+  });
 }
 
 function failure(method: string, url: URL, res: http.IncomingMessage, parsed: unknown): KubeApiError {
