@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kubectl and etcd from the Go module proxy and caches
+# Builds the Kubernetes binaries (kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet, kubectl) and etcd from the Go module proxy and caches
 # them by version, because no binary downloads or container images are
 # reachable where this project is developed and tested.
 #
 #   src/cluster/build-binaries.sh [--print-dir]
 #
 # Binaries land in $KWC_BIN_CACHE (default <repo>/.cache/bin):
-#   kubernetes-<KUBE_VERSION>/{kube-apiserver,kubectl}, etcd-<ETCD_VERSION>/etcd
+#   kubernetes-<KUBE_VERSION>/<each of KUBE_BINARIES>, etcd-<ETCD_VERSION>/etcd
 # A warm run (binaries present) does nothing. A cold run takes many minutes.
 set -euo pipefail
 
@@ -20,12 +21,15 @@ cache="${KWC_BIN_CACHE:-$repo/.cache/bin}"
 kube_dir="$cache/kubernetes-$KUBE_VERSION"
 etcd_dir="$cache/etcd-$ETCD_VERSION"
 
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 started=$SECONDS
 log() { printf '[build-binaries +%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*" >&2; }
 
-all_present() {
-  [[ -x "$kube_dir/kube-apiserver" && -x "$kube_dir/kubectl" && -x "$etcd_dir/etcd" ]]
+kube_present() {
+  local b
+  for b in "${kube_binaries[@]}"; do [[ -x "$kube_dir/$b" ]] || return 1; done
 }
+all_present() { kube_present && [[ -x "$etcd_dir/etcd" ]]; }
 
 if all_present; then
   log "cached: kubernetes $KUBE_VERSION and etcd $ETCD_VERSION in $cache"
@@ -52,7 +56,7 @@ if ! flock -n 9; then
   if all_present; then log "built by the other process"; exit 0; fi
 fi
 
-log "cold build: kubernetes $KUBE_VERSION (kube-apiserver, kubectl), etcd $ETCD_VERSION with $(go version | cut -d' ' -f3), $(nproc) cores"
+log "cold build: kubernetes $KUBE_VERSION (${kube_binaries[*]}), etcd $ETCD_VERSION with $(go version | cut -d' ' -f3), $(nproc) cores"
 work="$cache/build"
 mkdir -p "$work"
 
@@ -87,7 +91,7 @@ export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=mod"
 build_flags=(-trimpath -tags=selinux,notest)
 
 build_kubernetes() {
-  [[ -x "$kube_dir/kube-apiserver" && -x "$kube_dir/kubectl" ]] && return 0
+  kube_present && return 0
   local mod="$work/kubernetes-$KUBE_VERSION" staging="v0.${KUBE_VERSION#v1.}"
   rm -rf "$mod" && mkdir -p "$mod" && cd "$mod"
   go mod init kwc.local/kubernetes-build >/dev/null 2>&1
@@ -108,19 +112,19 @@ build_kubernetes() {
   local godebug
   godebug="$(grep -E '^godebug ' "$upstream" || true)"
   [[ -n "$godebug" ]] && printf '\n%s\n' "$godebug" >>go.mod
-  run_with_progress "resolving kubernetes modules" "$mod/get.log" \
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION"
+  local pkgs=() b
+  for b in "${kube_binaries[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b@$KUBE_VERSION"); done
+  run_with_progress "resolving kubernetes modules" "$mod/get.log" go get "${pkgs[@]}"
   local out="$mod/out"
-  mkdir -p "$out"
-  run_with_progress "compiling kube-apiserver" "$mod/build-apiserver.log" \
-    go build -v "${build_flags[@]}" -ldflags="-s -w $(version_ldflags)" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-  run_with_progress "compiling kubectl" "$mod/build-kubectl.log" \
-    go build -v "${build_flags[@]}" -ldflags="-s -w $(version_ldflags)" -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl
-  mkdir -p "$kube_dir"
-  # Move into place last, so an interrupted build never leaves a binary that
-  # looks cached but is incomplete.
-  mv "$out/kubectl" "$kube_dir/kubectl"
-  mv "$out/kube-apiserver" "$kube_dir/kube-apiserver"
+  mkdir -p "$out" "$kube_dir"
+  for b in "${kube_binaries[@]}"; do
+    [[ -x "$kube_dir/$b" ]] && continue
+    run_with_progress "compiling $b" "$mod/build-$b.log" \
+      go build -v "${build_flags[@]}" -ldflags="-s -w $(version_ldflags)" -o "$out/$b" "k8s.io/kubernetes/cmd/$b"
+    # Move into place as soon as it is built, so an interrupted build never
+    # leaves a binary that looks cached but is incomplete.
+    mv "$out/$b" "$kube_dir/$b"
+  done
 }
 
 # Without these, the binaries report v0.0.0 and kubectl warns about version skew.
