@@ -43,4 +43,4 @@ USER 65532:65532
 # Metrics (8443, when enabled) and health probes (8081), as the Deployment sets them.
 EXPOSE 8443 8081
 # The Deployment passes the flags as container args, appended to this.
-ENTRYPOINT ["/nodejs/bin/node", "lib/src/controller/main.js"]
+ENTRYPOINT ["/nodejs/bin/node", "lib/src/controller/cli/main.js"]

@@ -4,8 +4,8 @@
  */
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
-import { CONTROLLER_NAME, DEFAULT_CONTROLLER_NAMESPACE } from '../src/constants.js';
-import { DEFAULT_METRICS_CERT_DIR } from '../src/controller/runtime/flags.js';
+import { CONTROLLER_NAME, DEFAULT_CONTROLLER_NAMESPACE } from '../src/api/constants.js';
+import { DEFAULT_METRICS_CERT_DIR } from '../src/controller/cli/flags.js';
 import { ControllerRbac } from './rbac.js';
 import { WorkerCrd } from './worker-crd.js';
 import { WorkerPoolCrd } from './workerpool-crd.js';

@@ -5,8 +5,8 @@
  */
 import { ApiObject } from 'cdk8s';
 import type { Construct } from 'constructs';
-import { API_GROUP, API_VERSION } from '../src/constants.js';
-import { obj, str, type Schema } from './schema.js';
+import { API_GROUP, API_VERSION } from '../src/api/constants.js';
+import { obj, str, type Schema } from '../src/api/schema.js';
 
 export interface PrinterColumn {
   readonly name: string;

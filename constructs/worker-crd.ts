@@ -1,37 +1,12 @@
 /**
  * The Worker CustomResourceDefinition: one registered worker of a pool. The
- * controller creates and deletes Workers; users read them.
+ * schema is the API's (`src/api/worker.ts`).
  */
 import { Construct } from 'constructs';
 import type { ApiObject } from 'cdk8s';
 import { customResourceDefinition } from './crd.js';
-import { WORKER_KIND, WORKER_PLURAL, WORKER_SINGULAR } from '../src/constants.js';
-import { bool, conditions, obj, Schema, str } from './schema.js';
-
-export const WORKER_STATES = ['Pending', 'Idle', 'Busy', 'Draining', 'Failed'] as const;
-
-const WORKER_SPEC_SCHEMA: Schema = obj(
-  'Identity of the worker, set by the controller when it creates the Worker.',
-  {
-    poolName: str('Name of the WorkerPool this worker belongs to, in the same namespace.', { minLength: 1 }),
-    workerId: str('The backend\'s id of the worker.', { minLength: 1 }),
-  },
-  {
-    required: ['poolName', 'workerId'],
-    'x-kubernetes-validations': [
-      { rule: 'self.poolName == oldSelf.poolName && self.workerId == oldSelf.workerId', message: 'spec.poolName and spec.workerId cannot change' },
-    ],
-  },
-);
-
-const WORKER_STATUS_SCHEMA: Schema = obj('The observed state of the worker, written by the controller.', {
-  registered: bool('Whether the worker is registered with the backend.'),
-  connected: bool('Whether the worker\'s session with the backend\'s broker is open.'),
-  state: str('Pending, Idle, Busy, Draining or Failed.', { enum: [...WORKER_STATES] }),
-  currentRunID: str('The run the worker is processing, if any.'),
-  observedGeneration: { type: 'integer', format: 'int64', description: 'The generation this status was computed from.' },
-  conditions: conditions('Registered and Connected, with reasons.'),
-});
+import { WORKER_KIND, WORKER_PLURAL, WORKER_SINGULAR } from '../src/api/constants.js';
+import { WORKER_SPEC_SCHEMA, WORKER_STATUS_SCHEMA } from '../src/api/worker.js';
 
 export class WorkerCrd extends Construct {
   public readonly resource: ApiObject;

@@ -5,7 +5,7 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import { WorkerPool as WorkerPoolObject, WorkerPoolSpec } from '../imports/workers.spacelift.io.js';
-import { SECRET_KEY_PRIVATE_KEY, SECRET_KEY_TOKEN } from '../src/constants.js';
+import { SECRET_KEY_PRIVATE_KEY, SECRET_KEY_TOKEN } from '../src/api/constants.js';
 import { MAX_POOL_NAME_LENGTH } from './workerpool-crd.js';
 import { checkInteger, checkLabelName, checkObjectName } from './validate.js';
 

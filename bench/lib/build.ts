@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
 
 export const COMPILED_DIR = join(repoRoot, '.tmp', 'bench-build');
-export const COMPILED_MAIN = join(COMPILED_DIR, 'src', 'controller', 'main.js');
+export const COMPILED_MAIN = join(COMPILED_DIR, 'src', 'controller', 'cli', 'main.js');
 
 export async function buildController(log: (line: string) => void): Promise<string> {
   log(`compiling the controller into ${COMPILED_DIR}`);

@@ -12,7 +12,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { binariesPresent, binaryPaths, ensureBinaries, repoRoot } from '../../src/cluster/binaries.js';
 import { startControlPlane, type ControlPlane } from '../../src/cluster/control-plane.js';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.js';
-import { KubeClient, resource } from '../../src/controller/runtime/k8s-client.js';
+import { KubeClient, resource } from '../../src/runtime/k8s-client.js';
 
 export interface BenchCluster {
   kubeconfigPath: string;

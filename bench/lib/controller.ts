@@ -19,7 +19,7 @@ export interface ControllerOptions {
   extraArgs?: readonly string[];
   /** Serve metrics over plain HTTP on this loopback port (default: no metrics). */
   metricsPort?: number;
-  /** Run this compiled main.js with plain node instead of src/controller/main.ts through tsx. */
+  /** Run this compiled main.js with plain node instead of src/controller/cli/main.ts through tsx. */
   compiledMain?: string;
 }
 
@@ -40,7 +40,7 @@ export class ControllerProcess {
       ...(options.leaderElect ? ['--leader-elect', `--leader-election-namespace=${options.namespace}`] : []),
       ...(options.extraArgs ?? []),
     ];
-    const entry = options.compiledMain === undefined ? ['--import', 'tsx', join(repoRoot, 'src', 'controller', 'main.ts')] : [options.compiledMain];
+    const entry = options.compiledMain === undefined ? ['--import', 'tsx', join(repoRoot, 'src', 'controller', 'cli', 'main.ts')] : [options.compiledMain];
     this.child = spawn(process.execPath, [...nodeArgs, ...entry, ...args], {
       cwd: repoRoot,
       env: { ...process.env, KUBECONFIG: options.kubeconfigPath },

@@ -9,28 +9,28 @@ import {
   WORKER_PLURAL,
   WORKERPOOL_KIND,
   WORKERPOOL_PLURAL,
-} from '../constants.js';
-import type { WorkerObject, WorkerPoolWire } from './api-types.js';
-import type { BackendAccess } from './backend-access.js';
-import type { EventRecorder } from './events.js';
-import type { Expectations } from './expectations.js';
-import type { Informer } from './runtime/informer.js';
-import { resource, type KubeClient, type Pod, type Secret } from './runtime/k8s-client.js';
-import type { Logger } from './runtime/log.js';
-import type { WorkQueue } from './runtime/queue.js';
+} from '../api/constants.js';
+import type { WorkerObject, WorkerPoolObject } from '../api/types.js';
+import type { BackendAccess } from './backend/access.js';
+import type { EventRecorder } from '../runtime/events.js';
+import type { Expectations } from './pool/expectations.js';
+import type { Informer } from '../runtime/informer.js';
+import { resource, type KubeClient, type Pod, type Secret } from '../runtime/k8s-client.js';
+import type { Logger } from '../runtime/log.js';
+import type { WorkQueue } from '../runtime/queue.js';
 import type { RunStatus } from '../protocol/index.js';
-import type { KeyFactory } from './key-factory.js';
-import type { RunObserver } from './runs.js';
-import type { SessionManager } from './sessions.js';
+import type { KeyFactory } from './worker/key-factory.js';
+import type { RunObserver } from './runs/controller.js';
+import type { SessionManager } from './backend/sessions.js';
 
-export const WORKERPOOL_REF = resource<WorkerPoolWire>(API_GROUP, API_VERSION, WORKERPOOL_PLURAL, WORKERPOOL_KIND);
+export const WORKERPOOL_REF = resource<WorkerPoolObject>(API_GROUP, API_VERSION, WORKERPOOL_PLURAL, WORKERPOOL_KIND);
 export const WORKER_REF = resource<WorkerObject>(API_GROUP, API_VERSION, WORKER_PLURAL, WORKER_KIND);
 
 /** Index of the Worker cache: "<namespace>/<pool name>" -> the pool's Workers. */
 export const INDEX_WORKERS_BY_POOL = 'pool';
 
 export interface Caches {
-  readonly pools: Informer<WorkerPoolWire>;
+  readonly pools: Informer<WorkerPoolObject>;
   readonly workers: Informer<WorkerObject>;
   /** Only run Pods (selected by the managed-by label), indexed by the worker label. */
   readonly pods: Informer<Pod>;

@@ -4,24 +4,24 @@
  * Started by the leader only; stopping it leaves every run Pod in place.
  */
 import { availableParallelism } from 'node:os';
-import { ANNOTATION_DRAINING, LABEL_MANAGED_BY, LABEL_WORKER, MANAGED_BY_VALUE } from '../constants.js';
+import { ANNOTATION_DRAINING, CONTROLLER_NAME, LABEL_MANAGED_BY, LABEL_WORKER, MANAGED_BY_VALUE } from '../api/constants.js';
 import type { ToWorkerMessage } from '../protocol/index.js';
-import type { WorkerObject, WorkerPoolWire } from './api-types.js';
-import { BackendAccess } from './backend-access.js';
-import { KeyFactory } from './key-factory.js';
+import type { WorkerObject, WorkerPoolObject } from '../api/types.js';
+import { BackendAccess } from './backend/access.js';
+import { KeyFactory } from './worker/key-factory.js';
 import { INDEX_WORKERS_BY_POOL, WORKER_REF, WORKERPOOL_REF, type Caches, type ControllerContext, type ControllerObserver, type ControllerOptions } from './context.js';
-import { EventRecorder } from './events.js';
-import { Expectations } from './expectations.js';
-import { classifyRunPod } from './pod-status.js';
-import { reconcilePool } from './pool-reconciler.js';
-import { Informer, objectKey } from './runtime/informer.js';
-import { PODS, SECRETS, type KubeClient, type Pod, type Secret } from './runtime/k8s-client.js';
-import { kubeListWatch } from './runtime/list-watch.js';
-import type { Logger } from './runtime/log.js';
-import { WorkQueue, type ReconcileReport } from './runtime/queue.js';
-import { handleWorkerMessage } from './runs.js';
-import { SessionManager } from './sessions.js';
-import { reconcileWorker } from './worker-reconciler.js';
+import { EventRecorder } from '../runtime/events.js';
+import { Expectations } from './pool/expectations.js';
+import { classifyRunPod } from './runs/pod-status.js';
+import { reconcilePool } from './pool/controller.js';
+import { Informer, objectKey } from '../runtime/informer.js';
+import { PODS, SECRETS, type KubeClient, type Pod, type Secret } from '../runtime/k8s-client.js';
+import { kubeListWatch } from '../runtime/list-watch.js';
+import type { Logger } from '../runtime/log.js';
+import { WorkQueue, type ReconcileReport } from '../runtime/queue.js';
+import { handleWorkerMessage } from './runs/controller.js';
+import { SessionManager } from './backend/sessions.js';
+import { reconcileWorker } from './worker/controller.js';
 
 export interface ManagerOptions extends ControllerOptions {
   readonly client: KubeClient;
@@ -59,7 +59,7 @@ export class Manager {
     const { client, log, namespaces } = opts;
     const informerOptions = (name: string) => ({ name, namespaces, logger: log });
     const caches: Caches = {
-      pools: new Informer<WorkerPoolWire>(kubeListWatch(client, WORKERPOOL_REF), informerOptions('workerpools')),
+      pools: new Informer<WorkerPoolObject>(kubeListWatch(client, WORKERPOOL_REF), informerOptions('workerpools')),
       workers: new Informer<WorkerObject>(kubeListWatch(client, WORKER_REF), informerOptions('workers')),
       pods: new Informer<Pod>(kubeListWatch(client, PODS, { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE}` }), informerOptions('run-pods')),
       secrets: new Informer<Secret>(kubeListWatch(client, SECRETS), informerOptions('secrets')),
@@ -102,7 +102,7 @@ export class Manager {
       queues,
       backends: new BackendAccess(caches.secrets, client),
       sessions,
-      events: new EventRecorder(client, log, opts.identity),
+      events: new EventRecorder(client, log, CONTROLLER_NAME, opts.identity),
       expectations,
       pendingRuns: new Map(),
       // Fewer keys in flight than libuv's 4 threads, so DNS and file work always find one free.

@@ -3,7 +3,7 @@
  * install's RBAC is generated from this list, and the RBAC tests check the
  * generated roles against it, so a new API call starts here.
  */
-import { API_GROUP, WORKER_PLURAL, WORKERPOOL_PLURAL } from '../constants.js';
+import { API_GROUP, WORKER_PLURAL, WORKERPOOL_PLURAL } from '../api/constants.js';
 
 export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete';
 

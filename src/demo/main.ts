@@ -87,7 +87,7 @@ function readState(): DemoState | undefined {
 /** Stops what a state file names: controller, backend, then the control plane. */
 async function stopFromState(state: DemoState): Promise<string[]> {
   const stopped: string[] = [];
-  if (state.controllerPid !== undefined && runsWith(state.controllerPid, 'src/controller/main.ts')) {
+  if (state.controllerPid !== undefined && runsWith(state.controllerPid, 'src/controller/cli/main.ts')) {
     await stopGroup(state.controllerPid);
     stopped.push(`controller (pid ${state.controllerPid})`);
   }
@@ -313,7 +313,7 @@ async function demo(keep: boolean): Promise<void> {
     const controllerLog = join(demoDir, 'controller.log');
     p.note(`as: KUBECONFIG=${rel(plane.kubeconfigPath)} npm start -- ${controllerArgs.join(' ')}`);
     p.note(`its log: ${rel(controllerLog)}`);
-    controller = startChild('controller', process.execPath, ['--import', 'tsx', join('src', 'controller', 'main.ts'), ...controllerArgs], {
+    controller = startChild('controller', process.execPath, ['--import', 'tsx', join('src', 'controller', 'cli', 'main.ts'), ...controllerArgs], {
       cwd: repoRoot,
       env: { ...process.env, KUBECONFIG: plane.kubeconfigPath },
       logFile: controllerLog,

@@ -3,7 +3,17 @@
  * when the status flips, so that rewriting the same condition is not a change
  * and costs no API request.
  */
-import type { Condition, ConditionStatus } from './api-types.js';
+export type ConditionStatus = 'True' | 'False' | 'Unknown';
+
+/** metav1.Condition. */
+export interface Condition {
+  readonly type: string;
+  readonly status: ConditionStatus;
+  readonly observedGeneration?: number;
+  readonly lastTransitionTime: string;
+  readonly reason: string;
+  readonly message: string;
+}
 
 export interface ConditionInput {
   readonly type: string;

@@ -6,9 +6,8 @@
  * flood the API.
  */
 import { randomBytes } from 'node:crypto';
-import { CONTROLLER_NAME } from '../constants.js';
-import { EVENTS, type CoreEvent, type KubeClient } from './runtime/k8s-client.js';
-import type { Logger } from './runtime/log.js';
+import { EVENTS, type CoreEvent, type KubeClient } from './k8s-client.js';
+import type { Logger } from './log.js';
 
 export interface EventTarget {
   readonly apiVersion: string;
@@ -34,6 +33,9 @@ export class EventRecorder {
   constructor(
     private readonly client: KubeClient,
     private readonly log: Logger,
+    /** `source.component` and `reportingComponent`: who writes the events. */
+    private readonly component: string,
+    /** `reportingInstance`: which replica. */
     private readonly instance: string,
   ) {}
 
@@ -67,8 +69,8 @@ export class EventRecorder {
         count: 1,
         firstTimestamp: timestamp,
         lastTimestamp: timestamp,
-        source: { component: CONTROLLER_NAME },
-        reportingComponent: CONTROLLER_NAME,
+        source: { component: this.component },
+        reportingComponent: this.component,
         reportingInstance: this.instance,
       };
       await this.client.create(EVENTS, namespace, event);

@@ -3,7 +3,7 @@
  * the resourceVersion it was computed from, so a concurrent writer makes it
  * fail with a conflict (retried) instead of losing someone else's finalizer.
  */
-import type { KubeClient, KubeObject, ObjectMeta, ResourceRef } from './runtime/k8s-client.js';
+import type { KubeClient, KubeObject, ObjectMeta, ResourceRef } from './k8s-client.js';
 
 interface WithMeta extends KubeObject {
   readonly metadata?: ObjectMeta;

@@ -8,15 +8,6 @@
  * @module
  */
 import type { CoreV1Event, V1Lease, V1ObjectMeta, V1Pod, V1Secret } from '@kubernetes/client-node';
-import {
-  API_GROUP,
-  API_VERSION,
-  FIELD_MANAGER,
-  WORKER_KIND,
-  WORKER_PLURAL,
-  WORKERPOOL_KIND,
-  WORKERPOOL_PLURAL,
-} from '../../constants.js';
 import type { ClusterConnection } from './kubeconfig.js';
 import { KubeRest, type QueryParams } from './rest.js';
 
@@ -62,6 +53,9 @@ export interface CustomObject extends KubeObject {
   readonly status?: Readonly<Record<string, unknown>>;
 }
 
+/** An object to send: apiVersion and kind may be left out, the client sets them from the resource. */
+export type NewObject<T extends KubeObject> = Omit<T, 'apiVersion' | 'kind'> & { readonly apiVersion?: string; readonly kind?: string };
+
 /** Where a resource lives in the API. `T` is the object type its calls return. */
 export interface ResourceRef<T extends KubeObject> {
   /** Empty for the core group. */
@@ -81,8 +75,6 @@ export const PODS = resource<Pod>('', 'v1', 'pods', 'Pod');
 export const SECRETS = resource<Secret>('', 'v1', 'secrets', 'Secret');
 export const EVENTS = resource<CoreEvent>('', 'v1', 'events', 'Event');
 export const LEASES = resource<Lease>('coordination.k8s.io', 'v1', 'leases', 'Lease');
-export const WORKERPOOLS = resource<CustomObject>(API_GROUP, API_VERSION, WORKERPOOL_PLURAL, WORKERPOOL_KIND);
-export const WORKERS = resource<CustomObject>(API_GROUP, API_VERSION, WORKER_PLURAL, WORKER_KIND);
 
 /** "group/version", or just "version" for the core group. */
 export function apiVersionOf(ref: ResourceRef<KubeObject>): string {
@@ -140,16 +132,28 @@ export interface PatchOptions {
 }
 
 /**
- * API calls for any resource given its {@link ResourceRef}. Every write names our
- * field manager, so `kubectl get -o yaml --show-managed-fields` says who wrote what.
+ * API calls for any resource given its {@link ResourceRef}. Every write names the
+ * client's field manager.
  * All methods reject with `KubeApiError` on non-2xx answers; see `errors.ts`.
  */
+export interface KubeClientOptions {
+  /** Named on every write, so `kubectl get -o yaml --show-managed-fields` says who wrote what. */
+  readonly fieldManager?: string;
+}
+
 export class KubeClient {
-  constructor(readonly rest: KubeRest) {}
+  private readonly fieldManager: string | undefined;
+
+  constructor(
+    readonly rest: KubeRest,
+    options: KubeClientOptions = {},
+  ) {
+    this.fieldManager = options.fieldManager;
+  }
 
   /** From a connection (`kubeconfig.ts`) or a client-node `KubeConfig`, which has the same two methods. */
-  static fromKubeConfig(kc: ClusterConnection): KubeClient {
-    return new KubeClient(new KubeRest(kc));
+  static fromKubeConfig(kc: ClusterConnection, options: KubeClientOptions = {}): KubeClient {
+    return new KubeClient(new KubeRest(kc), options);
   }
 
   get<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, name: string): Promise<T> {
@@ -189,18 +193,18 @@ export class KubeClient {
   }
 
   /** With `dryRun`, the server validates and admits the object but stores nothing. */
-  create<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, body: T, options: { dryRun?: boolean } = {}): Promise<T> {
+  create<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, body: NewObject<T>, options: { dryRun?: boolean } = {}): Promise<T> {
     return this.rest.request<T>('POST', resourcePath(ref, namespace), {
       body: { apiVersion: apiVersionOf(ref), kind: ref.kind, ...body },
-      query: { fieldManager: FIELD_MANAGER, dryRun: options.dryRun === true ? 'All' : undefined },
+      query: { fieldManager: this.fieldManager, dryRun: options.dryRun === true ? 'All' : undefined },
     });
   }
 
   /** PUT; with `metadata.resourceVersion` set it fails with 409 if someone wrote in between. */
-  replace<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, name: string, body: T): Promise<T> {
+  replace<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, name: string, body: NewObject<T>): Promise<T> {
     return this.rest.request<T>('PUT', resourcePath(ref, namespace, name), {
       body: { apiVersion: apiVersionOf(ref), kind: ref.kind, ...body },
-      query: { fieldManager: FIELD_MANAGER },
+      query: { fieldManager: this.fieldManager },
     });
   }
 
@@ -248,7 +252,7 @@ export class KubeClient {
     return this.rest.request<T>('PATCH', resourcePath(ref, namespace, name, options.subresource), {
       body,
       contentType,
-      query: { fieldManager: FIELD_MANAGER },
+      query: { fieldManager: this.fieldManager },
     });
   }
 }

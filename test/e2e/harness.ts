@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
 import { endedPodStatus, runningPodStatus } from '../../src/cluster/kubelet-play.js';
 import { WORKER_REF, WORKERPOOL_REF } from '../../src/controller/context.js';
-import type { WorkerObject, WorkerPoolWire } from '../../src/controller/api-types.js';
-import { EVENTS, KubeClient, PODS, SECRETS, type Pod } from '../../src/controller/runtime/k8s-client.js';
+import type { WorkerObject, WorkerPoolObject } from '../../src/api/types.js';
+import { EVENTS, KubeClient, PODS, SECRETS, type Pod } from '../../src/runtime/k8s-client.js';
 import { createPool, startEnv, waitFor, type Env, type Pool } from '../integration/backend-harness.js';
 import { createTestNamespace, ensureInstalled, kubeconfigPath, kubectlOk, testKubeConfig } from '../setup/cluster-access.js';
 
@@ -23,7 +23,7 @@ export class ControllerProcess {
   readonly exited: Promise<number | null>;
 
   constructor(args: readonly string[], logFile?: string) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'controller', 'main.ts'), ...args], {
+    this.child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'controller', 'cli', 'main.ts'), ...args], {
       cwd: repoRoot,
       env: { ...process.env, KUBECONFIG: kubeconfigPath() },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -93,7 +93,7 @@ export interface E2E {
   writeSecret(name: string, data: Record<string, string>): Promise<void>;
   /** Events about one object, oldest first. */
   eventsFor(kind: string, name: string): Promise<{ type?: string; reason?: string; message?: string; count?: number }[]>;
-  pool(name: string): Promise<WorkerPoolWire>;
+  pool(name: string): Promise<WorkerPoolObject>;
   workers(): Promise<WorkerObject[]>;
   pods(labelSelector?: string): Promise<Pod[]>;
   workerSecrets(): Promise<number>;

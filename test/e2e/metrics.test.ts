@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Pool } from '../integration/backend-harness.js';
 import { createTestNamespace, kubectl } from '../setup/cluster-access.js';
-import { SECRETS } from '../../src/controller/runtime/k8s-client.js';
+import { SECRETS } from '../../src/runtime/k8s-client.js';
 import { endedStatus, runningStatus, startE2E, waitFor, type ControllerProcess, type E2E } from './harness.js';
 import {
   createServiceAccount,
@@ -26,7 +26,7 @@ let readyzUrl: string;
 const bindings: string[] = [];
 const tokens: Record<'reader' | 'stranger', string> = { reader: '', stranger: '' };
 let runId = '';
-/** Named in src/controller/main.ts, which cannot be imported (importing it starts a controller). */
+/** Named in src/controller/cli/main.ts, which cannot be imported (importing it starts a controller). */
 const LEASE_NAME = 'kube-workerpool-controller-leader';
 
 beforeAll(async () => {

@@ -14,7 +14,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
-import type { KubeClient } from '../../src/controller/runtime/k8s-client.js';
+import type { KubeClient } from '../../src/runtime/k8s-client.js';
 import { kubectlOk, testKubeConfig } from '../setup/cluster-access.js';
 
 export const METRICS_READER_ROLE = 'kube-workerpool-controller-metrics-reader';
@@ -162,7 +162,7 @@ export class HoldingProxy {
 
 /** The controller as a child process with a kubeconfig of the test's choosing (the harness always uses the test cluster's). */
 export function spawnController(args: readonly string[], kubeconfig: string): { lines: string[]; exited: Promise<number | null>; kill(): Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'controller', 'main.ts'), ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'controller', 'cli', 'main.ts'), ...args], {
     cwd: repoRoot,
     env: { ...process.env, KUBECONFIG: kubeconfig },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { SECRETS } from '../../src/controller/runtime/k8s-client.js';
+import { SECRETS } from '../../src/runtime/k8s-client.js';
 import { readonlyTopic } from '../../src/protocol/index.js';
 import { endedStatus, runningStatus, startE2E, waitFor, type E2E } from './harness.js';
 

@@ -3,7 +3,7 @@
  * There is no kubelet: the tests write Pod status as one would.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { PODS, type Pod } from '../../src/controller/runtime/k8s-client.js';
+import { PODS, type Pod } from '../../src/runtime/k8s-client.js';
 import type { Pool } from '../integration/backend-harness.js';
 import { kubectlOk } from '../setup/cluster-access.js';
 import { endedStatus, runningStatus, startE2E, waitFor, type E2E } from './harness.js';

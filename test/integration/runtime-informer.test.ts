@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../../src/cluster/control-plane.js';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.js';
-import { Informer, objectKey, type ListWatchSource } from '../../src/controller/runtime/informer.js';
-import { EVENTS, KubeClient, resource, type CoreEvent, type KubeObject } from '../../src/controller/runtime/k8s-client.js';
-import { kubeListWatch } from '../../src/controller/runtime/list-watch.js';
+import { Informer, objectKey, type ListWatchSource } from '../../src/runtime/informer.js';
+import { EVENTS, KubeClient, resource, type CoreEvent, type KubeObject } from '../../src/runtime/k8s-client.js';
+import { kubeListWatch } from '../../src/runtime/list-watch.js';
 import { createTestNamespace, testKubeConfig } from '../setup/cluster-access.js';
 import { CuttableProxy, apiServerAddress, eventually } from './runtime-support.js';
 

@@ -6,18 +6,21 @@
 import { loadAllYaml } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { classifyApiError, isAlreadyExists, isConflict, isInvalid, isNotFound } from '../../src/controller/runtime/errors.js';
+import { classifyApiError, isAlreadyExists, isConflict, isInvalid, isNotFound } from '../../src/runtime/errors.js';
 import {
   EVENTS,
   KubeClient,
   PODS,
   SECRETS,
-  WORKERS,
   jsonPointerSegment,
   resource,
   type CustomObject,
   type KubeObject,
-} from '../../src/controller/runtime/k8s-client.js';
+} from '../../src/runtime/k8s-client.js';
+import { FIELD_MANAGER } from '../../src/api/constants.js';
+
+/** A custom resource to exercise the client with (the runtime knows no kinds of its own). */
+const WORKERS = resource<CustomObject>('workers.spacelift.io', 'v1beta1', 'workers', 'Worker');
 import { createTestNamespace, testKubeConfig } from '../setup/cluster-access.js';
 import { eventually } from './runtime-support.js';
 
@@ -44,7 +47,7 @@ async function ensureCrds(): Promise<void> {
 }
 
 beforeAll(async () => {
-  client = KubeClient.fromKubeConfig(testKubeConfig());
+  client = KubeClient.fromKubeConfig(testKubeConfig(), { fieldManager: FIELD_MANAGER });
   ns = await createTestNamespace('rt-client');
   await ensureCrds();
 });

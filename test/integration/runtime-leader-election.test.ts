@@ -4,8 +4,8 @@
  * leader is cut off from the API server.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { KubeClient, LEASES } from '../../src/controller/runtime/k8s-client.js';
-import { LeaderElector, kubeLeaseStore, type LeaseStore } from '../../src/controller/runtime/leader-election.js';
+import { KubeClient, LEASES } from '../../src/runtime/k8s-client.js';
+import { LeaderElector, kubeLeaseStore, type LeaseStore } from '../../src/runtime/leader-election.js';
 import { createTestNamespace, testKubeConfig } from '../setup/cluster-access.js';
 import { CuttableProxy, apiServerAddress, eventually } from './runtime-support.js';
 

@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { setCondition } from '../../src/controller/conditions.js';
+import { setCondition } from '../../src/runtime/conditions.js';
 
 const t0 = new Date('2026-01-01T00:00:00.000Z');
 const t1 = new Date('2026-01-01T00:05:00.000Z');

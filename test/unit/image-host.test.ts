@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { checkRunnerImageAllowed, registryHost } from '../../src/controller/image-host.js';
+import { checkRunnerImageAllowed, registryHost } from '../../src/controller/runs/image-host.js';
 
 describe('registryHost', () => {
   test.each([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyFactory } from '../../src/controller/key-factory.js';
+import { KeyFactory } from '../../src/controller/worker/key-factory.js';
 import type { RsaKeyPair } from '../../src/protocol/index.js';
 
 /** A generator whose keys are released by hand, to see the order and the bound. */

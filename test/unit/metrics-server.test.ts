@@ -15,8 +15,8 @@ import {
   type MetricsServer,
   type TokenAuthApi,
   type UserInfo,
-} from '../../src/controller/metrics-server.js';
-import { Logger } from '../../src/controller/runtime/log.js';
+} from '../../src/controller/observability/metrics-server.js';
+import { Logger } from '../../src/runtime/log.js';
 
 /** A fake API server: tokens "alice" (allowed), "bob" (not allowed); anything else does not authenticate. */
 function fakeApi(): TokenAuthApi & { calls: string[]; fail: boolean } {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { WorkerObject } from '../../src/controller/api-types.js';
-import { checkRunnerImageAllowed } from '../../src/controller/image-host.js';
+import type { WorkerObject } from '../../src/api/types.js';
+import { checkRunnerImageAllowed } from '../../src/controller/runs/image-host.js';
 import {
   ControllerMetrics,
   countWorkers,
@@ -8,10 +8,10 @@ import {
   REASON_CLASSES,
   reasonClass,
   type MetricsSource,
-} from '../../src/controller/metrics.js';
-import { classifyRunPod, describeCannotStart, describeTermination, withRecentEvents } from '../../src/controller/pod-status.js';
-import { MissingRunnerImageError, NameConflictError, RunnerImageNotAllowedError } from '../../src/controller/run-pod.js';
-import { InvalidTimeoutError } from '../../src/controller/run-timeouts.js';
+} from '../../src/controller/observability/metrics.js';
+import { classifyRunPod, describeCannotStart, describeTermination, withRecentEvents } from '../../src/controller/runs/pod-status.js';
+import { MissingRunnerImageError, NameConflictError, RunnerImageNotAllowedError } from '../../src/controller/runs/run-pod.js';
+import { InvalidTimeoutError } from '../../src/controller/runs/run-timeouts.js';
 import type { PoolStats } from '../../src/protocol/index.js';
 
 const since = new Date();

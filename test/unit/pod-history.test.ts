@@ -1,16 +1,16 @@
 import { describe, expect, test } from 'vitest';
-import { workerPoolSpecFromApi } from '../../src/controller/api-types.js';
+import type { WorkerPoolSpec } from '../../src/api/types.js';
 import {
   DEFAULT_FAILED_PODS_HISTORY_LIMIT,
   HistoryConfigError,
   historyPolicy,
   planPodHistory,
   type HistoryPod,
-} from '../../src/controller/pod-history.js';
+} from '../../src/controller/runs/pod-history.js';
 
 const NOW = new Date('2026-01-01T12:00:00Z');
 const ago = (min: number): Date => new Date(NOW.getTime() - min * 60_000);
-const spec = (s: Record<string, unknown> = {}) => workerPoolSpecFromApi(s);
+const spec = (s: Record<string, unknown> = {}) => (s) as WorkerPoolSpec;
 
 function ok(name: string, minAgo: number): HistoryPod {
   return { name, result: 'succeeded', finishedAt: ago(minAgo) };

@@ -7,7 +7,7 @@ import {
   type ContainerStatusView,
   type PodConditionView,
   type RunPodView,
-} from '../../src/controller/pod-status.js';
+} from '../../src/controller/runs/pod-status.js';
 
 const NOW = new Date('2026-01-01T12:00:00Z');
 const T = (min: number): string => new Date(NOW.getTime() + min * 60_000).toISOString();

@@ -1,10 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
 import forge from 'node-forge';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { readPoolCredentials } from '../../src/controller/pool-credentials.js';
-import type { Secret } from '../../src/controller/runtime/k8s-client.js';
+import { readPoolCredentials } from '../../src/controller/backend/credentials.js';
+import type { Secret } from '../../src/runtime/k8s-client.js';
 import { encodePoolToken } from '../../src/protocol/index.js';
-import type { WorkerPoolSpec } from '../../src/controller/api-types.js';
+import type { WorkerPoolSpec } from '../../src/api/types.js';
 
 let token = '';
 let keyB64 = '';

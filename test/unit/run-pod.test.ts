@@ -1,6 +1,6 @@
 import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
-import { workerPoolSpecFromApi } from '../../src/controller/api-types.js';
+import type { WorkerPoolSpec } from '../../src/api/types.js';
 import {
   MissingRunnerImageError,
   NameConflictError,
@@ -10,8 +10,8 @@ import {
   buildRunPod,
   runPodName,
   type RunPodInput,
-} from '../../src/controller/run-pod.js';
-import { InvalidTimeoutError } from '../../src/controller/run-timeouts.js';
+} from '../../src/controller/runs/run-pod.js';
+import { InvalidTimeoutError } from '../../src/controller/runs/run-timeouts.js';
 import type { ScheduleMessage } from '../../src/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../src/protocol/version.js';
 
@@ -38,7 +38,7 @@ function input(pod: Record<string, unknown> = {}, over: { spec?: Record<string, 
       namespace: 'runs',
       uid: 'pool-uid',
       poolId: '01POOLID',
-      spec: workerPoolSpecFromApi({ poolSize: 1, ...over.spec, pod }),
+      spec: ({ poolSize: 1, ...over.spec, pod }) as WorkerPoolSpec,
     },
     worker: { name: `pool-a-${WORKER_ID}`, uid: 'worker-uid', workerId: WORKER_ID },
     schedule: schedule(over.schedule),

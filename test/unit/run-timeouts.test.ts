@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import type { WorkerPoolSpec } from '../../src/controller/api-types.js';
+import type { WorkerPoolSpec } from '../../src/api/types.js';
 import {
   DEADLINE_MARGIN_SECONDS,
   ENV_LOGS_TIMEOUT,
@@ -10,8 +10,8 @@ import {
   formatSeconds,
   resolveRunTimeouts,
   runTimeoutForDeadline,
-} from '../../src/controller/run-timeouts.js';
-import { parseDuration } from '../../src/controller/runtime/duration.js';
+} from '../../src/controller/runs/run-timeouts.js';
+import { parseDuration } from '../../src/runtime/duration.js';
 
 function spec(pod: Record<string, unknown> = {}): WorkerPoolSpec {
   return { pod } as WorkerPoolSpec;

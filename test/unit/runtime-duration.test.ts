@@ -5,7 +5,7 @@ import {
   formatDurationNs,
   parseDuration,
   parseDurationNs,
-} from '../../src/controller/runtime/duration.js';
+} from '../../src/runtime/duration.js';
 
 describe('parseDuration (Go time.ParseDuration)', () => {
   it.each([

@@ -8,7 +8,7 @@ import {
   isConflict,
   isRetryable,
   retryAfterMs,
-} from '../../src/controller/runtime/errors.js';
+} from '../../src/runtime/errors.js';
 
 function apiErr(code: number, body: unknown = {}, headers: Record<string, string> = {}): ApiException<unknown> {
   return new ApiException(code, `HTTP-Code: ${code}`, body, headers);

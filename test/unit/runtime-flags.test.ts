@@ -6,7 +6,7 @@ import {
   parseBindAddress,
   parseFlags,
   usage,
-} from '../../src/controller/runtime/flags.js';
+} from '../../src/controller/cli/flags.js';
 
 const noPod = (): undefined => undefined;
 

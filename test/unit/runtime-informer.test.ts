@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Informer, objectKey, splitKey, type ListWatchSource } from '../../src/controller/runtime/informer.js';
-import type { KubeObject } from '../../src/controller/runtime/k8s-client.js';
+import { Informer, objectKey, splitKey, type ListWatchSource } from '../../src/runtime/informer.js';
+import type { KubeObject } from '../../src/runtime/k8s-client.js';
 
 interface Obj extends KubeObject {
   readonly metadata: { name: string; namespace: string; resourceVersion: string; labels?: Record<string, string> };

@@ -4,16 +4,21 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { classifyApiError, KubeApiError } from '../../src/controller/runtime/errors.js';
-import { loadKubeconfigFiles } from '../../src/controller/runtime/kubeconfig.js';
+import { classifyApiError, KubeApiError } from '../../src/runtime/errors.js';
+import { loadKubeconfigFiles } from '../../src/runtime/kubeconfig.js';
 import {
   KubeClient,
   PODS,
-  WORKERS,
   jsonPointerSegment,
+  resource,
   resourcePath,
+  type CustomObject,
   type Pod,
-} from '../../src/controller/runtime/k8s-client.js';
+} from '../../src/runtime/k8s-client.js';
+import { FIELD_MANAGER } from '../../src/api/constants.js';
+
+/** A custom resource to exercise the client with (the runtime knows no kinds of its own). */
+const WORKERS = resource<CustomObject>('workers.spacelift.io', 'v1beta1', 'workers', 'Worker');
 
 interface Seen {
   method: string;
@@ -38,7 +43,7 @@ async function clientFor(server: string, user = '  user:\n    token: test-token\
     `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: ${server}\nusers:\n- name: u\n${user}` +
       `contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n`,
   );
-  return KubeClient.fromKubeConfig((await loadKubeconfigFiles([file])).connection);
+  return KubeClient.fromKubeConfig((await loadKubeconfigFiles([file])).connection, { fieldManager: FIELD_MANAGER });
 }
 
 beforeAll(async () => {

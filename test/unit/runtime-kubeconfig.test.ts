@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { loadDefaultConnection, type LoadedConnection } from '../../src/controller/runtime/kubeconfig.js';
+import { loadDefaultConnection, type LoadedConnection } from '../../src/runtime/kubeconfig.js';
 
 const root = mkdtempSync(join(tmpdir(), 'kwc-kubeconfig-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -233,12 +233,12 @@ export async function resolve(specifier, context, next) {
     const log = join(dir, 'resolved.log');
     writeFileSync(log, '');
     // --help returns after every static import of main.ts has been loaded.
-    execFileSync(process.execPath, ['--import', 'tsx', '--import', join(dir, 'hook.mjs'), 'src/controller/main.ts', '--help'], {
+    execFileSync(process.execPath, ['--import', 'tsx', '--import', join(dir, 'hook.mjs'), 'src/controller/cli/main.ts', '--help'], {
       env: { ...process.env, KWC_RESOLVED_LOG: log },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     const resolved = readFileSync(log, 'utf8').split('\n');
-    expect(resolved.some((u) => u.endsWith('/src/controller/runtime/rest.ts'))).toBe(true);
+    expect(resolved.some((u) => u.endsWith('/src/runtime/rest.ts'))).toBe(true);
     expect(resolved.some((u) => u.endsWith('/node_modules/mqtt/build/index.js') || u.includes('/node_modules/mqtt/'))).toBe(true);
     expect(resolved.filter((u) => u.includes('/@kubernetes/client-node/'))).toEqual([]);
   });

@@ -1,12 +1,12 @@
 import { ApiException } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Lease } from '../../src/controller/runtime/k8s-client.js';
+import type { Lease } from '../../src/runtime/k8s-client.js';
 import {
   LeaderElector,
   toMicroTime,
   type LeaderElectionOptions,
   type LeaseStore,
-} from '../../src/controller/runtime/leader-election.js';
+} from '../../src/runtime/leader-election.js';
 
 /** One Lease in memory with the API server's resourceVersion rules. */
 class MemoryLeases {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Logger, REDACTED, redact } from '../../src/controller/runtime/log.js';
+import { Logger, REDACTED, redact } from '../../src/runtime/log.js';
 
 function capture(): { lines: string[]; sink: { write(s: string): void } } {
   const lines: string[] = [];

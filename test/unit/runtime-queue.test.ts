@@ -1,12 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { backoffDelay } from '../../src/controller/runtime/backoff.js';
+import { backoffDelay } from '../../src/runtime/backoff.js';
 import {
   RetryLaterError,
   TerminalError,
   WorkQueue,
   type Reconcile,
   type ReconcileReport,
-} from '../../src/controller/runtime/queue.js';
+} from '../../src/runtime/queue.js';
 
 /** Resolves when `cond` holds; polls because the queue runs on timers. */
 async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {

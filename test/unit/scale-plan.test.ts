@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { planScale, WorkerSummary } from '../../src/controller/scale-plan.js';
+import { planScale, WorkerSummary } from '../../src/controller/pool/scale-plan.js';
 
 function w(name: string, over: Partial<WorkerSummary> = {}): WorkerSummary {
   return { name, draining: false, deleting: false, registered: true, busy: false, idleSince: '2026-01-01T00:00:00Z', ...over };

@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { newWorkerId, WORKER_ID_PATTERN, workerName } from '../../src/controller/worker-id.js';
+import { newWorkerId, WORKER_ID_PATTERN, workerName } from '../../src/controller/worker/id.js';
 
 test('worker ids are lowercase ULIDs that sort by creation time', () => {
   const a = newWorkerId(1_700_000_000_000);

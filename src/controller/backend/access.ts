@@ -3,12 +3,12 @@
  * replaced when they change. The credentials are checked against the backend
  * once per change, before any worker is created with them.
  */
-import { BackendClient, TerminalBackendError } from '../protocol/index.js';
-import type { WorkerPoolObject } from './api-types.js';
-import { readPoolCredentials, type CredentialsResult, type PoolCredentials } from './pool-credentials.js';
-import type { Informer } from './runtime/informer.js';
-import { ignoreNotFound } from './runtime/errors.js';
-import { SECRETS, type KubeClient, type Secret } from './runtime/k8s-client.js';
+import { BackendClient, TerminalBackendError } from '../../protocol/index.js';
+import type { WorkerPoolObject } from '../../api/types.js';
+import { readPoolCredentials, type CredentialsResult, type PoolCredentials } from './credentials.js';
+import type { Informer } from '../../runtime/informer.js';
+import { ignoreNotFound } from '../../runtime/errors.js';
+import { SECRETS, type KubeClient, type Secret } from '../../runtime/k8s-client.js';
 
 interface Entry {
   readonly fingerprint: string;

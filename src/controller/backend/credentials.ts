@@ -4,9 +4,9 @@
  * `WorkerPoolCannotRegister` event and the pool's CredentialsValid condition.
  */
 import { createHash } from 'node:crypto';
-import { decodeSecretPrivateKey, parsePoolToken, PoolCredentialsError, type PoolToken } from '../protocol/index.js';
-import type { WorkerPoolSpec } from './api-types.js';
-import type { Secret } from './runtime/k8s-client.js';
+import { decodeSecretPrivateKey, parsePoolToken, PoolCredentialsError, type PoolToken } from '../../protocol/index.js';
+import type { WorkerPoolSpec } from '../../api/types.js';
+import type { Secret } from '../../runtime/k8s-client.js';
 
 export interface PoolCredentials {
   readonly token: PoolToken;

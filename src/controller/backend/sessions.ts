@@ -9,8 +9,8 @@ import {
   type ToWorkerMessage,
   type WorkerCredentials,
   type WorkerState,
-} from '../protocol/index.js';
-import type { Logger } from './runtime/log.js';
+} from '../../protocol/index.js';
+import type { Logger } from '../../runtime/log.js';
 
 export interface SessionHandlers {
   /** A valid message for the worker. Resolve only once it is handled: the broker redelivers it otherwise. */

@@ -10,8 +10,8 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { parseDuration } from './duration.js';
-import { type LogFormat, type LogLevel, LOG_LEVELS } from './log.js';
+import { parseDuration } from '../../runtime/duration.js';
+import { type LogFormat, type LogLevel, LOG_LEVELS } from '../../runtime/log.js';
 
 /** A listen address; `host` is empty for "all interfaces". Port 0 asks the OS for a free port. */
 export interface BindAddress {

@@ -6,16 +6,16 @@ import { availableParallelism } from 'node:os';
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism()));
 
 import type { Server } from 'node:http';
-import { CONTROLLER_NAME } from '../constants.js';
-import { startHealthServer } from './health.js';
-import { Manager } from './manager.js';
-import { ControllerMetrics, sourceOf } from './metrics.js';
-import { CachingAuthorizer, kubeTokenAuthApi, startMetricsServer, type MetricsServer } from './metrics-server.js';
-import { FlagError, parseFlags, usage, type ControllerFlags } from './runtime/flags.js';
-import { KubeClient } from './runtime/k8s-client.js';
-import { KubeconfigError, loadDefaultConnection } from './runtime/kubeconfig.js';
-import { defaultIdentity, kubeLeaseStore, LeaderElector } from './runtime/leader-election.js';
-import { Logger } from './runtime/log.js';
+import { CONTROLLER_NAME } from '../../api/constants.js';
+import { startHealthServer } from '../observability/health.js';
+import { Manager } from '../manager.js';
+import { ControllerMetrics, sourceOf } from '../observability/metrics.js';
+import { CachingAuthorizer, kubeTokenAuthApi, startMetricsServer, type MetricsServer } from '../observability/metrics-server.js';
+import { FlagError, parseFlags, usage, type ControllerFlags } from './flags.js';
+import { KubeClient } from '../../runtime/k8s-client.js';
+import { KubeconfigError, loadDefaultConnection } from '../../runtime/kubeconfig.js';
+import { defaultIdentity, kubeLeaseStore, LeaderElector } from '../../runtime/leader-election.js';
+import { Logger } from '../../runtime/log.js';
 
 export const LEASE_NAME = 'kube-workerpool-controller-leader';
 

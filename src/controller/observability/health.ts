@@ -5,7 +5,7 @@
  * restart it for waiting).
  */
 import { createServer, type Server } from 'node:http';
-import type { BindAddress } from './runtime/flags.js';
+import type { BindAddress } from '../cli/flags.js';
 
 export interface HealthState {
   /** Why the process is not ready, or undefined when it is. */

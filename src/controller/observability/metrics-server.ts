@@ -23,11 +23,11 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
-import { CONTROLLER_NAME } from '../constants.js';
-import { METRICS_PATH } from './permissions.js';
-import type { BindAddress } from './runtime/flags.js';
-import { resource, type KubeClient, type KubeObject } from './runtime/k8s-client.js';
-import { silentLogger, type Logger } from './runtime/log.js';
+import { CONTROLLER_NAME } from '../../api/constants.js';
+import { METRICS_PATH } from '../permissions.js';
+import type { BindAddress } from '../cli/flags.js';
+import { resource, type KubeClient, type KubeObject } from '../../runtime/k8s-client.js';
+import { silentLogger, type Logger } from '../../runtime/log.js';
 
 const generateKeyPair = promisify(generateKeyPairCallback);
 

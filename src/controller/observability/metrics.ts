@@ -16,13 +16,13 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { LABEL_WORKERPOOL } from '../constants.js';
-import type { PoolStats, RunStatus } from '../protocol/index.js';
-import type { WorkerObject } from './api-types.js';
-import type { ControllerContext, ControllerObserver } from './context.js';
-import { CANNOT_START_REASONS } from './pod-status.js';
-import type { Logger } from './runtime/log.js';
-import type { ReconcileReport } from './runtime/queue.js';
+import { LABEL_WORKERPOOL } from '../../api/constants.js';
+import type { PoolStats, RunStatus } from '../../protocol/index.js';
+import type { WorkerObject } from '../../api/types.js';
+import type { ControllerContext, ControllerObserver } from '../context.js';
+import { CANNOT_START_REASONS } from '../runs/pod-status.js';
+import type { Logger } from '../../runtime/log.js';
+import type { ReconcileReport } from '../../runtime/queue.js';
 
 /** Prefix of the names this controller adds beyond the real controller's and the exporter's. */
 export const OWN_PREFIX = 'workerpool_controller_';

@@ -13,19 +13,19 @@ import {
   MANAGED_BY_VALUE,
   WORKER_KIND,
   WORKERPOOL_KIND,
-} from '../constants.js';
-import { RetryableBackendError } from '../protocol/index.js';
-import { workerPoolFromApi, type WorkerObject, type WorkerPoolObject } from './api-types.js';
-import { WORKER_REF, WORKERPOOL_REF, workersOfPool, type ControllerContext } from './context.js';
-import { addFinalizer, hasFinalizer, removeFinalizer } from './finalizers.js';
-import { setCondition } from './conditions.js';
-import { checkPodTemplate, CONDITION_POD_TEMPLATE_VALID, REASON_POD_TEMPLATE_INVALID, templateCheckDue, type TemplateVerdict } from './pod-template-check.js';
-import { computePoolStatus, isBusy, statusChanged, type CredentialsState } from './pool-status.js';
-import { describeApiError, isAlreadyExists, isNotFound } from './runtime/errors.js';
-import type { Result } from './runtime/queue.js';
-import { activeRunPod, podsOfWorker } from './runs.js';
+} from '../../api/constants.js';
+import { RetryableBackendError } from '../../protocol/index.js';
+import { type WorkerObject, type WorkerPoolObject } from '../../api/types.js';
+import { WORKER_REF, WORKERPOOL_REF, workersOfPool, type ControllerContext } from '../context.js';
+import { addFinalizer, hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
+import { setCondition } from '../../runtime/conditions.js';
+import { checkPodTemplate, CONDITION_POD_TEMPLATE_VALID, REASON_POD_TEMPLATE_INVALID, templateCheckDue, type TemplateVerdict } from './template-check.js';
+import { computePoolStatus, isBusy, statusChanged, type CredentialsState } from './status.js';
+import { describeApiError, isAlreadyExists, isNotFound } from '../../runtime/errors.js';
+import type { Result } from '../../runtime/queue.js';
+import { activeRunPod, podsOfWorker } from '../runs/controller.js';
 import { planScale, type WorkerSummary } from './scale-plan.js';
-import { newWorkerId, workerName } from './worker-id.js';
+import { newWorkerId, workerName } from '../worker/id.js';
 
 export const REASON_CANNOT_REGISTER = 'WorkerPoolCannotRegister';
 
@@ -39,7 +39,7 @@ export async function reconcilePool(ctx: ControllerContext, key: string): Promis
     ctx.expectations.forget(key);
     return;
   }
-  const pool = workerPoolFromApi(raw);
+  const pool = raw;
   const namespace = pool.metadata.namespace ?? 'default';
   const workers = workersOfPool(ctx, namespace, pool.metadata.name ?? '');
 

@@ -2,9 +2,9 @@
  * A WorkerPool's status, computed from its Workers and credentials. Pure, so
  * what `kubectl get workerpools` shows is tested without a cluster.
  */
-import { LABEL_WORKERPOOL } from '../constants.js';
-import type { Condition, WorkerObject, WorkerPoolObject, WorkerPoolStatus } from './api-types.js';
-import { setCondition } from './conditions.js';
+import { LABEL_WORKERPOOL } from '../../api/constants.js';
+import type { Condition, WorkerObject, WorkerPoolObject, WorkerPoolStatus } from '../../api/types.js';
+import { setCondition } from '../../runtime/conditions.js';
 
 export type CredentialsState =
   | { readonly valid: true; readonly poolId: string }

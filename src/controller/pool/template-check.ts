@@ -6,13 +6,13 @@
  * fails on it. The CRD keeps embedded Kubernetes objects whole, so this is
  * where they are validated.
  */
-import { PROTOCOL_VERSION } from '../protocol/index.js';
-import type { WorkerPoolObject } from './api-types.js';
-import { findCondition } from './conditions.js';
-import type { ControllerContext } from './context.js';
-import { buildRunPod, RunConfigError } from './run-pod.js';
-import { describeApiError, isInvalid } from './runtime/errors.js';
-import { PODS, type Pod } from './runtime/k8s-client.js';
+import { PROTOCOL_VERSION } from '../../protocol/index.js';
+import type { WorkerPoolObject } from '../../api/types.js';
+import { findCondition } from '../../runtime/conditions.js';
+import type { ControllerContext } from '../context.js';
+import { buildRunPod, RunConfigError } from '../runs/run-pod.js';
+import { describeApiError, isInvalid } from '../../runtime/errors.js';
+import { PODS, type Pod } from '../../runtime/k8s-client.js';
 
 export const CONDITION_POD_TEMPLATE_VALID = 'PodTemplateValid';
 export const REASON_POD_TEMPLATE_INVALID = 'PodTemplateInvalid';

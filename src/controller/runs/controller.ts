@@ -17,17 +17,17 @@ import {
   LABEL_WORKER,
   WORKER_KIND,
   WORKERPOOL_KIND,
-} from '../constants.js';
-import { type RunStatus, type ScheduleMessage, type StopMessage, type ToWorkerMessage } from '../protocol/index.js';
-import { workerPoolFromApi, type WorkerObject, type WorkerPoolObject } from './api-types.js';
-import type { ControllerContext } from './context.js';
-import { hasFinalizer, removeFinalizer } from './finalizers.js';
+} from '../../api/constants.js';
+import { type RunStatus, type ScheduleMessage, type StopMessage, type ToWorkerMessage } from '../../protocol/index.js';
+import { type WorkerObject, type WorkerPoolObject } from '../../api/types.js';
+import type { ControllerContext } from '../context.js';
+import { hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
 import { planPodHistory, type HistoryPod } from './pod-history.js';
 import { classifyRunPod, stuckVerdict, withRecentEvents, type EventView } from './pod-status.js';
 import { buildRunPod, RunConfigError, runPodName } from './run-pod.js';
-import { describeApiError, isAlreadyExists, isNotFound } from './runtime/errors.js';
-import { EVENTS, PODS, type Pod } from './runtime/k8s-client.js';
-import { RetryLaterError } from './runtime/queue.js';
+import { describeApiError, isAlreadyExists, isNotFound } from '../../runtime/errors.js';
+import { EVENTS, PODS, type Pod } from '../../runtime/k8s-client.js';
+import { RetryLaterError } from '../../runtime/queue.js';
 
 export const REASON_RUN_FAILED = 'RunFailed';
 export const REASON_RUN_POD_CREATED = 'RunPodCreated';
@@ -263,7 +263,7 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
   const log = ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND, runId: message.runId });
   const raw = ctx.caches.pools.get(namespace, worker.spec.poolName);
   if (raw === undefined) return;
-  const pool = workerPoolFromApi(raw);
+  const pool = raw;
   const poolId = worker.metadata.labels?.['workers.spacelift.io/workerpool'] ?? pool.status?.poolId ?? '';
   const fail = async (reason: string): Promise<void> => {
     log.warn('run cannot start', { reason });
@@ -323,7 +323,7 @@ async function stop(ctx: ControllerContext, worker: WorkerObject, message: StopM
   const pod = ctx.caches.pods.get(namespace, runPodName(message.runId));
   if (pod === undefined || isEnded(pod)) return;
   const raw = ctx.caches.pools.get(namespace, worker.spec.poolName);
-  const grace = raw === undefined ? undefined : workerPoolFromApi(raw).spec.pod?.terminationGracePeriodSeconds;
+  const grace = raw === undefined ? undefined : raw.spec.pod?.terminationGracePeriodSeconds;
   try {
     await ctx.client.mergePatch(PODS, namespace, pod.metadata?.name ?? '', { metadata: { annotations: { [ANNOTATION_STOP_REQUESTED]: 'true' } } });
     // Graceful: the kubelet sends SIGTERM and waits the pool's grace period; the finalizer keeps the Pod until `stopped` is reported.

@@ -35,8 +35,8 @@
  *
  * @module
  */
-import type { WorkerPoolSpec } from './api-types.js';
-import { DurationError, parseDurationNs } from './runtime/duration.js';
+import type { WorkerPoolSpec } from '../../api/types.js';
+import { DurationError, parseDurationNs } from '../../runtime/duration.js';
 
 /** Failed run Pods kept per worker when neither `failedPodsHistoryLimit` nor `failedPodsHistoryTTL` is set. */
 export const DEFAULT_FAILED_PODS_HISTORY_LIMIT = 5;
@@ -104,8 +104,8 @@ function ttlOf(field: string, v: string | undefined): number | undefined {
  * @throws HistoryConfigError for a negative or fractional limit or an unparseable or negative TTL
  */
 export function historyPolicy(spec: WorkerPoolSpec): HistoryPolicy {
-  const successfulTtl = ttlOf('successfulPodsHistoryTTL', spec.successfulPodsHistoryTtl);
-  const failedTtl = ttlOf('failedPodsHistoryTTL', spec.failedPodsHistoryTtl);
+  const successfulTtl = ttlOf('successfulPodsHistoryTTL', spec.successfulPodsHistoryTTL);
+  const failedTtl = ttlOf('failedPodsHistoryTTL', spec.failedPodsHistoryTTL);
   const successfulLimit =
     limitOf('successfulPodsHistoryLimit', spec.successfulPodsHistoryLimit) ??
     (spec.keepSuccessfulPods === true || successfulTtl !== undefined ? undefined : 0);

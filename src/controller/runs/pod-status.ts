@@ -10,8 +10,8 @@
  *
  * @module
  */
-import { CONTAINER_WORKER } from '../constants.js';
-import { formatDuration } from './runtime/duration.js';
+import { CONTAINER_WORKER } from '../../api/constants.js';
+import { formatDuration } from '../../runtime/duration.js';
 
 /** A timestamp as client-node's models (`Date`) or the wire (RFC 3339) have it. */
 export type Timestamp = string | Date;

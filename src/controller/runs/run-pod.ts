@@ -61,9 +61,9 @@ import {
   RUN_POD_UID,
   WORKER_KIND,
   WORKSPACE_MOUNT_PATH,
-} from '../constants.js';
-import type { ScheduleMessage } from '../protocol/messages.js';
-import type { WorkerPoolSpec } from './api-types.js';
+} from '../../api/constants.js';
+import type { ScheduleMessage } from '../../protocol/messages.js';
+import type { WorkerPoolSpec } from '../../api/types.js';
 import { checkRunnerImageAllowed } from './image-host.js';
 import { ENV_LOGS_TIMEOUT, ENV_RUN_TIMEOUT, RunConfigError, resolveRunTimeouts } from './run-timeouts.js';
 
@@ -191,9 +191,9 @@ function resources(r: unknown): V1ResourceRequirements | undefined {
 }
 
 interface RawContainerSettings {
-  readonly env?: unknown[];
-  readonly envFrom?: unknown[];
-  readonly volumeMounts?: unknown[];
+  readonly env?: readonly unknown[];
+  readonly envFrom?: readonly unknown[];
+  readonly volumeMounts?: readonly unknown[];
   readonly resources?: unknown;
   readonly securityContext?: unknown;
   readonly imagePullPolicy?: string;

@@ -48,9 +48,9 @@
  * @module
  */
 import type { V1EnvVar } from '@kubernetes/client-node';
-import type { ScheduleMessage } from '../protocol/messages.js';
-import type { WorkerPoolSpec } from './api-types.js';
-import { DurationError, formatDurationNs, parseDurationNs } from './runtime/duration.js';
+import type { ScheduleMessage } from '../../protocol/messages.js';
+import type { WorkerPoolSpec } from '../../api/types.js';
+import { DurationError, formatDurationNs, parseDurationNs } from '../../runtime/duration.js';
 
 /** The launcher's whole-run limit, a Go duration, on the `worker` container. */
 export const ENV_RUN_TIMEOUT = 'SPACELIFT_LAUNCHER_RUN_TIMEOUT';
@@ -192,8 +192,8 @@ export function resolveRunTimeouts(spec: WorkerPoolSpec, message: ScheduleMessag
   if (deadline !== undefined && (!Number.isInteger(deadline) || deadline < 1)) {
     throw new InvalidTimeoutError('spec.pod.activeDeadlineSeconds', deadline, 'must be a whole number of seconds, at least 1');
   }
-  // The generated spec types embed Kubernetes objects as `any`; this is their typed view.
-  const userEnv = (pod?.workerContainer?.env ?? []) as readonly V1EnvVar[];
+  // The schema keeps embedded Kubernetes objects whole (the API server validates them); this is their typed view.
+  const userEnv = (pod?.workerContainer?.env ?? []) as readonly unknown[] as readonly V1EnvVar[];
   const userRun = readUserDuration(userEnv, ENV_RUN_TIMEOUT);
   const userLogs = readUserDuration(userEnv, ENV_LOGS_TIMEOUT);
   const messageRun = checkMessageSeconds('timeouts.runSeconds of the schedule message', message.runSeconds);

@@ -13,7 +13,7 @@ import {
   FINALIZER_WORKER,
   LABEL_RUN_ID,
   WORKER_KIND,
-} from '../constants.js';
+} from '../../api/constants.js';
 import {
   createCsr,
   RetryableBackendError,
@@ -21,19 +21,19 @@ import {
   tokenTopicNamespace,
   type BackendClient,
   type WorkerState as ProtocolWorkerState,
-} from '../protocol/index.js';
-import { workerPoolFromApi, type Condition, type WorkerObject, type WorkerPoolObject, type WorkerState, type WorkerStatus } from './api-types.js';
-import { setCondition } from './conditions.js';
-import { WORKER_REF, type ControllerContext } from './context.js';
-import { hasFinalizer, removeFinalizer } from './finalizers.js';
-import type { PoolCredentials } from './pool-credentials.js';
-import { statusChanged } from './pool-status.js';
-import { describeApiError, isAlreadyExists, isNotFound } from './runtime/errors.js';
-import { PODS, SECRETS, type Pod, type Secret } from './runtime/k8s-client.js';
-import { splitKey } from './runtime/informer.js';
-import { RetryLaterError, type Result } from './runtime/queue.js';
-import { activeRunPod, cleanUpOrphans, podsOfWorker, syncRuns } from './runs.js';
-import { buildWorkerSecret, certificatePatch, readWorkerSecret } from './worker-secret.js';
+} from '../../protocol/index.js';
+import { type Condition, type WorkerObject, type WorkerPoolObject, type WorkerState, type WorkerStatus } from '../../api/types.js';
+import { setCondition } from '../../runtime/conditions.js';
+import { WORKER_REF, type ControllerContext } from '../context.js';
+import { hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
+import type { PoolCredentials } from '../backend/credentials.js';
+import { statusChanged } from '../pool/status.js';
+import { describeApiError, isAlreadyExists, isNotFound } from '../../runtime/errors.js';
+import { PODS, SECRETS, type Pod, type Secret } from '../../runtime/k8s-client.js';
+import { splitKey } from '../../runtime/informer.js';
+import { RetryLaterError, type Result } from '../../runtime/queue.js';
+import { activeRunPod, cleanUpOrphans, podsOfWorker, syncRuns } from '../runs/controller.js';
+import { buildWorkerSecret, certificatePatch, readWorkerSecret } from './secret.js';
 
 export const REASON_REGISTRATION_REFUSED = 'WorkerRegistrationRefused';
 const BACKEND_RETRY_MS = 10_000;
@@ -51,7 +51,7 @@ async function access(ctx: ControllerContext, worker: WorkerObject): Promise<Acc
   const poolKey = `${namespace}/${worker.spec.poolName}`;
   const raw = ctx.caches.pools.getByKey(poolKey);
   if (raw === undefined) return { problem: `WorkerPool ${poolKey} not found` };
-  const pool = workerPoolFromApi(raw);
+  const pool = raw;
   const credentials = await ctx.backends.credentials(pool);
   if (!credentials.ok) return { problem: `the pool's credentials cannot be used: ${credentials.message}` };
   return { pool, poolKey, credentials: credentials.credentials, backend: ctx.backends.client(poolKey, credentials.credentials) };

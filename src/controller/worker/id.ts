@@ -9,7 +9,7 @@
  * base32) in lowercase, because it becomes part of object names and label
  * values, which must be lowercase to be typed back by hand.
  */
-import { ulid } from '../protocol/index.js';
+import { ulid } from '../../protocol/index.js';
 
 export const WORKER_ID_PATTERN = /^[0-9a-hjkmnp-tv-z]{26}$/;
 

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { generateRsaKeyPair, type RsaKeyPair } from '../protocol/index.js';
+import { generateRsaKeyPair, type RsaKeyPair } from '../../protocol/index.js';
 
 interface Job {
   done?: RsaKeyPair;

@@ -14,9 +14,9 @@ import {
   WORKER_SECRET_CA,
   WORKER_SECRET_CERT,
   WORKER_SECRET_KEY,
-} from '../constants.js';
-import type { WorkerObject } from './api-types.js';
-import type { Secret } from './runtime/k8s-client.js';
+} from '../../api/constants.js';
+import type { WorkerObject } from '../../api/types.js';
+import type { Secret } from '../../runtime/k8s-client.js';
 
 export interface WorkerSecretContent {
   readonly privateKeyPem?: string;

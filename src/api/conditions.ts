@@ -1,0 +1,78 @@
+/**
+ * Every condition type, condition reason, Event reason and Worker state the
+ * controller writes: what users read in `kubectl describe` and match in
+ * `kubectl wait --for=condition=...`, so each is spelled once, here.
+ */
+
+/** Conditions of a WorkerPool. */
+export const PoolCondition = {
+  Ready: 'Ready',
+  CredentialsValid: 'CredentialsValid',
+  PodTemplateValid: 'PodTemplateValid',
+} as const;
+
+/** Reasons of a WorkerPool's Ready condition. */
+export const PoolReadyReason = {
+  PoolReady: 'PoolReady',
+  ScalingUp: 'ScalingUp',
+  ScalingDown: 'ScalingDown',
+  CannotRegister: 'CannotRegister',
+  Deleting: 'Deleting',
+} as const;
+
+/** Reasons of a WorkerPool's CredentialsValid condition. */
+export const CredentialsReason = {
+  CredentialsAccepted: 'CredentialsAccepted',
+  CredentialsNotConfigured: 'CredentialsNotConfigured',
+  SecretNotFound: 'SecretNotFound',
+  SecretKeyMissing: 'SecretKeyMissing',
+  InvalidToken: 'InvalidToken',
+  InvalidPrivateKey: 'InvalidPrivateKey',
+  BackendRefused: 'BackendRefused',
+  BackendUnreachable: 'BackendUnreachable',
+} as const;
+export type CredentialsProblem = Exclude<(typeof CredentialsReason)[keyof typeof CredentialsReason], 'CredentialsAccepted'>;
+
+/** Reasons of a WorkerPool's PodTemplateValid condition. */
+export const PodTemplateReason = {
+  DryRunPassed: 'DryRunPassed',
+  DryRunFailed: 'DryRunFailed',
+} as const;
+
+/** Conditions of a Worker. */
+export const WorkerCondition = {
+  Registered: 'Registered',
+  Busy: 'Busy',
+} as const;
+
+/** Reasons of a Worker's Registered condition. */
+export const RegisteredReason = {
+  Registered: 'Registered',
+  WaitingForRun: 'WaitingForRun',
+  RegistrationRefused: 'RegistrationRefused',
+  BackendUnreachable: 'BackendUnreachable',
+  CredentialsUnavailable: 'CredentialsUnavailable',
+  CannotDeregister: 'CannotDeregister',
+} as const;
+
+/** Reasons of a Worker's Busy condition. */
+export const BusyReason = {
+  RunInProgress: 'RunInProgress',
+  NoRun: 'NoRun',
+} as const;
+
+/** Reasons of the Events the controller records. */
+export const EventReason = {
+  /** On a WorkerPool whose token or private key cannot be used. */
+  WorkerPoolCannotRegister: 'WorkerPoolCannotRegister',
+  /** On a WorkerPool whose run Pod template fails the API server's validation. */
+  PodTemplateInvalid: 'PodTemplateInvalid',
+  /** On a Worker the backend refused to register. */
+  WorkerRegistrationRefused: 'WorkerRegistrationRefused',
+  /** On a Worker whose run failed. */
+  RunFailed: 'RunFailed',
+} as const;
+
+/** `status.state` of a Worker. */
+export const WORKER_STATES = ['Pending', 'Idle', 'Busy', 'Draining', 'Failed'] as const;
+export type WorkerState = (typeof WORKER_STATES)[number];

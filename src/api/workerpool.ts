@@ -1,0 +1,162 @@
+/**
+ * The WorkerPool kind's schema, written in code. Field names follow the
+ * product documentation so its commands work verbatim. The CRD (constructs),
+ * the controller's types and the cdk8s props all come from these definitions.
+ */
+import type { k8s } from 'cdk8s-plus-28';
+import { BINARIES_CACHE_MOUNT_PATH, WORKSPACE_MOUNT_PATH } from './constants.js';
+import { arr, bool, conditions, duration, embedded, int, int64, obj, oneOf, quantityMap, str, stringMap, type PropsOf, type WireOf } from './schema.js';
+
+function secretKeyRef(what: string) {
+  return obj(
+    `Where ${what} is read from.`,
+    {
+      secretKeyRef: obj(
+        `The Secret key that holds ${what}. The Secret must be in the WorkerPool's namespace.`,
+        {
+          name: str('Name of the Secret.', { minLength: 1, maxLength: 253 }),
+          key: str('Key in the Secret.', { minLength: 1, maxLength: 253 }),
+        },
+        { required: ['name', 'key'] },
+      ),
+    },
+    { required: ['secretKeyRef'] },
+  );
+}
+
+const resources = obj('Compute resources of the container (requests and limits).', {
+  limits: quantityMap('Maximum amount of each resource, e.g. cpu: "2", memory: 4Gi.'),
+  requests: quantityMap('Amount of each resource the scheduler reserves.'),
+});
+
+function containerOverrides(which: string) {
+  return obj(`Settings applied to the ${which} container of every run Pod.`, {
+    env: arr(
+      'Environment variables added to the container.',
+      embedded<k8s.EnvVar>('An EnvVar, as in a Pod spec.'),
+    ),
+    envFrom: arr('Sources of environment variables (ConfigMaps, Secrets).', embedded<k8s.EnvFromSource>('An EnvFromSource, as in a Pod spec.')),
+    volumeMounts: arr(
+      'Volumes mounted into the container (name one of spec.pod.volumes).',
+      embedded<k8s.VolumeMount>('A VolumeMount, as in a Pod spec.'),
+    ),
+    resources,
+    securityContext: embedded<k8s.SecurityContext>('A SecurityContext replacing the default one (non-root UID/GID 1983, no privilege escalation).'),
+    imagePullPolicy: oneOf('When to pull the image.', ['Always', 'IfNotPresent', 'Never']),
+  });
+}
+
+function container(role: string) {
+  return embedded<k8s.Container>(`A Container, as in a Pod spec: ${role}.`);
+}
+
+const volume = (what: string) =>
+  embedded<k8s.Volume>(`A Volume, as in a Pod spec: ${what}. Its name is set by the controller.`);
+
+const podSpec = obj('Settings of the run Pods this pool creates.', {
+  activeDeadlineSeconds: int(
+    'Run timeout: the Pod is stopped this many seconds after it starts. When set and the worker container has no SPACELIFT_LAUNCHER_RUN_TIMEOUT, that variable is derived from it (and the other way round).',
+    { minimum: 1 },
+  ),
+  terminationGracePeriodSeconds: int('Seconds a stopped run is given to finish before it is killed.', { minimum: 0 }),
+  launcherImage: str('Pins the launcher image of the init and launcher-grpc containers; by default the backend chooses it for each run.'),
+  defaultRunnerImage: str("Runner image used when a run's stack sets none."),
+  customBinariesPath: str('A directory put first on the worker container\'s PATH, for tools baked into a custom runner image.'),
+  initContainer: containerOverrides('init'),
+  grpcServerContainer: containerOverrides('launcher-grpc'),
+  workerContainer: containerOverrides('worker'),
+  customInitContainers: arr('Init containers run before the init container.', container('runs before init')),
+  additionalSidecarContainers: arr(
+    'Containers run next to the worker (for example a Docker daemon) and terminated when the run ends.',
+    container('a sidecar'),
+  ),
+  workspaceVolume: volume(`holds the run's workspace, mounted at ${WORKSPACE_MOUNT_PATH}; default emptyDir`),
+  binariesCacheVolume: volume(`caches tool binaries, mounted at ${BINARIES_CACHE_MOUNT_PATH}; default emptyDir`),
+  volumes: arr(
+    'Extra volumes of the run Pod, to mount with the containers\' volumeMounts.',
+    embedded<k8s.Volume>('A Volume, as in a Pod spec.'),
+  ),
+  serviceAccountName: str('ServiceAccount the run Pod runs as.'),
+  automountServiceAccountToken: bool("Whether the ServiceAccount's token is mounted into the run Pod."),
+  securityContext: embedded<k8s.PodSecurityContext>('A PodSecurityContext replacing the default one (runAsUser/runAsGroup/fsGroup 1983, runAsNonRoot).'),
+  imagePullSecrets: arr(
+    'Secrets used to pull the images of the run Pod.',
+    obj('A reference to a Secret.', { name: str('Name of the Secret.', { minLength: 1 }) }, { required: ['name'] }),
+  ),
+  nodeSelector: stringMap('Labels a node must have to run the Pod.'),
+  nodeName: str('Runs the Pod on this node, bypassing the scheduler.'),
+  affinity: embedded<k8s.Affinity>('An Affinity, as in a Pod spec.'),
+  schedulerName: str('Scheduler that places the Pod.'),
+  tolerations: arr('Tolerations of the run Pod.', embedded<k8s.Toleration>('A Toleration, as in a Pod spec.')),
+  hostAliases: arr(
+    'Entries added to the Pod\'s /etc/hosts.',
+    obj('A host alias.', { ip: str('IP address.'), hostnames: arr('Host names for the IP.', str('A host name.')) }, { required: ['ip'] }),
+  ),
+  dnsConfig: embedded<k8s.PodDnsConfig>('A PodDNSConfig, as in a Pod spec.'),
+  dnsPolicy: oneOf('DNS policy of the Pod.', ['ClusterFirstWithHostNet', 'ClusterFirst', 'Default', 'None']),
+  runtimeClassName: str('RuntimeClass of the Pod.'),
+  topologySpreadConstraints: arr('How run Pods spread across the cluster.', embedded<k8s.TopologySpreadConstraint>('A TopologySpreadConstraint, as in a Pod spec.')),
+  labels: stringMap('Labels added to every run Pod.'),
+  annotations: stringMap('Annotations added to every run Pod.'),
+  shareProcessNamespace: bool('Whether the containers of a run Pod share one process namespace.'),
+});
+
+export const WORKERPOOL_SPEC_SCHEMA = obj(
+  'The desired state of a pool of workers.',
+  {
+    poolSize: int('Number of workers registered with the backend. Idle workers use no Pods.', { minimum: 0, default: 1 }),
+    token: secretKeyRef('the pool token (the base64 pool configuration, as downloaded)'),
+    privateKey: secretKeyRef('the pool private key (the PEM file, base64-encoded once more)'),
+    keepSuccessfulPods: bool('Keep the Pods of successful runs instead of deleting them when the run ends (subject to successfulPodsHistoryLimit and successfulPodsHistoryTTL when set).'),
+    successfulPodsHistoryLimit: int('How many finished successful run Pods to keep per worker; the newest are kept. Default: 0, or no limit while keepSuccessfulPods is true or successfulPodsHistoryTTL is set.', { minimum: 0 }),
+    failedPodsHistoryLimit: int('How many failed run Pods to keep per worker; the newest are kept. Default: 5, or no limit when failedPodsHistoryTTL is set.', { minimum: 0 }),
+    successfulPodsHistoryTTL: duration('How long a successful run Pod is kept after it ends.'),
+    failedPodsHistoryTTL: duration('How long a failed run Pod is kept after it ends.'),
+    allowedRunnerImageHosts: arr(
+      'Registry hosts runner images may come from; a run whose image is from another host fails without a Pod. Empty allows every host.',
+      str('A registry host, e.g. "public.ecr.aws" or "registry.example.com:5000".', {
+        pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$',
+      }),
+    ),
+    pod: podSpec,
+  },
+  {
+    'x-kubernetes-validations': [
+      {
+        rule: 'has(self.token) == has(self.privateKey)',
+        // No fieldPath: the message names both fields, and fieldPath needs Kubernetes 1.28.
+        message: 'spec.token and spec.privateKey must be set together (both secretKeyRefs, or neither)',
+      },
+    ],
+  },
+);
+
+export const WORKERPOOL_STATUS_SCHEMA = obj('The observed state of the pool, written by the controller.', {
+  poolId: str('The backend\'s id of the pool, read from its token.'),
+  desiredPoolSize: int('The poolSize the controller is working towards.'),
+  actualPoolSize: int('Workers registered with the backend and connected. Absent while the credentials cannot be used.'),
+  busyWorkers: int('Workers running a run.'),
+  idleWorkers: int('Registered, connected workers waiting for a run.'),
+  selector: str('Label selector of the pool\'s Workers, for the scale subresource (HPA, KEDA).'),
+  observedGeneration: int64('The generation of the spec this status was computed from.'),
+  conditions: conditions('Ready, CredentialsValid and PodTemplateValid, with reasons.'),
+});
+
+/** Worker names are `<pool name>-<26-character worker id>` and must stay a valid object name (253). */
+export const MAX_POOL_NAME_LENGTH = 226;
+
+/** Rules on the whole WorkerPool object (CEL). */
+export const WORKERPOOL_VALIDATIONS = [
+  {
+    rule: `size(self.metadata.name) <= ${MAX_POOL_NAME_LENGTH}`,
+    message: `metadata.name must be at most ${MAX_POOL_NAME_LENGTH} characters, so that worker names (<pool name>-<worker id>) stay valid`,
+  },
+] as const;
+
+/** A WorkerPool's spec as the API server serves it. */
+export type WorkerPoolSpec = WireOf<typeof WORKERPOOL_SPEC_SCHEMA>;
+/** A WorkerPool's spec as a cdk8s app writes it (cdk8s-plus `k8s` types for embedded objects). */
+export type WorkerPoolSpecProps = PropsOf<typeof WORKERPOOL_SPEC_SCHEMA>;
+export type WorkerPoolStatus = WireOf<typeof WORKERPOOL_STATUS_SCHEMA>;
+/** Settings of a pool's run Pods (`spec.pod`). */
+export type RunPodSettings = NonNullable<WorkerPoolSpec['pod']>;
