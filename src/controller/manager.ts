@@ -1,27 +1,30 @@
 /**
  * Wires the controller together: informers feed the work queues, the queues
- * run the reconcilers, the sessions deliver the backend's messages.
+ * run the reconcilers, the sessions deliver the backend's messages. Each
+ * controller (pool, worker, runs) sets up its own watches.
  * Started by the leader only; stopping it leaves every run Pod in place.
  */
 import { availableParallelism } from 'node:os';
-import { ANNOTATION_DRAINING, CONTROLLER_NAME, LABEL_MANAGED_BY, LABEL_WORKER, MANAGED_BY_VALUE } from '../api/constants.js';
+import { CONTROLLER_NAME, LABEL_MANAGED_BY, LABEL_WORKER, MANAGED_BY_VALUE } from '../api/constants.js';
+import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject } from '../api/types.js';
 import type { ToWorkerMessage } from '../protocol/index.js';
-import type { WorkerObject, WorkerPoolObject } from '../api/types.js';
-import { BackendAccess } from './backend/access.js';
-import { KeyFactory } from './worker/key-factory.js';
-import { INDEX_WORKERS_BY_POOL, WORKER_REF, WORKERPOOL_REF, type Caches, type ControllerContext, type ControllerObserver, type ControllerOptions } from './context.js';
 import { EventRecorder } from '../runtime/events.js';
-import { Expectations } from './pool/expectations.js';
-import { classifyRunPod } from './runs/pod-status.js';
-import { reconcilePool } from './pool/controller.js';
-import { Informer, objectKey } from '../runtime/informer.js';
+import { Informer } from '../runtime/informer.js';
 import { PODS, SECRETS, type KubeClient, type Pod, type Secret } from '../runtime/k8s-client.js';
 import { kubeListWatch } from '../runtime/list-watch.js';
 import type { Logger } from '../runtime/log.js';
 import { WorkQueue, type ReconcileReport } from '../runtime/queue.js';
-import { handleWorkerMessage } from './runs/controller.js';
+import { BackendAccess } from './backend/access.js';
 import { SessionManager } from './backend/sessions.js';
-import { reconcileWorker } from './worker/controller.js';
+import { INDEX_WORKERS_BY_POOL, type Caches, type ControllerContext, type ControllerObserver, type ControllerOptions } from './context.js';
+import { poolKeyOf } from './keys.js';
+import { reconcilePool, watchPools } from './pool/controller.js';
+import { Expectations } from './pool/expectations.js';
+import { watchRunPods } from './runs/controller.js';
+import { handleWorkerMessage } from './runs/messages.js';
+import { RunTracker } from './runs/tracker.js';
+import { reconcileWorker, watchWorkers } from './worker/controller.js';
+import { KeyFactory } from './worker/key-factory.js';
 
 export interface ManagerOptions extends ControllerOptions {
   readonly client: KubeClient;
@@ -38,21 +41,9 @@ export interface ManagerOptions extends ControllerOptions {
   readonly observer?: ControllerObserver;
 }
 
-/** Worker-triggered pool reconciles wait this long so that a burst of worker changes makes one status write. */
-const POOL_BATCH_MS = 200;
-
-/**
- * A run Pod's progress (created, bound, started) reaches its Worker's reconcile
- * up to this much later, so that in a burst of run starts the Pod creates are
- * not slowed by follow-up writes (Worker status) competing with them in the API
- * server, and a Pod's quick run of updates makes one reconcile. The schedule
- * path has already told the backend `busy` and `accepted` by then. Ends and
- * deletions are handled at once: they free the worker.
- */
-const RUN_PROGRESS_BATCH_MS = 1000;
-
 export class Manager {
   readonly ctx: ControllerContext;
+  private readonly stopping = new AbortController();
   private synced = false;
 
   constructor(private readonly opts: ManagerOptions) {
@@ -64,19 +55,18 @@ export class Manager {
       pods: new Informer<Pod>(kubeListWatch(client, PODS, { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE}` }), informerOptions('run-pods')),
       secrets: new Informer<Secret>(kubeListWatch(client, SECRETS), informerOptions('secrets')),
     };
-    caches.workers.addIndex(INDEX_WORKERS_BY_POOL, (w) => [`${w.metadata.namespace}/${w.spec.poolName}`]);
+    caches.workers.addIndex(INDEX_WORKERS_BY_POOL, (w) => [poolKeyOf(w)]);
     caches.pods.indexByLabel(LABEL_WORKER);
 
-    const expectations = new Expectations();
     let ctx: ControllerContext;
     const queues = {
-      pools: new WorkQueue((key) => reconcilePool(ctx, key), {
+      pools: new WorkQueue((key, rc) => reconcilePool(ctx, key, rc), {
         name: 'workerpool',
         concurrency: 2,
         logger: log,
         onReconciled: (r) => opts.onReconciled?.('workerpool', r),
       }),
-      workers: new WorkQueue((key) => reconcileWorker(ctx, key), {
+      workers: new WorkQueue((key, rc) => reconcileWorker(ctx, key, rc), {
         name: 'worker',
         // Far more slots than key-generation threads: reconciles waiting for a key must not hold up
         // the quick ones (a session that just connected, a run that just ended).
@@ -97,82 +87,22 @@ export class Manager {
       log,
     );
     ctx = {
-      client,
+      client: client.withSignal(this.stopping.signal),
       caches,
       queues,
       backends: new BackendAccess(caches.secrets, client),
       sessions,
       events: new EventRecorder(client, log, CONTROLLER_NAME, opts.identity),
-      expectations,
-      pendingRuns: new Map(),
+      expectations: new Expectations(),
+      runs: new RunTracker(),
       // Fewer keys in flight than libuv's 4 threads, so DNS and file work always find one free.
       keys: new KeyFactory((workerKey) => queues.workers.add(workerKey), Math.max(1, Math.min(availableParallelism(), 3))),
-      progressReports: new Map(),
       log,
       options: { stuckPodGraceMs: opts.stuckPodGraceMs },
       observer: opts.observer,
+      signal: this.stopping.signal,
     };
     this.ctx = ctx;
-  }
-
-  private wire(): void {
-    const { caches, queues, expectations } = this.ctx;
-    const poolKeyOfWorker = (w: WorkerObject): string => `${w.metadata.namespace}/${w.spec.poolName}`;
-
-    caches.pools.addEventHandler({
-      onAdd: (p) => queues.pools.add(objectKey(p)),
-      onUpdate: (old, p) => {
-        // Our own status writes give nothing to act on; spec, finalizer and deletion changes do.
-        const m = old.metadata;
-        const n = p.metadata;
-        if (m.generation !== n.generation || m.deletionTimestamp !== n.deletionTimestamp || String(m.finalizers) !== String(n.finalizers)) {
-          queues.pools.add(objectKey(p));
-        }
-        // New credentials or a changed pod template concern every worker of the pool.
-        if (JSON.stringify(old.spec) !== JSON.stringify(p.spec)) {
-          for (const w of caches.workers.byIndex(INDEX_WORKERS_BY_POOL, objectKey(p))) queues.workers.add(objectKey(w));
-        }
-      },
-      onDelete: (p) => queues.pools.add(objectKey(p)),
-    });
-
-    const onWorker = (w: WorkerObject): void => {
-      expectations.observe(poolKeyOfWorker(w), w.metadata.name ?? '', w.metadata.annotations?.[ANNOTATION_DRAINING] === 'true');
-      queues.workers.add(objectKey(w));
-      queues.pools.addAfter(poolKeyOfWorker(w), POOL_BATCH_MS);
-    };
-    caches.workers.addEventHandler({
-      onAdd: onWorker,
-      onUpdate: (_old, w) => onWorker(w),
-      onDelete: (w) => {
-        queues.workers.add(objectKey(w));
-        queues.pools.addAfter(poolKeyOfWorker(w), POOL_BATCH_MS);
-      },
-    });
-
-    const onPod = (pod: Pod, deleted = false): void => {
-      const workerName = pod.metadata?.ownerReferences?.find((o) => o.kind === 'Worker')?.name;
-      if (workerName === undefined) return;
-      const key = `${pod.metadata?.namespace}/${workerName}`;
-      const phase = classifyRunPod(pod, new Date()).phase;
-      if (deleted || pod.metadata?.deletionTimestamp !== undefined || phase === 'succeeded' || phase === 'failed') queues.workers.add(key);
-      else queues.workers.addAfter(key, RUN_PROGRESS_BATCH_MS);
-    };
-    caches.pods.addEventHandler({ onAdd: (p) => onPod(p), onUpdate: (_o, p) => onPod(p), onDelete: (p) => onPod(p, true) });
-
-    const onSecret = (secret: Secret): void => {
-      const namespace = secret.metadata?.namespace;
-      const name = secret.metadata?.name;
-      for (const raw of caches.pools.list((p) => p.metadata.namespace === namespace)) {
-        const spec = raw.spec as { token?: { secretKeyRef?: { name?: string } }; privateKey?: { secretKeyRef?: { name?: string } } } | undefined;
-        if (spec?.token?.secretKeyRef?.name === name || spec?.privateKey?.secretKeyRef?.name === name) {
-          const poolKey = objectKey(raw);
-          queues.pools.add(poolKey);
-          for (const w of caches.workers.byIndex(INDEX_WORKERS_BY_POOL, poolKey)) queues.workers.add(objectKey(w));
-        }
-      }
-    };
-    caches.secrets.addEventHandler({ onAdd: onSecret, onUpdate: (_o, s) => onSecret(s), onDelete: onSecret });
   }
 
   /** Lists and watches everything; resolves once every cache is synced. */
@@ -183,7 +113,9 @@ export class Manager {
     await Promise.all(all.map((i) => i.waitForSync(signal)));
     // Handlers only now: a reconcile on a half-filled cache would, say, call a Secret missing that is not.
     // addEventHandler replays every cached object, so nothing listed is missed.
-    this.wire();
+    watchPools(this.ctx);
+    watchWorkers(this.ctx);
+    watchRunPods(this.ctx);
     this.synced = true;
     this.opts.log.info('caches synced', { pools: caches.pools.size, workers: caches.workers.size, runPods: caches.pods.size });
   }
@@ -195,10 +127,13 @@ export class Manager {
   /**
    * Stops taking work and closes every session cleanly: the broker keeps the
    * sessions and queues what the backend sends meanwhile, and run Pods keep
-   * running for the next leader to adopt.
+   * running for the next leader to adopt. Reconciles and message handlers in
+   * flight are cancelled (their API calls and waits end); like a crash at that
+   * point, that loses nothing the next leader does not redo.
    */
   async stop(): Promise<void> {
     const { caches, queues, sessions, backends } = this.ctx;
+    this.stopping.abort(new Error('the controller is stopping'));
     await Promise.all([queues.pools.shutdown(), queues.workers.shutdown()]);
     await sessions.closeAll();
     await Promise.all([caches.pools.stop(), caches.workers.stop(), caches.pods.stop(), caches.secrets.stop()]);

@@ -61,6 +61,12 @@ export interface BackendClientOptions {
   maxSockets?: number;
 }
 
+/** Per-call options. */
+export interface CallOptions {
+  /** Aborts the call; it then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * The controller's side of the worker API, for one pool.
  *
@@ -87,9 +93,9 @@ export class BackendClient {
    * call is idempotent: repeating it (same or new key) returns a certificate
    * for the same worker.
    */
-  async register(csr: string, workerId?: string): Promise<RegisterResponse> {
+  async register(csr: string, workerId?: string, options: CallOptions = {}): Promise<RegisterResponse> {
     const body: RegisterRequest = workerId === undefined ? { csr } : { csr, workerId };
-    const res = await this.call<RegisterResponse>('register worker', 'POST', workerApiPaths.register(this.token.poolId), body);
+    const res = await this.call<RegisterResponse>('register worker', 'POST', workerApiPaths.register(this.token.poolId), body, options);
     if (typeof res.workerId !== 'string' || typeof res.certificatePem !== 'string' || typeof res.caPem !== 'string') {
       throw new RetryableBackendError('register worker: backend answer lacks workerId, certificatePem or caPem', 201);
     }
@@ -101,9 +107,9 @@ export class BackendClient {
    * the worker had not accepted yet is queued again; one it had accepted is
    * marked failed.
    */
-  async deregister(workerId: string): Promise<void> {
+  async deregister(workerId: string, options: CallOptions = {}): Promise<void> {
     try {
-      await this.call('deregister worker', 'DELETE', workerApiPaths.deregister(this.token.poolId, workerId));
+      await this.call('deregister worker', 'DELETE', workerApiPaths.deregister(this.token.poolId, workerId), undefined, options);
     } catch (err) {
       if (err instanceof TerminalBackendError && err.code === 'unknown-worker') return;
       throw err;
@@ -115,19 +121,19 @@ export class BackendClient {
    * tells whether it has one already; then undrain it (or wait for the run to
    * end) instead of removing it.
    */
-  async drain(workerId: string): Promise<DrainResponse> {
-    const res = await this.call<DrainResponse>('drain worker', 'POST', workerApiPaths.drain(this.token.poolId, workerId), {});
+  async drain(workerId: string, options: CallOptions = {}): Promise<DrainResponse> {
+    const res = await this.call<DrainResponse>('drain worker', 'POST', workerApiPaths.drain(this.token.poolId, workerId), {}, options);
     return { busy: res.busy === true };
   }
 
   /** Makes a drained worker eligible for runs again. */
-  async undrain(workerId: string): Promise<void> {
-    await this.call('undrain worker', 'POST', workerApiPaths.undrain(this.token.poolId, workerId), {});
+  async undrain(workerId: string, options: CallOptions = {}): Promise<void> {
+    await this.call('undrain worker', 'POST', workerApiPaths.undrain(this.token.poolId, workerId), {}, options);
   }
 
   /** Pool counters (pending runs; idle, busy, drained, offline workers). */
-  async poolStats(): Promise<PoolStats> {
-    return this.call<PoolStats>('get pool stats', 'GET', workerApiPaths.stats(this.token.poolId));
+  async poolStats(options: CallOptions = {}): Promise<PoolStats> {
+    return this.call<PoolStats>('get pool stats', 'GET', workerApiPaths.stats(this.token.poolId), undefined, options);
   }
 
   /** Closes idle keep-alive connections. */
@@ -135,7 +141,8 @@ export class BackendClient {
     this.agent.destroy();
   }
 
-  private call<T>(what: string, method: string, path: string, payload?: unknown): Promise<T> {
+  private call<T>(what: string, method: string, path: string, payload: unknown, options: CallOptions): Promise<T> {
+    options.signal?.throwIfAborted();
     const body = payload === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload), 'utf8');
     const headers: Record<string, string> = {
       ...signRequest({ method, path, poolId: this.token.poolId, body, privateKey: this.key }),
@@ -147,7 +154,7 @@ export class BackendClient {
     }
     const url = new URL(path, this.token.apiUrl);
     return new Promise<T>((resolve, reject) => {
-      const req = https.request(url, { method, headers, agent: this.agent, timeout: this.timeoutMs }, (res) => {
+      const req = https.request(url, { method, headers, agent: this.agent, timeout: this.timeoutMs, signal: options.signal }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (err) => reject(new RetryableBackendError(`${what}: ${err.message}`, res.statusCode, { cause: err })));
@@ -179,6 +186,11 @@ export class BackendClient {
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
+        // Cancelled by the caller: not the backend's failure, so not a backend error.
+        if (options.signal?.aborted === true) {
+          reject(options.signal.reason);
+          return;
+        }
         if (err.code !== undefined && TLS_TRUST_ERRORS.has(err.code)) {
           // Retrying cannot help: the token's CA is not the one the backend uses.
           reject(new TerminalBackendError(`${what}: the backend at ${this.token.apiUrl} presented a certificate the token's caCert does not accept (${err.code}): ${err.message}`, undefined, { cause: err }));

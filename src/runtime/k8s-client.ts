@@ -139,16 +139,28 @@ export interface PatchOptions {
 export interface KubeClientOptions {
   /** Named on every write, so `kubectl get -o yaml --show-managed-fields` says who wrote what. */
   readonly fieldManager?: string;
+  /** Every request of this client is aborted when it fires (see {@link KubeClient.withSignal}). */
+  readonly signal?: AbortSignal;
 }
 
 export class KubeClient {
   private readonly fieldManager: string | undefined;
+  private readonly signal: AbortSignal | undefined;
 
   constructor(
     readonly rest: KubeRest,
-    options: KubeClientOptions = {},
+    private readonly options: KubeClientOptions = {},
   ) {
     this.fieldManager = options.fieldManager;
+    this.signal = options.signal;
+  }
+
+  /**
+   * The same client (connection, field manager), with every request aborted
+   * when `signal` fires: a reconcile's API calls end with its queue's shutdown.
+   */
+  withSignal(signal: AbortSignal): KubeClient {
+    return new KubeClient(this.rest, { ...this.options, signal: this.signal === undefined ? signal : AbortSignal.any([this.signal, signal]) });
   }
 
   /** From a connection (`kubeconfig.ts`) or a client-node `KubeConfig`, which has the same two methods. */
@@ -157,7 +169,7 @@ export class KubeClient {
   }
 
   get<T extends KubeObject>(ref: ResourceRef<T>, namespace: string | undefined, name: string): Promise<T> {
-    return this.rest.request<T>('GET', resourcePath(ref, namespace, name));
+    return this.rest.request<T>('GET', resourcePath(ref, namespace, name), { signal: this.signal });
   }
 
   /** One page of a list; `namespace` undefined lists across all namespaces. */
@@ -168,7 +180,7 @@ export class KubeClient {
       limit: options.limit,
       continue: options.continue,
     };
-    return this.rest.request<ObjectList<T>>('GET', resourcePath(ref, namespace), { query });
+    return this.rest.request<ObjectList<T>>('GET', resourcePath(ref, namespace), { query, signal: this.signal });
   }
 
   /**
@@ -197,6 +209,7 @@ export class KubeClient {
     return this.rest.request<T>('POST', resourcePath(ref, namespace), {
       body: { apiVersion: apiVersionOf(ref), kind: ref.kind, ...body },
       query: { fieldManager: this.fieldManager, dryRun: options.dryRun === true ? 'All' : undefined },
+      signal: this.signal,
     });
   }
 
@@ -205,6 +218,7 @@ export class KubeClient {
     return this.rest.request<T>('PUT', resourcePath(ref, namespace, name), {
       body: { apiVersion: apiVersionOf(ref), kind: ref.kind, ...body },
       query: { fieldManager: this.fieldManager },
+      signal: this.signal,
     });
   }
 
@@ -238,6 +252,7 @@ export class KubeClient {
   async delete(ref: ResourceRef<KubeObject>, namespace: string | undefined, name: string, options: DeleteOptions = {}): Promise<void> {
     await this.rest.request<unknown>('DELETE', resourcePath(ref, namespace, name), {
       body: { apiVersion: 'v1', kind: 'DeleteOptions', ...options },
+      signal: this.signal,
     });
   }
 
@@ -253,6 +268,7 @@ export class KubeClient {
       body,
       contentType,
       query: { fieldManager: this.fieldManager },
+      signal: this.signal,
     });
   }
 }

@@ -220,6 +220,11 @@ export class WorkQueue {
 
   private handleFailure(key: string, error: unknown, durationMs: number): ReconcileReport {
     const log = this.log.with({ object: key });
+    if (this.abort.signal.aborted) {
+      // Cancelled by the shutdown: not a failure, and nothing to retry in this process.
+      log.debug('reconcile cancelled by shutdown', { error });
+      return { key, outcome: 'retry', durationMs, error };
+    }
     if (error instanceof TerminalError) {
       this.forget(key);
       log.error('reconcile failed permanently; not retrying until the object changes', { error });

@@ -32,6 +32,8 @@ export interface RestRequestOptions {
   /** Defaults to application/json when there is a body; patches pass their PatchStrategy. */
   readonly contentType?: string;
   readonly timeoutMs?: number;
+  /** Aborts the request (and rejects with the signal's reason) when it fires. */
+  readonly signal?: AbortSignal;
 }
 
 export interface KubeRestOptions {
@@ -86,10 +88,12 @@ export class KubeRest {
    * @throws KubeApiError for any non-2xx answer; socket errors as they come.
    */
   async request<T>(method: HttpMethod, path: string, options: RestRequestOptions = {}): Promise<T> {
+    options.signal?.throwIfAborted();
     const url = new URL(`${this.server}${path}${queryString(options.query)}`);
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
     const reqOpts: https.RequestOptions = {
       method,
+      signal: options.signal,
       headers: {
         Accept: 'application/json',
         'User-Agent': this.userAgent,

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import type { WorkerObject, WorkerPoolObject, WorkerStatus } from '../../src/api/types.js';
-import { computePoolStatus, statusChanged } from '../../src/controller/pool/status.js';
+import { computePoolStatus } from '../../src/controller/pool/status.js';
+import { statusChanged } from '../../src/runtime/status.js';
 
 const now = new Date('2026-01-01T00:00:00Z');
 const pool: WorkerPoolObject = {

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { decodeSecretPrivateKey, parsePoolToken, PoolCredentialsError, type PoolToken } from '../../protocol/index.js';
+import { CredentialsReason, type CredentialsProblem } from '../../api/conditions.js';
 import type { WorkerPoolSpec } from '../../api/types.js';
 import type { Secret } from '../../runtime/k8s-client.js';
 
@@ -15,11 +16,12 @@ export interface PoolCredentials {
   readonly fingerprint: string;
 }
 
+/** What reading the Secret can find wrong (the backend's verdict comes later, see `access.ts`). */
+export type SecretProblem = Extract<CredentialsProblem, 'CredentialsNotConfigured' | 'SecretNotFound' | 'SecretKeyMissing' | 'InvalidToken' | 'InvalidPrivateKey'>;
+
 export type CredentialsResult =
   | { readonly ok: true; readonly credentials: PoolCredentials }
-  | { readonly ok: false; readonly reason: CredentialsProblem; readonly message: string };
-
-export type CredentialsProblem = 'CredentialsNotConfigured' | 'SecretNotFound' | 'SecretKeyMissing' | 'InvalidToken' | 'InvalidPrivateKey';
+  | { readonly ok: false; readonly reason: SecretProblem; readonly message: string };
 
 export interface SecretRef {
   readonly name: string;
@@ -43,18 +45,18 @@ function secretValue(secret: Secret, key: string): string | undefined {
 export function readPoolCredentials(spec: WorkerPoolSpec, namespace: string, lookup: (name: string) => Secret | undefined): CredentialsResult {
   const refs = referencedSecrets(spec);
   if (refs.token === undefined || refs.privateKey === undefined) {
-    return { ok: false, reason: 'CredentialsNotConfigured', message: 'spec.token and spec.privateKey are not set: the pool has no credentials to register workers with' };
+    return { ok: false, reason: CredentialsReason.CredentialsNotConfigured, message: 'spec.token and spec.privateKey are not set: the pool has no credentials to register workers with' };
   }
   const values: Partial<Record<'token' | 'privateKey', string>> = {};
   for (const field of ['token', 'privateKey'] as const) {
     const ref = refs[field] as SecretRef;
     const secret = lookup(ref.name);
     if (secret === undefined) {
-      return { ok: false, reason: 'SecretNotFound', message: `secret ${namespace}/${ref.name} (spec.${field}.secretKeyRef) not found` };
+      return { ok: false, reason: CredentialsReason.SecretNotFound, message: `secret ${namespace}/${ref.name} (spec.${field}.secretKeyRef) not found` };
     }
     const value = secretValue(secret, ref.key);
     if (value === undefined || value.trim() === '') {
-      return { ok: false, reason: 'SecretKeyMissing', message: `secret ${namespace}/${ref.name} has no key "${ref.key}" (spec.${field}.secretKeyRef.key)` };
+      return { ok: false, reason: CredentialsReason.SecretKeyMissing, message: `secret ${namespace}/${ref.name} has no key "${ref.key}" (spec.${field}.secretKeyRef.key)` };
     }
     values[field] = value;
   }
@@ -65,7 +67,7 @@ export function readPoolCredentials(spec: WorkerPoolSpec, namespace: string, loo
     return { ok: true, credentials: { token, privateKeyPem, fingerprint } };
   } catch (err) {
     if (err instanceof PoolCredentialsError) {
-      return { ok: false, reason: err.field === 'token' ? 'InvalidToken' : 'InvalidPrivateKey', message: err.message };
+      return { ok: false, reason: err.field === 'token' ? CredentialsReason.InvalidToken : CredentialsReason.InvalidPrivateKey, message: err.message };
     }
     throw err;
   }

@@ -10,6 +10,7 @@ import {
   type WorkerCredentials,
   type WorkerState,
 } from '../../protocol/index.js';
+import { untilAborted } from '../../runtime/abort.js';
 import type { Logger } from '../../runtime/log.js';
 
 export interface SessionHandlers {
@@ -98,11 +99,16 @@ export class SessionManager {
     await session.connection.setState(state, runId);
   }
 
-  /** Reports a run's progress; false when the worker has no session to report through. */
-  async sendRunStatus(workerKey: string, update: Omit<RunStatusMessage, 'type' | 'version'>): Promise<boolean> {
+  /**
+   * Reports a run's progress and waits for the broker's acknowledgement,
+   * which needs a reconnect when the session is down: `signal` ends the wait
+   * (the report stays queued in the session). False when the worker has no
+   * session to report through.
+   */
+  async sendRunStatus(workerKey: string, update: Omit<RunStatusMessage, 'type' | 'version'>, signal?: AbortSignal): Promise<boolean> {
     const session = this.sessions.get(workerKey);
     if (session === undefined) return false;
-    await session.connection.sendRunStatus(update);
+    await untilAborted(session.connection.sendRunStatus(update), signal);
     return true;
   }
 

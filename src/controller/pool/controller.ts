@@ -2,49 +2,85 @@
  * WorkerPool reconcile: keep `poolSize` Workers, report the pool's status.
  * The Workers do the registering; the pool only decides how many there are
  * and which ones leave.
+ *
+ * Crash safety: Worker names are chosen before they are created and
+ * remembered as expectations until the cache shows them, so a reconcile
+ * running before the informer catches up makes no second Worker; a restarted
+ * controller lists every Worker afresh, and draining is an annotation on the
+ * Worker, so a scale-down in progress survives a restart.
  */
-import {
-  ANNOTATION_DRAINING,
-  API_GROUP_VERSION,
-  FINALIZER_WORKER,
-  FINALIZER_WORKERPOOL,
-  LABEL_MANAGED_BY,
-  LABEL_WORKERPOOL,
-  MANAGED_BY_VALUE,
-  WORKER_KIND,
-  WORKERPOOL_KIND,
-} from '../../api/constants.js';
+import { ANNOTATION_DRAINING, FINALIZER_WORKERPOOL, WORKERPOOL_KIND } from '../../api/constants.js';
+import { CredentialsReason, EventReason, PodTemplateReason, PoolCondition, PoolReadyReason, RegisteredReason, WorkerCondition } from '../../api/conditions.js';
+import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject, type WorkerPoolStatus } from '../../api/types.js';
 import { RetryableBackendError } from '../../protocol/index.js';
-import { type WorkerObject, type WorkerPoolObject } from '../../api/types.js';
-import { WORKER_REF, WORKERPOOL_REF, workersOfPool, type ControllerContext } from '../context.js';
+import { findCondition, setCondition } from '../../runtime/conditions.js';
+import { describeApiError, ignoreNotFound, isAlreadyExists } from '../../runtime/errors.js';
 import { addFinalizer, hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
-import { setCondition } from '../../runtime/conditions.js';
-import { checkPodTemplate, CONDITION_POD_TEMPLATE_VALID, REASON_POD_TEMPLATE_INVALID, templateCheckDue, type TemplateVerdict } from './template-check.js';
-import { computePoolStatus, isBusy, statusChanged, type CredentialsState } from './status.js';
-import { describeApiError, isAlreadyExists, isNotFound } from '../../runtime/errors.js';
-import type { Result } from '../../runtime/queue.js';
+import type { Secret } from '../../runtime/k8s-client.js';
+import type { ReconcileContext, Result } from '../../runtime/queue.js';
+import { statusChanged } from '../../runtime/status.js';
+import { referencedSecrets } from '../backend/credentials.js';
+import { forReconcile, INDEX_WORKERS_BY_POOL, workersOfPool, type ControllerContext } from '../context.js';
+import { objectKey } from '../keys.js';
 import { activeRunPod, podsOfWorker } from '../runs/controller.js';
+import { newWorkerId } from '../worker/id.js';
+import { newWorker } from './new-worker.js';
 import { planScale, type WorkerSummary } from './scale-plan.js';
-import { newWorkerId, workerName } from '../worker/id.js';
-
-export const REASON_CANNOT_REGISTER = 'WorkerPoolCannotRegister';
+import { computePoolStatus, isBusy, type CredentialsState } from './status.js';
+import { checkPodTemplate, templateCheckDue, type TemplateVerdict } from './template-check.js';
 
 /** Creates at most this many Workers at once, so a scale to 1000 does not open 1000 requests. */
 const CREATE_PARALLELISM = 32;
 
-export async function reconcilePool(ctx: ControllerContext, key: string): Promise<Result | void> {
-  const raw = ctx.caches.pools.getByKey(key);
-  if (raw === undefined) {
+/**
+ * WorkerPool changes bring the pool's reconcile (our own status writes
+ * excepted); spec changes and changes of a referenced Secret bring every
+ * Worker of the pool too (new credentials, a new pod template).
+ */
+export function watchPools(ctx: ControllerContext): void {
+  const { caches, queues } = ctx;
+  const everyWorkerOf = (poolKey: string): void => {
+    for (const w of caches.workers.byIndex(INDEX_WORKERS_BY_POOL, poolKey)) queues.workers.add(objectKey(w));
+  };
+  caches.pools.addEventHandler({
+    onAdd: (p) => queues.pools.add(objectKey(p)),
+    onUpdate: (old, p) => {
+      const m = old.metadata;
+      const n = p.metadata;
+      if (m.generation !== n.generation || m.deletionTimestamp !== n.deletionTimestamp || String(m.finalizers) !== String(n.finalizers)) {
+        queues.pools.add(objectKey(p));
+      }
+      if (JSON.stringify(old.spec) !== JSON.stringify(p.spec)) everyWorkerOf(objectKey(p));
+    },
+    onDelete: (p) => queues.pools.add(objectKey(p)),
+  });
+
+  const onSecret = (secret: Secret): void => {
+    const namespace = secret.metadata?.namespace;
+    const name = secret.metadata?.name;
+    for (const pool of caches.pools.list((p) => p.metadata.namespace === namespace)) {
+      const refs = referencedSecrets(pool.spec);
+      if (refs.token?.name === name || refs.privateKey?.name === name) {
+        queues.pools.add(objectKey(pool));
+        everyWorkerOf(objectKey(pool));
+      }
+    }
+  };
+  caches.secrets.addEventHandler({ onAdd: onSecret, onUpdate: (_o, s) => onSecret(s), onDelete: onSecret });
+}
+
+export async function reconcilePool(base: ControllerContext, key: string, rc: ReconcileContext): Promise<Result | void> {
+  const ctx = forReconcile(base, rc.signal);
+  const pool = ctx.caches.pools.getByKey(key);
+  if (pool === undefined) {
     ctx.backends.forget(key);
     ctx.expectations.forget(key);
     return;
   }
-  const pool = raw;
-  const namespace = pool.metadata.namespace ?? 'default';
-  const workers = workersOfPool(ctx, namespace, pool.metadata.name ?? '');
+  const workers = workersOfPool(ctx, pool);
 
   if (pool.metadata.deletionTimestamp !== undefined) return finalizePool(ctx, key, pool, workers);
-  await addFinalizer(ctx.client, WORKERPOOL_REF, raw, FINALIZER_WORKERPOOL);
+  await addFinalizer(ctx.client, WORKERPOOL_REF, pool, FINALIZER_WORKERPOOL);
 
   const credentials = await ctx.backends.credentials(pool);
   if (!credentials.ok) {
@@ -56,18 +92,18 @@ export async function reconcilePool(ctx: ControllerContext, key: string): Promis
     verified = await ctx.backends.verify(key, credentials.credentials);
   } catch (err) {
     if (err instanceof RetryableBackendError) {
-      await writeStatus(ctx, pool, { valid: false, reason: 'BackendUnreachable', message: err.message, poolId }, workers);
+      await writeStatus(ctx, pool, { valid: false, reason: CredentialsReason.BackendUnreachable, message: err.message, poolId }, workers);
     }
     throw err;
   }
   if (!verified.ok) {
-    return cannotRegister(ctx, pool, workers, { valid: false, reason: 'BackendRefused', message: verified.message, poolId });
+    return cannotRegister(ctx, pool, workers, { valid: false, reason: CredentialsReason.BackendRefused, message: verified.message, poolId });
   }
 
   let template: TemplateVerdict | undefined;
   if (templateCheckDue(pool)) {
     template = await checkPodTemplate(ctx, pool, poolId);
-    if (!template.valid) await ctx.events.record(pool, 'Warning', REASON_POD_TEMPLATE_INVALID, template.message);
+    if (!template.valid) await ctx.events.record(pool, 'Warning', EventReason.PodTemplateInvalid, template.message);
   }
   // Workers register either way: a bad template fails runs with its reason, it does not stop the pool.
   await scale(ctx, key, pool, poolId, workers);
@@ -76,13 +112,13 @@ export async function reconcilePool(ctx: ControllerContext, key: string): Promis
 
 async function cannotRegister(ctx: ControllerContext, pool: WorkerPoolObject, workers: WorkerObject[], state: CredentialsState & { valid: false }): Promise<void> {
   ctx.log.with({ namespace: pool.metadata.namespace, name: pool.metadata.name, kind: WORKERPOOL_KIND }).warn('pool cannot register workers', { reason: state.reason, cause: state.message });
-  await ctx.events.record(pool, 'Warning', REASON_CANNOT_REGISTER, state.message);
+  await ctx.events.record(pool, 'Warning', EventReason.WorkerPoolCannotRegister, state.message);
   // Fixing the Secret triggers the next reconcile through the Secret watch: no retry loop here.
   await writeStatus(ctx, pool, state, workers);
 }
 
 function summarize(ctx: ControllerContext, w: WorkerObject): WorkerSummary {
-  const busyCondition = w.status?.conditions?.find((c) => c.type === 'Busy');
+  const busyCondition = findCondition(w.status?.conditions, WorkerCondition.Busy);
   return {
     name: w.metadata.name ?? '',
     draining: w.metadata.annotations?.[ANNOTATION_DRAINING] === 'true',
@@ -118,42 +154,28 @@ async function scale(ctx: ControllerContext, key: string, pool: WorkerPoolObject
   for (const name of plan.drain) await setDraining(ctx, key, namespace, name, true);
   for (const name of plan.undrain) await setDraining(ctx, key, namespace, name, false);
 
-  const toCreate = Array.from({ length: plan.create }, () => newWorkerId());
+  const toCreate = Array.from({ length: plan.create }, () => newWorker(pool, poolId, newWorkerId()));
   for (let i = 0; i < toCreate.length; i += CREATE_PARALLELISM) {
-    await Promise.all(toCreate.slice(i, i + CREATE_PARALLELISM).map((id) => createWorker(ctx, key, pool, poolId, id)));
+    ctx.signal.throwIfAborted();
+    await Promise.all(toCreate.slice(i, i + CREATE_PARALLELISM).map((worker) => createWorker(ctx, key, worker)));
   }
 }
 
 async function setDraining(ctx: ControllerContext, poolKey: string, namespace: string, name: string, draining: boolean): Promise<void> {
   ctx.expectations.expect(poolKey, name, draining ? 'drain' : 'undrain');
+  let patched;
   try {
-    await ctx.client.mergePatch(WORKER_REF, namespace, name, { metadata: { annotations: { [ANNOTATION_DRAINING]: draining ? 'true' : null } } });
-  } catch (err) {
-    ctx.expectations.forget(poolKey, name);
-    if (!isNotFound(err)) throw err;
+    patched = await ignoreNotFound(ctx.client.mergePatch(WORKER_REF, namespace, name, { metadata: { annotations: { [ANNOTATION_DRAINING]: draining ? 'true' : null } } }));
+  } finally {
+    if (patched === undefined) ctx.expectations.forget(poolKey, name);
   }
 }
 
-async function createWorker(ctx: ControllerContext, poolKey: string, pool: WorkerPoolObject, poolId: string, workerId: string): Promise<void> {
-  const poolName = pool.metadata.name ?? '';
-  const name = workerName(poolName, workerId);
-  const worker: WorkerObject = {
-    apiVersion: API_GROUP_VERSION,
-    kind: WORKER_KIND,
-    metadata: {
-      name,
-      namespace: pool.metadata.namespace,
-      labels: { [LABEL_WORKERPOOL]: poolId, [LABEL_MANAGED_BY]: MANAGED_BY_VALUE },
-      finalizers: [FINALIZER_WORKER],
-      ownerReferences: [
-        { apiVersion: API_GROUP_VERSION, kind: WORKERPOOL_KIND, name: poolName, uid: pool.metadata.uid ?? '', controller: true, blockOwnerDeletion: true },
-      ],
-    },
-    spec: { poolName, workerId },
-  };
+async function createWorker(ctx: ControllerContext, poolKey: string, worker: WorkerObject): Promise<void> {
+  const name = worker.metadata.name ?? '';
   ctx.expectations.expect(poolKey, name, 'create');
   try {
-    await ctx.client.create(WORKER_REF, pool.metadata.namespace, worker);
+    await ctx.client.create(WORKER_REF, worker.metadata.namespace, worker);
   } catch (err) {
     if (isAlreadyExists(err)) return;
     ctx.expectations.forget(poolKey, name);
@@ -162,27 +184,20 @@ async function createWorker(ctx: ControllerContext, poolKey: string, pool: Worke
 }
 
 async function finalizePool(ctx: ControllerContext, key: string, pool: WorkerPoolObject, workers: WorkerObject[]): Promise<Result | void> {
-  const raw = ctx.caches.pools.getByKey(key);
-  if (raw === undefined || !hasFinalizer(raw, FINALIZER_WORKERPOOL)) return;
-  const namespace = pool.metadata.namespace ?? 'default';
+  if (!hasFinalizer(pool, FINALIZER_WORKERPOOL)) return;
   for (const w of workers) {
-    if (w.metadata.deletionTimestamp !== undefined) continue;
-    try {
-      await ctx.client.delete(WORKER_REF, namespace, w.metadata.name ?? '');
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    if (w.metadata.deletionTimestamp === undefined) await ignoreNotFound(ctx.client.delete(WORKER_REF, w.metadata.namespace, w.metadata.name ?? ''));
   }
   if (workers.length > 0) {
     // Each Worker's deletion enqueues the pool again; the condition tells the user what holds it.
-    const stuck = workers.map((w) => w.status?.conditions?.find((c) => c.type === 'Registered' && c.reason !== 'Registered')).find((c) => c !== undefined);
+    const stuck = workers.map((w) => findCondition(w.status?.conditions, WorkerCondition.Registered)).find((c) => c !== undefined && c.reason !== RegisteredReason.Registered);
     const message = `waiting for ${workers.length} worker(s) to deregister from the backend${stuck === undefined ? '' : `: ${stuck.message}`}`;
     const status = computePoolStatus(pool, { valid: true, poolId: pool.status?.poolId ?? '' }, workers);
-    const conditions = (status.conditions ?? []).map((c) => (c.type === 'Ready' ? { ...c, status: 'False' as const, reason: 'Deleting', message } : c));
+    const conditions = (status.conditions ?? []).map((c) => (c.type === PoolCondition.Ready ? { ...c, status: 'False' as const, reason: PoolReadyReason.Deleting, message } : c));
     await patchStatus(ctx, pool, { ...status, conditions });
     return;
   }
-  await removeFinalizer(ctx.client, WORKERPOOL_REF, raw, FINALIZER_WORKERPOOL);
+  await removeFinalizer(ctx.client, WORKERPOOL_REF, pool, FINALIZER_WORKERPOOL);
   ctx.backends.forget(key);
   ctx.expectations.forget(key);
 }
@@ -195,19 +210,20 @@ async function writeStatus(ctx: ControllerContext, pool: WorkerPoolObject, crede
   }
   const conditions = setCondition(
     status.conditions,
-    { type: CONDITION_POD_TEMPLATE_VALID, status: template.valid ? 'True' : 'False', reason: template.valid ? 'DryRunPassed' : 'DryRunFailed', message: template.message },
+    {
+      type: PoolCondition.PodTemplateValid,
+      status: template.valid ? 'True' : 'False',
+      reason: template.valid ? PodTemplateReason.DryRunPassed : PodTemplateReason.DryRunFailed,
+      message: template.message,
+    },
     pool.metadata.generation,
   );
   await patchStatus(ctx, pool, { ...status, conditions });
 }
 
-async function patchStatus(ctx: ControllerContext, pool: WorkerPoolObject, status: ReturnType<typeof computePoolStatus>): Promise<void> {
+async function patchStatus(ctx: ControllerContext, pool: WorkerPoolObject, status: WorkerPoolStatus): Promise<void> {
   if (!statusChanged(pool.status, status)) return;
-  try {
-    // A merge patch of the whole status: absent fields (actualPoolSize while credentials are broken) are removed with null.
-    const body = { status: { ...status, actualPoolSize: status.actualPoolSize ?? null, selector: status.selector ?? null } };
-    await ctx.client.mergePatch(WORKERPOOL_REF, pool.metadata.namespace, pool.metadata.name ?? '', body, { subresource: 'status' });
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
+  // A merge patch of the whole status: absent fields (actualPoolSize while credentials are broken) are removed with null.
+  const body = { status: { ...status, actualPoolSize: status.actualPoolSize ?? null, selector: status.selector ?? null } };
+  await ignoreNotFound(ctx.client.mergePatch(WORKERPOOL_REF, pool.metadata.namespace, pool.metadata.name ?? '', body, { subresource: 'status' }));
 }

@@ -3,15 +3,13 @@
  * what `kubectl get workerpools` shows is tested without a cluster.
  */
 import { LABEL_WORKERPOOL } from '../../api/constants.js';
-import type { Condition, WorkerObject, WorkerPoolObject, WorkerPoolStatus } from '../../api/types.js';
-import { setCondition } from '../../runtime/conditions.js';
+import { CredentialsReason, PoolCondition, PoolReadyReason, type CredentialsProblem } from '../../api/conditions.js';
+import type { WorkerObject, WorkerPoolObject, WorkerPoolStatus } from '../../api/types.js';
+import { setCondition, type Condition } from '../../runtime/conditions.js';
 
 export type CredentialsState =
   | { readonly valid: true; readonly poolId: string }
-  | { readonly valid: false; readonly reason: string; readonly message: string; readonly poolId?: string };
-
-export const CONDITION_READY = 'Ready';
-export const CONDITION_CREDENTIALS_VALID = 'CredentialsValid';
+  | { readonly valid: false; readonly reason: CredentialsProblem; readonly message: string; readonly poolId?: string };
 
 export function isBusy(w: WorkerObject): boolean {
   return w.status?.state === 'Busy' || (w.status?.state === 'Draining' && (w.status.currentRunID ?? '') !== '');
@@ -34,20 +32,20 @@ export function computePoolStatus(
 
   let conditions: Condition[] = [...(pool.status?.conditions ?? [])];
   conditions = credentials.valid
-    ? setCondition(conditions, { type: CONDITION_CREDENTIALS_VALID, status: 'True', reason: 'CredentialsAccepted', message: 'the token and private key were accepted' }, generation, now)
-    : setCondition(conditions, { type: CONDITION_CREDENTIALS_VALID, status: 'False', reason: credentials.reason, message: credentials.message }, generation, now);
+    ? setCondition(conditions, { type: PoolCondition.CredentialsValid, status: 'True', reason: CredentialsReason.CredentialsAccepted, message: 'the token and private key were accepted' }, generation, now)
+    : setCondition(conditions, { type: PoolCondition.CredentialsValid, status: 'False', reason: credentials.reason, message: credentials.message }, generation, now);
 
   let ready: { status: 'True' | 'False'; reason: string; message: string };
   if (!credentials.valid) {
-    ready = { status: 'False', reason: 'CannotRegister', message: credentials.message };
+    ready = { status: 'False', reason: PoolReadyReason.CannotRegister, message: credentials.message };
   } else if (connected.length === desired && live.length === desired) {
-    ready = { status: 'True', reason: 'PoolReady', message: `${desired} of ${desired} workers registered and connected` };
+    ready = { status: 'True', reason: PoolReadyReason.PoolReady, message: `${desired} of ${desired} workers registered and connected` };
   } else if (live.length > desired || draining > 0) {
-    ready = { status: 'False', reason: 'ScalingDown', message: `${live.length} workers for a pool size of ${desired}; busy workers leave after their run` };
+    ready = { status: 'False', reason: PoolReadyReason.ScalingDown, message: `${live.length} workers for a pool size of ${desired}; busy workers leave after their run` };
   } else {
-    ready = { status: 'False', reason: 'ScalingUp', message: `${connected.length} of ${desired} workers registered and connected` };
+    ready = { status: 'False', reason: PoolReadyReason.ScalingUp, message: `${connected.length} of ${desired} workers registered and connected` };
   }
-  conditions = setCondition(conditions, { type: CONDITION_READY, ...ready }, generation, now);
+  conditions = setCondition(conditions, { type: PoolCondition.Ready, ...ready }, generation, now);
 
   return {
     poolId,
@@ -60,22 +58,4 @@ export function computePoolStatus(
     observedGeneration: generation,
     conditions,
   };
-}
-
-/** Whether writing `next` would change anything; status is patched only then. */
-export function statusChanged<T>(current: T | undefined, next: T): boolean {
-  return JSON.stringify(normalize(current ?? {})) !== JSON.stringify(normalize(next));
-}
-
-function normalize(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(normalize);
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(
-      Object.entries(value)
-        .filter(([, v]) => v !== undefined)
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([k, v]) => [k, normalize(v)]),
-    );
-  }
-  return value;
 }

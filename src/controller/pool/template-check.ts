@@ -6,6 +6,7 @@
  * fails on it. The CRD keeps embedded Kubernetes objects whole, so this is
  * where they are validated.
  */
+import { PoolCondition } from '../../api/conditions.js';
 import { PROTOCOL_VERSION } from '../../protocol/index.js';
 import type { WorkerPoolObject } from '../../api/types.js';
 import { findCondition } from '../../runtime/conditions.js';
@@ -14,8 +15,6 @@ import { buildRunPod, RunConfigError } from '../runs/run-pod.js';
 import { describeApiError, isInvalid } from '../../runtime/errors.js';
 import { PODS, type Pod } from '../../runtime/k8s-client.js';
 
-export const CONDITION_POD_TEMPLATE_VALID = 'PodTemplateValid';
-export const REASON_POD_TEMPLATE_INVALID = 'PodTemplateInvalid';
 
 /** Images for the check when the pool names none (the backend sends them with each run). */
 const PLACEHOLDER_IMAGE = 'registry.invalid/placeholder:check';
@@ -27,7 +26,7 @@ export interface TemplateVerdict {
 
 /** Whether the pool's current generation still needs checking. */
 export function templateCheckDue(pool: WorkerPoolObject): boolean {
-  return findCondition(pool.status?.conditions, CONDITION_POD_TEMPLATE_VALID)?.observedGeneration !== pool.metadata.generation;
+  return findCondition(pool.status?.conditions, PoolCondition.PodTemplateValid)?.observedGeneration !== pool.metadata.generation;
 }
 
 export async function checkPodTemplate(ctx: ControllerContext, pool: WorkerPoolObject, poolId: string): Promise<TemplateVerdict> {

@@ -1,36 +1,27 @@
 /**
- * The runs of one worker: a `schedule` message becomes exactly one run Pod,
- * the Pod's fate is reported to the backend, ended Pods are cleaned up by the
- * pool's history rules, and a `stop` message stops the Pod gracefully.
+ * The runs of one worker: the Pod's fate is reported to the backend, ended
+ * Pods are cleaned up by the pool's history rules, and run Pod changes bring
+ * their Worker back. (`messages.ts` turns the backend's `schedule` and `stop`
+ * into Pods.)
  *
- * The Pod is the run's state. What was last reported to the backend is an
- * annotation on it, written after the broker acknowledged the report, and a
- * finalizer keeps the Pod until its end is reported; so a controller killed
- * at any point reports each change exactly once more at worst, never not at
- * all, and never creates a second Pod.
+ * Crash safety: the Pod is the run's state. What was last reported to the
+ * backend is an annotation on it, written after the broker acknowledged the
+ * report, and a finalizer keeps the Pod until its end is reported; so a
+ * controller killed at any point reports each change exactly once more at
+ * worst, never not at all, and never creates a second Pod.
  */
-import {
-  ANNOTATION_RUN_REPORTED,
-  ANNOTATION_STOP_REQUESTED,
-  FINALIZER_RUN_POD,
-  LABEL_RUN_ID,
-  LABEL_WORKER,
-  WORKER_KIND,
-  WORKERPOOL_KIND,
-} from '../../api/constants.js';
-import { type RunStatus, type ScheduleMessage, type StopMessage, type ToWorkerMessage } from '../../protocol/index.js';
-import { type WorkerObject, type WorkerPoolObject } from '../../api/types.js';
-import type { ControllerContext } from '../context.js';
-import { hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
-import { planPodHistory, type HistoryPod } from './pod-history.js';
-import { classifyRunPod, stuckVerdict, withRecentEvents, type EventView } from './pod-status.js';
-import { buildRunPod, RunConfigError, runPodName } from './run-pod.js';
-import { describeApiError, isAlreadyExists, isNotFound } from '../../runtime/errors.js';
+import { ANNOTATION_RUN_REPORTED, ANNOTATION_STOP_REQUESTED, FINALIZER_RUN_POD, LABEL_RUN_ID, LABEL_WORKER, WORKER_KIND, WORKERPOOL_KIND } from '../../api/constants.js';
+import { EventReason } from '../../api/conditions.js';
+import type { WorkerObject, WorkerPoolObject } from '../../api/types.js';
+import type { RunStatus } from '../../protocol/index.js';
+import { ignoreNotFound } from '../../runtime/errors.js';
+import { hasFinalizer, releaseAndDelete, removeFinalizer } from '../../runtime/finalizers.js';
 import { EVENTS, PODS, type Pod } from '../../runtime/k8s-client.js';
 import { RetryLaterError } from '../../runtime/queue.js';
-
-export const REASON_RUN_FAILED = 'RunFailed';
-export const REASON_RUN_POD_CREATED = 'RunPodCreated';
+import type { ControllerContext } from '../context.js';
+import { objectKey, workerKeyOf } from '../keys.js';
+import { planPodHistory, type HistoryPod } from './pod-history.js';
+import { classifyRunPod, stuckVerdict, withRecentEvents, type EventView } from './pod-status.js';
 
 export interface RunsOfWorker {
   /** The run in progress, if any. */
@@ -39,31 +30,34 @@ export interface RunsOfWorker {
   readonly requeueAfter?: number;
 }
 
-/** Observers the metrics hook into; all optional. */
-export interface RunObserver {
-  onPodCreated?(runId: string, scheduledAtMs: number): void;
-  onRunning?(runId: string, podCreatedAt: string | undefined): void;
-  onOutcome?(status: RunStatus, reason: string | undefined): void;
-}
-
 /** Reports only move forward: a restarted controller never reports `running` after `finished`. */
 const ORDER: Record<RunStatus, number> = { accepted: 0, 'pod-created': 1, running: 2, finished: 3, failed: 3, stopped: 3 };
-const TERMINAL: ReadonlySet<RunStatus> = new Set(['finished', 'failed', 'stopped']);
+export const TERMINAL: ReadonlySet<RunStatus> = new Set(['finished', 'failed', 'stopped']);
 
-function runIdOf(pod: Pod): string {
+/**
+ * A run Pod's progress (created, bound, started) reaches its Worker's reconcile
+ * up to this much later, so that in a burst of run starts the Pod creates are
+ * not slowed by follow-up writes (Worker status) competing with them in the API
+ * server, and a Pod's quick run of updates makes one reconcile. The schedule
+ * path has already told the backend `busy` and `accepted` by then. Ends and
+ * deletions are handled at once: they free the worker.
+ */
+const RUN_PROGRESS_BATCH_MS = 1000;
+
+export function runIdOf(pod: Pod): string {
   return pod.metadata?.labels?.[LABEL_RUN_ID] ?? '';
 }
 
-/** The end of a run, recorded on its Pod; see `ControllerContext.progressReports` for the rest. */
+/** The end of a run, recorded on its Pod; see `RunTracker` for the rest. */
 function endReportedOf(pod: Pod): RunStatus | undefined {
   return pod.metadata?.annotations?.[ANNOTATION_RUN_REPORTED] as RunStatus | undefined;
 }
 
 function reportedOf(ctx: ControllerContext, pod: Pod): RunStatus | undefined {
-  return endReportedOf(pod) ?? ctx.progressReports.get(pod.metadata?.uid ?? '');
+  return endReportedOf(pod) ?? ctx.runs.progressOf(pod.metadata?.uid ?? '');
 }
 
-function isEnded(pod: Pod): boolean {
+export function isEnded(pod: Pod): boolean {
   const reported = endReportedOf(pod);
   return reported !== undefined && TERMINAL.has(reported);
 }
@@ -79,6 +73,19 @@ export function activeRunPod(pods: readonly Pod[]): Pod | undefined {
 
 export function podsOfWorker(ctx: ControllerContext, worker: WorkerObject): Pod[] {
   return ctx.caches.pods.byLabel(LABEL_WORKER, worker.spec.workerId, worker.metadata.namespace);
+}
+
+/** Run Pod changes bring their Worker's reconcile: ends and deletions at once, progress batched. */
+export function watchRunPods(ctx: ControllerContext): void {
+  const { caches, queues } = ctx;
+  const onPod = (pod: Pod, deleted = false): void => {
+    const key = workerKeyOf(pod);
+    if (key === undefined) return;
+    const phase = classifyRunPod(pod, new Date()).phase;
+    if (deleted || pod.metadata?.deletionTimestamp !== undefined || phase === 'succeeded' || phase === 'failed') queues.workers.add(key);
+    else queues.workers.addAfter(key, RUN_PROGRESS_BATCH_MS);
+  };
+  caches.pods.addEventHandler({ onAdd: (p) => onPod(p), onUpdate: (_o, p) => onPod(p), onDelete: (p) => onPod(p, true) });
 }
 
 interface Decision {
@@ -130,7 +137,7 @@ async function decide(ctx: ControllerContext, pod: Pod, now: Date): Promise<{ de
  * reconcile.
  */
 export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, pool: WorkerPoolObject): Promise<RunsOfWorker> {
-  const key = `${worker.metadata.namespace}/${worker.metadata.name}`;
+  const key = objectKey(worker);
   const pods = podsOfWorker(ctx, worker);
   const now = new Date();
   let requeueAfter: number | undefined;
@@ -165,16 +172,15 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
   // created but not yet in the cache) is not vanished.
   const lastRun = worker.status?.currentRunID;
   let vanished: string | undefined;
-  if (lastRun !== undefined && lastRun !== '' && ctx.pendingRuns.get(key) !== lastRun && !pods.some((p) => runIdOf(p) === lastRun)) {
-    if (connected) await ctx.sessions.sendRunStatus(key, { runId: lastRun, status: 'failed', reason: 'the run Pod disappeared before its end was reported' });
+  if (lastRun !== undefined && lastRun !== '' && ctx.runs.startingRun(key) !== lastRun && !pods.some((p) => runIdOf(p) === lastRun)) {
+    if (connected) await ctx.sessions.sendRunStatus(key, { runId: lastRun, status: 'failed', reason: 'the run Pod disappeared before its end was reported' }, ctx.signal);
     else vanished = lastRun;
   }
 
   soonest(await applyHistory(ctx, pool, pods, ended, now));
   const active = activeRunPod(pods.filter((p) => !ended.has(p.metadata?.name ?? '')));
-  const pending = ctx.pendingRuns.get(key);
-  if (pending !== undefined && pods.some((p) => runIdOf(p) === pending)) ctx.pendingRuns.delete(key);
-  const activeRunId = active === undefined ? (ctx.pendingRuns.get(key) ?? vanished) : runIdOf(active);
+  ctx.runs.seen(key, pods.map(runIdOf));
+  const activeRunId = active === undefined ? (ctx.runs.startingRun(key) ?? vanished) : runIdOf(active);
   return { activeRunId, requeueAfter };
 }
 
@@ -182,18 +188,19 @@ async function report(ctx: ControllerContext, key: string, worker: WorkerObject,
   const runId = runIdOf(pod);
   const namespace = pod.metadata?.namespace;
   const name = pod.metadata?.name ?? '';
-  const sent = await ctx.sessions.sendRunStatus(key, { runId, status: d.status, reason: d.reason, exitCode: d.exitCode });
+  const uid = pod.metadata?.uid ?? '';
+  const sent = await ctx.sessions.sendRunStatus(key, { runId, status: d.status, reason: d.reason, exitCode: d.exitCode }, ctx.signal);
   if (!sent) throw new RetryLaterError(`worker ${key} has no session to report run ${runId} through`, 2_000);
   ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND }).info('run status reported', { runId, status: d.status, reason: d.reason, exitCode: d.exitCode });
-  if (d.status === 'failed') await ctx.events.record(worker, 'Warning', REASON_RUN_FAILED, `run ${runId} failed: ${d.reason ?? 'no reason given'}`);
+  if (d.status === 'failed') await ctx.events.record(worker, 'Warning', EventReason.RunFailed, `run ${runId} failed: ${d.reason ?? 'no reason given'}`);
   if (d.status === 'running') ctx.observer?.onRunning?.(runId, pod.metadata?.creationTimestamp);
   if (TERMINAL.has(d.status)) ctx.observer?.onOutcome?.(d.status, d.reason);
 
   if (!TERMINAL.has(d.status)) {
-    ctx.progressReports.set(pod.metadata?.uid ?? '', d.status);
+    ctx.runs.reported(uid, d.status);
     return;
   }
-  ctx.progressReports.delete(pod.metadata?.uid ?? '');
+  ctx.runs.forgetPod(uid);
   // One write: the record of the end and the release of the finalizer.
   // Guarded by the resourceVersion; a conflict retries and at worst reports the same status twice.
   const metadata = {
@@ -201,12 +208,8 @@ async function report(ctx: ControllerContext, key: string, worker: WorkerObject,
     finalizers: (pod.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER_RUN_POD),
     resourceVersion: pod.metadata?.resourceVersion,
   };
-  try {
-    await ctx.client.mergePatch(PODS, namespace, name, { metadata });
-    if (d.deletePod) await ctx.client.delete(PODS, namespace, name, { gracePeriodSeconds: 0 });
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
+  await ignoreNotFound(ctx.client.mergePatch(PODS, namespace, name, { metadata }));
+  if (d.deletePod) await ignoreNotFound(ctx.client.delete(PODS, namespace, name, { gracePeriodSeconds: 0 }));
 }
 
 /** Deletes ended Pods the history rules do not keep; returns when the next TTL runs out. */
@@ -234,117 +237,17 @@ async function applyHistory(ctx: ControllerContext, pool: WorkerPoolObject, pods
   }
   for (const name of plan.delete) {
     const pod = pods.find((p) => p.metadata?.name === name);
-    if (pod === undefined) continue;
-    try {
-      await removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD);
-      await ctx.client.delete(PODS, pod.metadata?.namespace, name);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    if (pod !== undefined) await releaseAndDelete(ctx.client, PODS, pod, FINALIZER_RUN_POD);
   }
   return plan.requeueAfterMs;
 }
 
-/** A message from the backend for one worker. Resolves once handled; the broker redelivers it otherwise. */
-export async function handleWorkerMessage(ctx: ControllerContext, workerKey: string, message: ToWorkerMessage): Promise<void> {
-  const worker = ctx.caches.workers.getByKey(workerKey);
-  if (worker === undefined || worker.metadata.deletionTimestamp !== undefined) {
-    ctx.log.warn('message for a worker that is gone; the backend learns of it on deregistration', { worker: workerKey, type: message.type });
-    return;
-  }
-  // No reconcile is queued here: the Pod's own watch events bring the worker back.
-  if (message.type === 'schedule') await schedule(ctx, workerKey, worker, message);
-  else await stop(ctx, worker, message);
-}
-
-async function schedule(ctx: ControllerContext, workerKey: string, worker: WorkerObject, message: ScheduleMessage): Promise<void> {
-  const receivedAt = Date.now();
-  const namespace = worker.metadata.namespace ?? 'default';
-  const log = ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND, runId: message.runId });
-  const raw = ctx.caches.pools.get(namespace, worker.spec.poolName);
-  if (raw === undefined) return;
-  const pool = raw;
-  const poolId = worker.metadata.labels?.['workers.spacelift.io/workerpool'] ?? pool.status?.poolId ?? '';
-  const fail = async (reason: string): Promise<void> => {
-    log.warn('run cannot start', { reason });
-    await ctx.sessions.sendRunStatus(workerKey, { runId: message.runId, status: 'accepted' });
-    await ctx.sessions.sendRunStatus(workerKey, { runId: message.runId, status: 'failed', reason });
-    await ctx.events.record(worker, 'Warning', REASON_RUN_FAILED, `run ${message.runId} failed: ${reason}`);
-    ctx.observer?.onOutcome?.('failed', reason);
-  };
-
-  const existing = ctx.caches.pods.get(namespace, runPodName(message.runId));
-  // A late duplicate of a run that is over: the backend has its end already.
-  if (existing !== undefined && isEnded(existing)) return;
-  if (existing === undefined) {
-    const busyWith = activeRunPod(podsOfWorker(ctx, worker));
-    if (busyWith !== undefined && runIdOf(busyWith) !== message.runId) {
-      await fail(`worker ${worker.spec.workerId} is busy with run ${runIdOf(busyWith)}`);
-      return;
-    }
-    let pod;
-    try {
-      pod = buildRunPod({
-        pool: { name: pool.metadata.name ?? '', namespace, uid: pool.metadata.uid ?? '', spec: pool.spec, poolId },
-        worker: { name: worker.metadata.name ?? '', uid: worker.metadata.uid ?? '', workerId: worker.spec.workerId },
-        schedule: message,
-      });
-    } catch (err) {
-      if (err instanceof RunConfigError) {
-        await fail(err.message);
-        return;
-      }
-      throw err;
-    }
-    try {
-      await ctx.client.create(PODS, namespace, pod as Pod);
-      log.info('run pod created', { pod: pod.metadata?.name });
-      ctx.observer?.onPodCreated?.(message.runId, receivedAt);
-    } catch (err) {
-      if (!isAlreadyExists(err)) {
-        if (typeof err === 'object' && err !== null && (err as { code?: number }).code === 422) {
-          await fail(`the API server refused the run Pod: ${describeApiError(err)}`);
-          return;
-        }
-        // Not acknowledged: the broker redelivers the schedule and we try again.
-        throw err;
-      }
-    }
-  }
-  // Busy before accepted: the backend fails an accepted run whose worker then says "idle".
-  if (existing === undefined) ctx.pendingRuns.set(workerKey, message.runId);
-  await ctx.sessions.setState(workerKey, 'busy', message.runId);
-  // Created now or by an earlier delivery: either way the backend may stop redelivering.
-  await ctx.sessions.sendRunStatus(workerKey, { runId: message.runId, status: 'accepted' });
-}
-
-async function stop(ctx: ControllerContext, worker: WorkerObject, message: StopMessage): Promise<void> {
-  const namespace = worker.metadata.namespace ?? 'default';
-  const pod = ctx.caches.pods.get(namespace, runPodName(message.runId));
-  if (pod === undefined || isEnded(pod)) return;
-  const raw = ctx.caches.pools.get(namespace, worker.spec.poolName);
-  const grace = raw === undefined ? undefined : raw.spec.pod?.terminationGracePeriodSeconds;
-  try {
-    await ctx.client.mergePatch(PODS, namespace, pod.metadata?.name ?? '', { metadata: { annotations: { [ANNOTATION_STOP_REQUESTED]: 'true' } } });
-    // Graceful: the kubelet sends SIGTERM and waits the pool's grace period; the finalizer keeps the Pod until `stopped` is reported.
-    await ctx.client.delete(PODS, namespace, pod.metadata?.name ?? '', grace === undefined ? {} : { gracePeriodSeconds: grace });
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
-  ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND }).info('run stop requested', { runId: message.runId });
-}
-
 /** Run Pods whose Worker is gone: nothing will report them, so they go (the garbage collector may not run). */
-export async function cleanUpOrphans(ctx: ControllerContext, namespace: string, workerName: string): Promise<void> {
-  const orphans = ctx.caches.pods.list((p) => p.metadata?.namespace === namespace && p.metadata.ownerReferences?.some((o) => o.kind === WORKER_KIND && o.name === workerName) === true);
+export async function cleanUpOrphans(ctx: ControllerContext, workerKey: string): Promise<void> {
+  const orphans = ctx.caches.pods.list((p) => workerKeyOf(p) === workerKey);
   for (const pod of orphans) {
-    ctx.progressReports.delete(pod.metadata?.uid ?? '');
-    try {
-      await removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD);
-      await ctx.client.delete(PODS, namespace, pod.metadata?.name ?? '');
-      ctx.log.info('removed a run pod whose worker is gone', { namespace, pod: pod.metadata?.name, worker: workerName });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    ctx.runs.forgetPod(pod.metadata?.uid ?? '');
+    await releaseAndDelete(ctx.client, PODS, pod, FINALIZER_RUN_POD);
+    ctx.log.info('removed a run pod whose worker is gone', { namespace: pod.metadata?.namespace, pod: pod.metadata?.name, worker: workerKey });
   }
 }

@@ -64,6 +64,7 @@ import {
 } from '../../api/constants.js';
 import type { ScheduleMessage } from '../../protocol/messages.js';
 import type { WorkerPoolSpec } from '../../api/types.js';
+import { controllerReference } from '../../runtime/owners.js';
 import { checkRunnerImageAllowed } from './image-host.js';
 import { ENV_LOGS_TIMEOUT, ENV_RUN_TIMEOUT, RunConfigError, resolveRunTimeouts } from './run-timeouts.js';
 
@@ -124,7 +125,6 @@ export interface RunPodInput {
     readonly name: string;
     readonly namespace: string;
     readonly uid: string;
-    /** As produced by `workerPoolSpecFromApi`. */
     readonly spec: WorkerPoolSpec;
     /** The backend's pool id. */
     readonly poolId: string;
@@ -529,16 +529,7 @@ export function buildRunPod(input: RunPodInput): V1Pod {
         [LABEL_MANAGED_BY]: MANAGED_BY_VALUE,
       },
       annotations: { ...podSpec?.annotations, [ANNOTATION_WORKER_NAME]: worker.name },
-      ownerReferences: [
-        {
-          apiVersion: API_GROUP_VERSION,
-          kind: WORKER_KIND,
-          name: worker.name,
-          uid: worker.uid,
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [controllerReference({ apiVersion: API_GROUP_VERSION, kind: WORKER_KIND, metadata: worker })],
       finalizers: [FINALIZER_RUN_POD],
     },
     spec: out,

@@ -7,13 +7,9 @@
  * the Worker's id, so a controller killed at any step resumes where it was
  * without a second registration or key.
  */
-import {
-  ANNOTATION_DRAINING,
-  FINALIZER_RUN_POD,
-  FINALIZER_WORKER,
-  LABEL_RUN_ID,
-  WORKER_KIND,
-} from '../../api/constants.js';
+import { ANNOTATION_DRAINING, FINALIZER_RUN_POD, FINALIZER_WORKER, LABEL_RUN_ID, WORKER_KIND } from '../../api/constants.js';
+import { BusyReason, EventReason, RegisteredReason, WorkerCondition, type WorkerState } from '../../api/conditions.js';
+import { WORKER_REF, type WorkerObject, type WorkerPoolObject, type WorkerStatus } from '../../api/types.js';
 import {
   createCsr,
   RetryableBackendError,
@@ -22,21 +18,40 @@ import {
   type BackendClient,
   type WorkerState as ProtocolWorkerState,
 } from '../../protocol/index.js';
-import { type Condition, type WorkerObject, type WorkerPoolObject, type WorkerState, type WorkerStatus } from '../../api/types.js';
-import { setCondition } from '../../runtime/conditions.js';
-import { WORKER_REF, type ControllerContext } from '../context.js';
-import { hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
+import { setCondition, type Condition } from '../../runtime/conditions.js';
+import { ignoreNotFound, isAlreadyExists } from '../../runtime/errors.js';
+import { hasFinalizer, releaseAndDelete, removeFinalizer } from '../../runtime/finalizers.js';
+import { statusChanged } from '../../runtime/status.js';
+import { PODS, SECRETS, type Secret } from '../../runtime/k8s-client.js';
+import { RetryLaterError, type ReconcileContext, type Result } from '../../runtime/queue.js';
 import type { PoolCredentials } from '../backend/credentials.js';
-import { statusChanged } from '../pool/status.js';
-import { describeApiError, isAlreadyExists, isNotFound } from '../../runtime/errors.js';
-import { PODS, SECRETS, type Pod, type Secret } from '../../runtime/k8s-client.js';
-import { splitKey } from '../../runtime/informer.js';
-import { RetryLaterError, type Result } from '../../runtime/queue.js';
+import { forReconcile, type ControllerContext } from '../context.js';
+import { objectKey, poolKeyOf } from '../keys.js';
 import { activeRunPod, cleanUpOrphans, podsOfWorker, syncRuns } from '../runs/controller.js';
 import { buildWorkerSecret, certificatePatch, readWorkerSecret } from './secret.js';
 
-export const REASON_REGISTRATION_REFUSED = 'WorkerRegistrationRefused';
 const BACKEND_RETRY_MS = 10_000;
+
+/** Worker-triggered pool reconciles wait this long so that a burst of worker changes makes one status write. */
+const POOL_BATCH_MS = 200;
+
+/** Worker changes bring the Worker's own reconcile and, batched, its pool's (counts, expectations). */
+export function watchWorkers(ctx: ControllerContext): void {
+  const { caches, queues, expectations } = ctx;
+  const onWorker = (w: WorkerObject): void => {
+    expectations.observe(poolKeyOf(w), w.metadata.name ?? '', w.metadata.annotations?.[ANNOTATION_DRAINING] === 'true');
+    queues.workers.add(objectKey(w));
+    queues.pools.addAfter(poolKeyOf(w), POOL_BATCH_MS);
+  };
+  caches.workers.addEventHandler({
+    onAdd: onWorker,
+    onUpdate: (_old, w) => onWorker(w),
+    onDelete: (w) => {
+      queues.workers.add(objectKey(w));
+      queues.pools.addAfter(poolKeyOf(w), POOL_BATCH_MS);
+    },
+  });
+}
 
 interface Access {
   readonly pool: WorkerPoolObject;
@@ -47,23 +62,21 @@ interface Access {
 
 /** The pool's credentials and backend client, or why they cannot be had. */
 async function access(ctx: ControllerContext, worker: WorkerObject): Promise<Access | { readonly problem: string }> {
-  const namespace = worker.metadata.namespace ?? 'default';
-  const poolKey = `${namespace}/${worker.spec.poolName}`;
-  const raw = ctx.caches.pools.getByKey(poolKey);
-  if (raw === undefined) return { problem: `WorkerPool ${poolKey} not found` };
-  const pool = raw;
+  const poolKey = poolKeyOf(worker);
+  const pool = ctx.caches.pools.getByKey(poolKey);
+  if (pool === undefined) return { problem: `WorkerPool ${poolKey} not found` };
   const credentials = await ctx.backends.credentials(pool);
   if (!credentials.ok) return { problem: `the pool's credentials cannot be used: ${credentials.message}` };
   return { pool, poolKey, credentials: credentials.credentials, backend: ctx.backends.client(poolKey, credentials.credentials) };
 }
 
-export async function reconcileWorker(ctx: ControllerContext, key: string): Promise<Result | void> {
+export async function reconcileWorker(base: ControllerContext, key: string, rc: ReconcileContext): Promise<Result | void> {
+  const ctx = forReconcile(base, rc.signal);
   const worker = ctx.caches.workers.getByKey(key);
   if (worker === undefined) {
     ctx.keys.forget(key);
     await ctx.sessions.close(key);
-    const { namespace, name } = splitKey(key);
-    await cleanUpOrphans(ctx, namespace ?? 'default', name);
+    await cleanUpOrphans(ctx, key);
     return;
   }
   if (worker.metadata.deletionTimestamp !== undefined) return finalizeWorker(ctx, key, worker);
@@ -71,7 +84,7 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
   const a = await access(ctx, worker);
   if ('problem' in a) {
     // The pool reports the credential problem; its Secret watch brings every worker back when it is fixed.
-    await writeStatus(ctx, worker, { registered: worker.status?.registered ?? false, connected: ctx.sessions.isConnected(key), state: worker.status?.state ?? 'Pending' }, { status: 'False', reason: 'CredentialsUnavailable', message: a.problem });
+    await writeStatus(ctx, worker, { registered: worker.status?.registered ?? false, connected: ctx.sessions.isConnected(key), state: worker.status?.state ?? 'Pending' }, { status: 'False', reason: RegisteredReason.CredentialsUnavailable, message: a.problem });
     return;
   }
 
@@ -100,7 +113,7 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
     if (drained === 'gone') return;
     state = 'Draining';
   } else {
-    if (worker.status?.state === 'Draining') await a.backend.undrain(worker.spec.workerId);
+    if (worker.status?.state === 'Draining') await a.backend.undrain(worker.spec.workerId, { signal: ctx.signal });
     state = runs.activeRunId !== undefined ? 'Busy' : ctx.sessions.isConnected(key) ? 'Idle' : 'Pending';
   }
 
@@ -124,7 +137,7 @@ export async function reconcileWorker(ctx: ControllerContext, key: string): Prom
     ctx,
     worker,
     { registered: true, connected: ctx.sessions.isConnected(key), state, currentRunID: runs.activeRunId },
-    { status: 'True', reason: 'Registered', message: `registered as ${worker.spec.workerId}` },
+    { status: 'True', reason: RegisteredReason.Registered, message: `registered as ${worker.spec.workerId}` },
   );
   return runs.requeueAfter === undefined ? undefined : { requeueAfter: runs.requeueAfter };
 }
@@ -155,20 +168,20 @@ async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObje
 async function register(ctx: ControllerContext, worker: WorkerObject, a: Access, privateKeyPem: string): Promise<{ certificatePem: string; caPem: string } | undefined> {
   const log = ctx.log.with({ namespace: worker.metadata.namespace, name: worker.metadata.name, kind: WORKER_KIND });
   try {
-    const res = await a.backend.register(createCsr(privateKeyPem, worker.spec.workerId), worker.spec.workerId);
+    const res = await a.backend.register(createCsr(privateKeyPem, worker.spec.workerId), worker.spec.workerId, { signal: ctx.signal });
     await ctx.client.mergePatch(SECRETS, worker.metadata.namespace, worker.metadata.name ?? '', certificatePatch(res.certificatePem, res.caPem));
     log.info('worker registered', { workerId: worker.spec.workerId });
     return { certificatePem: res.certificatePem, caPem: res.caPem };
   } catch (err) {
     if (err instanceof TerminalBackendError) {
       log.warn('backend refused the registration', { cause: err.message });
-      await ctx.events.record(worker, 'Warning', REASON_REGISTRATION_REFUSED, err.message);
-      await writeStatus(ctx, worker, { registered: false, connected: false, state: 'Failed' }, { status: 'False', reason: 'RegistrationRefused', message: err.message });
+      await ctx.events.record(worker, 'Warning', EventReason.WorkerRegistrationRefused, err.message);
+      await writeStatus(ctx, worker, { registered: false, connected: false, state: 'Failed' }, { status: 'False', reason: RegisteredReason.RegistrationRefused, message: err.message });
       ctx.queues.pools.add(a.poolKey);
       throw new RetryLaterError(err.message, 60_000, { cause: err });
     }
     if (err instanceof RetryableBackendError) {
-      await writeStatus(ctx, worker, { registered: false, connected: false, state: 'Pending' }, { status: 'False', reason: 'BackendUnreachable', message: err.message });
+      await writeStatus(ctx, worker, { registered: false, connected: false, state: 'Pending' }, { status: 'False', reason: RegisteredReason.BackendUnreachable, message: err.message });
     }
     throw err;
   }
@@ -179,14 +192,10 @@ async function register(ctx: ControllerContext, worker: WorkerObject, a: Access,
  * deleted only once it is confirmed idle. A busy worker stays until its run ends.
  */
 async function drain(ctx: ControllerContext, key: string, worker: WorkerObject, a: Access, hasRun: boolean): Promise<'waiting' | 'gone'> {
-  const { busy } = await a.backend.drain(worker.spec.workerId);
+  const { busy } = await a.backend.drain(worker.spec.workerId, { signal: ctx.signal });
   if (hasRun || busy) return 'waiting';
   await ctx.sessions.close(key);
-  try {
-    await ctx.client.delete(WORKER_REF, worker.metadata.namespace, worker.metadata.name ?? '');
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
+  await ignoreNotFound(ctx.client.delete(WORKER_REF, worker.metadata.namespace, worker.metadata.name ?? ''));
   return 'gone';
 }
 
@@ -199,56 +208,43 @@ async function finalizeWorker(ctx: ControllerContext, key: string, worker: Worke
   if (active !== undefined && !('problem' in a)) {
     // Deleting a Worker never kills its run: it drains and waits; pod events bring it back.
     await syncRuns(ctx, worker, a.pool);
-    await a.backend.drain(worker.spec.workerId).catch(() => undefined);
-    await writeStatus(ctx, worker, { ...worker.status, state: 'Draining' }, { status: 'True', reason: 'WaitingForRun', message: `deletion waits for run ${active.metadata?.labels?.[LABEL_RUN_ID] ?? ''} to end` });
+    await a.backend.drain(worker.spec.workerId, { signal: ctx.signal }).catch(() => undefined);
+    await writeStatus(ctx, worker, { ...worker.status, state: 'Draining' }, { status: 'True', reason: RegisteredReason.WaitingForRun, message: `deletion waits for run ${active.metadata?.labels?.[LABEL_RUN_ID] ?? ''} to end` });
     return;
   }
 
   await ctx.sessions.close(key);
   if ('problem' in a) {
-    await writeStatus(ctx, worker, { ...worker.status, connected: false }, { status: 'False', reason: 'CannotDeregister', message: `cannot deregister from the backend: ${a.problem}` });
+    await writeStatus(ctx, worker, { ...worker.status, connected: false }, { status: 'False', reason: RegisteredReason.CannotDeregister, message: `cannot deregister from the backend: ${a.problem}` });
     throw new RetryLaterError(a.problem, BACKEND_RETRY_MS);
   }
   try {
-    await a.backend.deregister(worker.spec.workerId);
+    await a.backend.deregister(worker.spec.workerId, { signal: ctx.signal });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    await writeStatus(ctx, worker, { ...worker.status, connected: false }, { status: 'False', reason: err instanceof RetryableBackendError ? 'BackendUnreachable' : 'CannotDeregister', message: `cannot deregister from the backend: ${message}` });
+    await writeStatus(ctx, worker, { ...worker.status, connected: false }, { status: 'False', reason: err instanceof RetryableBackendError ? RegisteredReason.BackendUnreachable : RegisteredReason.CannotDeregister, message: `cannot deregister from the backend: ${message}` });
     throw new RetryLaterError(message, BACKEND_RETRY_MS, { cause: err });
   }
 
   // No reliance on the garbage collector: the Secret and ended run Pods go now.
-  await deleteIgnoringMissing(() => ctx.client.delete(SECRETS, namespace, worker.metadata.name ?? ''));
-  for (const pod of pods) await releaseRunPod(ctx, pod);
+  await ignoreNotFound(ctx.client.delete(SECRETS, namespace, worker.metadata.name ?? ''));
+  for (const pod of pods) await releaseAndDelete(ctx.client, PODS, pod, FINALIZER_RUN_POD);
   await removeFinalizer(ctx.client, WORKER_REF, worker, FINALIZER_WORKER);
   ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND }).info('worker deregistered', { workerId: worker.spec.workerId });
 }
 
-async function releaseRunPod(ctx: ControllerContext, pod: Pod): Promise<void> {
-  const namespace = pod.metadata?.namespace;
-  const name = pod.metadata?.name ?? '';
-  await deleteIgnoringMissing(() => removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD));
-  await deleteIgnoringMissing(() => ctx.client.delete(PODS, namespace, name));
-}
-
-async function deleteIgnoringMissing(call: () => Promise<unknown>): Promise<void> {
-  try {
-    await call();
-  } catch (err) {
-    if (!isNotFound(err)) throw new Error(describeApiError(err), { cause: err });
-  }
-}
-
 async function writeStatus(ctx: ControllerContext, worker: WorkerObject, next: WorkerStatus, registered: Omit<Condition, 'type' | 'lastTransitionTime' | 'observedGeneration'>): Promise<void> {
   const generation = worker.metadata.generation;
-  let conditions = setCondition(worker.status?.conditions, { type: 'Registered', ...registered }, generation);
+  let conditions = setCondition(worker.status?.conditions, { type: WorkerCondition.Registered, ...registered }, generation);
   const busy = next.state === 'Busy' || (next.state === 'Draining' && next.currentRunID !== undefined);
-  conditions = setCondition(conditions, { type: 'Busy', status: busy ? 'True' : 'False', reason: busy ? 'RunInProgress' : 'NoRun', message: busy ? `running ${next.currentRunID ?? ''}` : 'no run in progress' }, generation);
+  conditions = setCondition(
+    conditions,
+    { type: WorkerCondition.Busy, status: busy ? 'True' : 'False', reason: busy ? BusyReason.RunInProgress : BusyReason.NoRun, message: busy ? `running ${next.currentRunID ?? ''}` : 'no run in progress' },
+    generation,
+  );
   const status: WorkerStatus = { ...next, observedGeneration: generation, conditions };
   if (!statusChanged(worker.status, status)) return;
-  try {
-    await ctx.client.mergePatch(WORKER_REF, worker.metadata.namespace, worker.metadata.name ?? '', { status: { ...status, currentRunID: status.currentRunID ?? null } }, { subresource: 'status' });
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
+  await ignoreNotFound(
+    ctx.client.mergePatch(WORKER_REF, worker.metadata.namespace, worker.metadata.name ?? '', { status: { ...status, currentRunID: status.currentRunID ?? null } }, { subresource: 'status' }),
+  );
 }

@@ -5,18 +5,17 @@
  * restarted controller reconnects without registering again.
  */
 import {
-  API_GROUP_VERSION,
   LABEL_MANAGED_BY,
   LABEL_WORKER_SECRET,
   LABEL_WORKERPOOL,
   MANAGED_BY_VALUE,
-  WORKER_KIND,
   WORKER_SECRET_CA,
   WORKER_SECRET_CERT,
   WORKER_SECRET_KEY,
 } from '../../api/constants.js';
 import type { WorkerObject } from '../../api/types.js';
 import type { Secret } from '../../runtime/k8s-client.js';
+import { controllerReference } from '../../runtime/owners.js';
 
 export interface WorkerSecretContent {
   readonly privateKeyPem?: string;
@@ -37,16 +36,7 @@ export function buildWorkerSecret(worker: WorkerObject, poolId: string, privateK
         [LABEL_WORKERPOOL]: poolId,
         [LABEL_MANAGED_BY]: MANAGED_BY_VALUE,
       },
-      ownerReferences: [
-        {
-          apiVersion: API_GROUP_VERSION,
-          kind: WORKER_KIND,
-          name: worker.metadata.name ?? '',
-          uid: worker.metadata.uid ?? '',
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [controllerReference(worker)],
     },
     type: 'Opaque',
     data: { [WORKER_SECRET_KEY]: b64(privateKeyPem) },

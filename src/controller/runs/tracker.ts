@@ -1,0 +1,60 @@
+/**
+ * What this process knows of its runs that the informer cache does not show
+ * yet. In memory only, and only ever a shortcut: the Pods in the API are the
+ * runs' state, and a restarted controller rebuilds everything from them.
+ */
+import type { RunStatus } from '../../protocol/index.js';
+
+export class RunTracker {
+  /**
+   * Runs whose Pod this process created but the cache has not shown yet, by
+   * worker key. Until it does, the worker counts as busy: announcing "idle"
+   * after accepting a run would make the backend fail that run.
+   */
+  private readonly starting = new Map<string, string>();
+  /**
+   * Progress reports (`pod-created`, `running`) already sent, by Pod uid. In
+   * memory only: writing each to the Pod would double a run's API writes, and
+   * after a restart re-sending one is harmless (the backend ignores a status
+   * that does not move a run forward). The end of a run is recorded on the
+   * Pod, because the release of its finalizer depends on it.
+   */
+  private readonly progress = new Map<string, RunStatus>();
+
+  /** The run this process started on the worker and the cache does not show yet. */
+  startingRun(workerKey: string): string | undefined {
+    return this.starting.get(workerKey);
+  }
+
+  /** A run Pod was created (or found) for `runId` on the worker. */
+  started(workerKey: string, runId: string): void {
+    this.starting.set(workerKey, runId);
+  }
+
+  /** The cache shows these runs of the worker: a run being started among them is no longer only ours to know. */
+  seen(workerKey: string, runIds: Iterable<string>): void {
+    const runId = this.starting.get(workerKey);
+    if (runId === undefined) return;
+    for (const seen of runIds) {
+      if (seen === runId) {
+        this.starting.delete(workerKey);
+        return;
+      }
+    }
+  }
+
+  /** The last progress report sent for the Pod, if any. */
+  progressOf(podUid: string): RunStatus | undefined {
+    return this.progress.get(podUid);
+  }
+
+  /** A progress report for the Pod reached the broker. */
+  reported(podUid: string, status: RunStatus): void {
+    this.progress.set(podUid, status);
+  }
+
+  /** The Pod's run is over (its end is recorded on the Pod) or the Pod is gone. */
+  forgetPod(podUid: string): void {
+    this.progress.delete(podUid);
+  }
+}
