@@ -15,6 +15,7 @@ import { kubeListWatch } from '../runtime/list-watch.js';
 import type { Logger } from '../runtime/log.js';
 import { WorkQueue, type ReconcileReport } from '../runtime/queue.js';
 import { BackendAccess } from './backend/access.js';
+import type { BackendConnector } from './backend/connector.js';
 import { SessionManager } from './backend/sessions.js';
 import { INDEX_WORKERS_BY_POOL, type Caches, type ControllerContext, type ControllerObserver, type ControllerOptions } from './context.js';
 import { poolKeyOf } from './keys.js';
@@ -39,6 +40,8 @@ export interface ManagerOptions extends ControllerOptions {
   readonly onMessageRejected?: (reason: string) => void;
   /** Metrics hooks for runs and worker creation. */
   readonly observer?: ControllerObserver;
+  /** How the backend is reached; the real protocol unless a test brings its own backend. */
+  readonly connector?: BackendConnector;
 }
 
 export class Manager {
@@ -85,12 +88,13 @@ export class Manager {
         },
       },
       log,
+      opts.connector,
     );
     ctx = {
       client: client.withSignal(this.stopping.signal),
       caches,
       queues,
-      backends: new BackendAccess(caches.secrets, client),
+      backends: new BackendAccess(caches.secrets, client, opts.connector),
       sessions,
       events: new EventRecorder(client, log, CONTROLLER_NAME, opts.identity),
       expectations: new Expectations(),

@@ -55,7 +55,7 @@ export interface WorkerConnectionOptions {
   logger?: ConnectionLogger;
 }
 
-interface WorkerConnectionEvents {
+export interface WorkerConnectionEvents {
   /** Session established (`sessionPresent` tells whether the broker kept it). */
   connect: [{ sessionPresent: boolean }];
   /** Connection lost or refused; reconnect is scheduled unless closed. */

@@ -3,8 +3,9 @@
  * replaced when they change. The credentials are checked against the backend
  * once per change, before any worker is created with them.
  */
-import { BackendClient, TerminalBackendError } from '../../protocol/index.js';
+import { TerminalBackendError } from '../../protocol/index.js';
 import type { WorkerPoolObject } from '../../api/types.js';
+import { PROTOCOL_CONNECTOR, type BackendApi, type BackendConnector } from './connector.js';
 import { readPoolCredentials, type CredentialsResult, type PoolCredentials } from './credentials.js';
 import type { Informer } from '../../runtime/informer.js';
 import { ignoreNotFound } from '../../runtime/errors.js';
@@ -12,7 +13,7 @@ import { SECRETS, type KubeClient, type Secret } from '../../runtime/k8s-client.
 
 interface Entry {
   readonly fingerprint: string;
-  readonly client: BackendClient;
+  readonly client: BackendApi;
   verified: boolean;
 }
 
@@ -25,6 +26,7 @@ export class BackendAccess {
   constructor(
     private readonly secrets: Informer<Secret>,
     private readonly kube: KubeClient,
+    private readonly connector: BackendConnector = PROTOCOL_CONNECTOR,
   ) {}
 
   /**
@@ -56,11 +58,11 @@ export class BackendAccess {
     return readPoolCredentials(pool.spec, namespace, (name) => live.get(name));
   }
 
-  client(poolKey: string, credentials: PoolCredentials): BackendClient {
+  client(poolKey: string, credentials: PoolCredentials): BackendApi {
     const existing = this.entries.get(poolKey);
     if (existing?.fingerprint === credentials.fingerprint) return existing.client;
     existing?.client.close();
-    const client = new BackendClient({ token: credentials.token, privateKeyPem: credentials.privateKeyPem });
+    const client = this.connector.client({ token: credentials.token, privateKeyPem: credentials.privateKeyPem });
     this.entries.set(poolKey, { fingerprint: credentials.fingerprint, client, verified: false });
     return client;
   }
@@ -91,7 +93,7 @@ export class BackendAccess {
   }
 
   /** Every pool's client, for metrics that read pool counters from the backend. */
-  clients(): ReadonlyMap<string, BackendClient> {
+  clients(): ReadonlyMap<string, BackendApi> {
     return new Map([...this.entries].map(([k, e]) => [k, e.client]));
   }
 

@@ -4,7 +4,6 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  WorkerConnection,
   type RunStatusMessage,
   type ToWorkerMessage,
   type WorkerCredentials,
@@ -12,6 +11,7 @@ import {
 } from '../../protocol/index.js';
 import { untilAborted } from '../../runtime/abort.js';
 import type { Logger } from '../../runtime/log.js';
+import { PROTOCOL_CONNECTOR, type BackendConnector, type WorkerSession } from './connector.js';
 
 export interface SessionHandlers {
   /** A valid message for the worker. Resolve only once it is handled: the broker redelivers it otherwise. */
@@ -30,7 +30,7 @@ export interface SessionSpec {
 }
 
 interface Session {
-  readonly connection: WorkerConnection;
+  readonly connection: WorkerSession;
   readonly fingerprint: string;
   /** Last state announced, so that unchanged states cost no message. */
   state: string;
@@ -52,6 +52,7 @@ export class SessionManager {
   constructor(
     private readonly handlers: SessionHandlers,
     private readonly log: Logger,
+    private readonly connector: BackendConnector = PROTOCOL_CONNECTOR,
   ) {}
 
   /** Opens the session, or replaces it when the broker or credentials changed. Idempotent. */
@@ -61,7 +62,7 @@ export class SessionManager {
     if (existing?.fingerprint === fingerprint) return;
     if (existing !== undefined) void existing.connection.close();
     const log = this.log.with({ worker: workerKey, workerId: spec.credentials.workerId });
-    const connection = new WorkerConnection({
+    const connection = this.connector.session({
       brokerUrl: spec.brokerUrl,
       topicNamespace: spec.topicNamespace,
       credentials: spec.credentials,

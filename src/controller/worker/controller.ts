@@ -15,7 +15,6 @@ import {
   RetryableBackendError,
   TerminalBackendError,
   tokenTopicNamespace,
-  type BackendClient,
   type WorkerState as ProtocolWorkerState,
 } from '../../protocol/index.js';
 import { setCondition, type Condition } from '../../runtime/conditions.js';
@@ -24,6 +23,7 @@ import { hasFinalizer, releaseAndDelete, removeFinalizer } from '../../runtime/f
 import { statusChanged } from '../../runtime/status.js';
 import { PODS, SECRETS, type Secret } from '../../runtime/k8s-client.js';
 import { RetryLaterError, type ReconcileContext, type Result } from '../../runtime/queue.js';
+import type { BackendApi } from '../backend/connector.js';
 import type { PoolCredentials } from '../backend/credentials.js';
 import { forReconcile, type ControllerContext } from '../context.js';
 import { objectKey, poolKeyOf } from '../keys.js';
@@ -57,7 +57,7 @@ interface Access {
   readonly pool: WorkerPoolObject;
   readonly poolKey: string;
   readonly credentials: PoolCredentials;
-  readonly backend: BackendClient;
+  readonly backend: BackendApi;
 }
 
 /** The pool's credentials and backend client, or why they cannot be had. */

@@ -1,0 +1,208 @@
+/**
+ * A backend for in-process reconciler tests, plugged in where the controller
+ * meets the protocol (`BackendConnector`): it keeps workers, their sessions,
+ * every state and run status the controller sends, and can refuse, fail or be
+ * unreachable on demand. Everything on the Kubernetes side stays real.
+ */
+import { EventEmitter } from 'node:events';
+import type { BackendApi, BackendConnector, WorkerSession } from '../../../src/controller/backend/connector.js';
+import {
+  PROTOCOL_VERSION,
+  RetryableBackendError,
+  TerminalBackendError,
+  type BackendClientOptions,
+  type DrainResponse,
+  type PoolStats,
+  type RegisterResponse,
+  type RunStatusMessage,
+  type ScheduleMessage,
+  type ToWorkerMessage,
+  type WorkerConnectionEvents,
+  type WorkerConnectionOptions,
+  type WorkerState,
+} from '../../../src/protocol/index.js';
+
+export interface FakeWorker {
+  readonly poolId: string;
+  readonly id: string;
+  /** Registrations of this id (a repeated registration reuses the id). */
+  registrations: number;
+  drained: boolean;
+  deregistered: boolean;
+}
+
+export interface ReceivedStatus extends Omit<RunStatusMessage, 'type' | 'version'> {
+  readonly workerId: string;
+}
+
+class FakeSession extends EventEmitter<WorkerConnectionEvents> implements WorkerSession {
+  connected = false;
+  readonly rejectedCount = 0;
+  closed = false;
+
+  constructor(
+    private readonly backend: FakeBackend,
+    readonly options: WorkerConnectionOptions,
+  ) {
+    super();
+  }
+
+  get workerId(): string {
+    return this.options.credentials.workerId;
+  }
+
+  start(): void {
+    this.backend.sessionStarted(this);
+    if (this.backend.offline.has(this.workerId)) return;
+    setImmediate(() => this.up());
+  }
+
+  up(): void {
+    if (this.closed || this.connected) return;
+    this.connected = true;
+    this.emit('connect', { sessionPresent: true });
+  }
+
+  down(): void {
+    if (!this.connected) return;
+    this.connected = false;
+    this.emit('disconnect', {});
+  }
+
+  async setState(state: WorkerState, runId?: string): Promise<void> {
+    this.backend.states.push({ workerId: this.workerId, state, runId });
+  }
+
+  async sendRunStatus(update: Omit<RunStatusMessage, 'type' | 'version'>): Promise<void> {
+    // Like QoS 1 while offline: acknowledged only once the session is back.
+    while (!this.connected) {
+      if (this.closed) throw new Error('session closed');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.backend.statuses.push({ workerId: this.workerId, ...update });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.connected = false;
+  }
+
+  /** Delivers a message the way the broker does: resolves once the controller handled it. */
+  deliver(message: ToWorkerMessage): Promise<void> {
+    return Promise.resolve(this.options.onMessage(message));
+  }
+}
+
+export class FakeBackend implements BackendConnector {
+  readonly workers = new Map<string, FakeWorker>();
+  readonly statuses: ReceivedStatus[] = [];
+  readonly states: { workerId: string; state: WorkerState; runId?: string }[] = [];
+  /** Every session the controller opened, newest last. */
+  readonly sessions: FakeSession[] = [];
+  /** Workers whose sessions do not come up until {@link FakeBackend.connect}. */
+  readonly offline = new Set<string>();
+  /** Pools refused with this message (401, as a backend answers a key it does not know). */
+  readonly refused = new Map<string, string>();
+  unreachable = false;
+  /** Workers whose deregistration fails (500) until removed from this set. */
+  readonly deregistrationFails = new Set<string>();
+  /** Workers the backend calls busy when drained (a run the controller has not shown yet). */
+  readonly busy = new Set<string>();
+  private registrations = 0;
+
+  client(options: BackendClientOptions): BackendApi {
+    const poolId = options.token.poolId;
+    const guard = (what: string): void => {
+      if (this.unreachable) throw new RetryableBackendError(`${what}: cannot reach the backend at ${options.token.apiUrl}: connect ECONNREFUSED`, undefined);
+      const refusal = this.refused.get(poolId);
+      if (refusal !== undefined) throw new TerminalBackendError(`${what}: backend answered 401: ${refusal}`, 401);
+    };
+    return {
+      register: async (csr: string, workerId?: string): Promise<RegisterResponse> => {
+        guard('register worker');
+        if (!csr.includes('CERTIFICATE REQUEST')) throw new TerminalBackendError('register worker: backend answered 400: not a CSR', 400);
+        const id = workerId ?? `w${++this.registrations}`;
+        const worker = this.workers.get(id) ?? { poolId, id, registrations: 0, drained: false, deregistered: false };
+        worker.registrations++;
+        worker.deregistered = false;
+        this.workers.set(id, worker);
+        return { workerId: id, certificatePem: `fake certificate of ${id}`, caPem: 'fake broker CA' };
+      },
+      deregister: async (workerId: string): Promise<void> => {
+        guard('deregister worker');
+        if (this.deregistrationFails.has(workerId)) throw new RetryableBackendError('deregister worker: backend answered 500: database is locked', 500);
+        const worker = this.workers.get(workerId);
+        if (worker !== undefined) worker.deregistered = true;
+      },
+      drain: async (workerId: string): Promise<DrainResponse> => {
+        guard('drain worker');
+        const worker = this.workers.get(workerId);
+        if (worker !== undefined) worker.drained = true;
+        return { busy: this.busy.has(workerId) };
+      },
+      undrain: async (workerId: string): Promise<void> => {
+        guard('undrain worker');
+        const worker = this.workers.get(workerId);
+        if (worker !== undefined) worker.drained = false;
+      },
+      poolStats: async (): Promise<PoolStats> => {
+        guard('get pool stats');
+        const mine = [...this.workers.values()].filter((w) => w.poolId === poolId && !w.deregistered);
+        return { poolId, pendingRuns: 0, workers: { total: mine.length, idle: 0, busy: 0, drained: mine.filter((w) => w.drained).length, offline: 0 } };
+      },
+      close: () => undefined,
+    };
+  }
+
+  session(options: WorkerConnectionOptions): WorkerSession {
+    return new FakeSession(this, options);
+  }
+
+  sessionStarted(session: FakeSession): void {
+    this.sessions.push(session);
+  }
+
+  /** The worker's open session, if the controller holds one. */
+  sessionOf(workerId: string): FakeSession | undefined {
+    return this.sessions.filter((s) => s.workerId === workerId && !s.closed).at(-1);
+  }
+
+  /** Lets the worker's session come up (again). */
+  connect(workerId: string): void {
+    this.offline.delete(workerId);
+    this.sessionOf(workerId)?.up();
+  }
+
+  /** Drops the worker's session; it stays down until {@link FakeBackend.connect}. */
+  disconnect(workerId: string): void {
+    this.offline.add(workerId);
+    this.sessionOf(workerId)?.down();
+  }
+
+  /** Sends `schedule` for a run to the worker; resolves once the controller acknowledged it. */
+  async schedule(workerId: string, runId: string, over: Partial<ScheduleMessage> = {}): Promise<void> {
+    const session = this.sessionOf(workerId);
+    if (session === undefined) throw new Error(`worker ${workerId} has no session`);
+    await session.deliver({
+      type: 'schedule',
+      version: PROTOCOL_VERSION,
+      runId,
+      runnerImage: 'registry.example.com/runner:1',
+      launcherImage: 'registry.example.com/launcher:1',
+      env: {},
+      timeouts: {},
+      ...over,
+    });
+  }
+
+  async stop(workerId: string, runId: string): Promise<void> {
+    const session = this.sessionOf(workerId);
+    if (session === undefined) throw new Error(`worker ${workerId} has no session`);
+    await session.deliver({ type: 'stop', version: PROTOCOL_VERSION, runId });
+  }
+
+  /** The run statuses the controller sent for a run, in order. */
+  statusesOf(runId: string): string[] {
+    return this.statuses.filter((s) => s.runId === runId).map((s) => s.status);
+  }
+}
