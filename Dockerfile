@@ -18,10 +18,9 @@ FROM node:${NODE_MAJOR}-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.cjs.json ./
 COPY src ./src
 COPY constructs ./constructs
-COPY imports ./imports
 RUN npm run build
 
 # 2. Production dependencies only, without install scripts (none of them needs one).
