@@ -23,11 +23,21 @@ COPY src ./src
 COPY constructs ./constructs
 RUN npm run build
 
-# 2. Production dependencies only, without install scripts (none of them needs one).
+# 2. Production dependencies only, without install scripts (none of them needs
+#    one), plus @kubernetes/client-node at its locked version: an optional peer
+#    dependency of the npm package (library users rarely need it), which the
+#    image keeps so that a mounted kubeconfig with an exec or auth-provider
+#    user, or a proxy-url, works. Moved to "dependencies" here only, so that
+#    the prune keeps it and its dependencies.
 FROM node:${NODE_MAJOR}-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+ && version="$(npm pkg get 'devDependencies.@kubernetes/client-node' | tr -d '"')" \
+ && npm pkg delete 'devDependencies.@kubernetes/client-node' \
+ && npm pkg set "dependencies.@kubernetes/client-node=${version}" \
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
 
 # 3. Run time: no shell, no npm; just node, the compiled code and its dependencies.
 FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot

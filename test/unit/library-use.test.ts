@@ -2,7 +2,7 @@
  * Uses the package the way other apps do: packed by `npm pack`, unpacked into
  * an outside app's node_modules next to the packages it declares (dependencies
  * and required peers, taken from this project's node_modules, so no network)
- * and nothing else.
+ * and nothing else; in particular without the optional @kubernetes/client-node.
  * The cdk8s app that `cdk8s init typescript-app` makes is in
  * cdk8s-init-app.test.ts.
  */
@@ -160,6 +160,10 @@ export { ready };
     expect(result.status).toBe(0);
   }
 
+  test('the optional @kubernetes/client-node is not installed next to the package', () => {
+    expect(() => createRequire(join(app, 'x.js')).resolve('@kubernetes/client-node')).toThrow(/Cannot find module/);
+  });
+
   test('an ES module app (module nodenext) gets the types, with no library errors', () => {
     typecheck('types-esm', { module: 'nodenext', moduleResolution: 'nodenext' }, 'main.ts', program(`import { App, Chart } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
@@ -185,6 +189,26 @@ describe('the controller in the package', () => {
   test('runs with the dependencies the package declares', () => {
     const out = execFileSync(process.execPath, [main(), '--help'], { cwd: app, encoding: 'utf8' });
     expect(out).toContain('Usage: kube-workerpool-controller [flags]');
+  });
+
+  test('names the optional package to install when a kubeconfig needs it', () => {
+    const kubeconfig = join(work, 'exec-kubeconfig.yaml');
+    writeFileSync(
+      kubeconfig,
+      `apiVersion: v1
+kind: Config
+current-context: eks
+clusters: [{ name: eks, cluster: { server: "https://127.0.0.1:1" } }]
+users: [{ name: eks, user: { exec: { apiVersion: client.authentication.k8s.io/v1beta1, command: aws } } }]
+contexts: [{ name: eks, context: { cluster: eks, user: eks } }]
+`,
+    );
+    const result = spawnSync(process.execPath, [main()], { cwd: app, encoding: 'utf8', env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: 30_000 });
+    expect(result.status).toBe(1);
+    const range = packageJson().peerDependencies?.['@kubernetes/client-node'];
+    expect(result.stderr).toContain(
+      `kubeconfig ${kubeconfig}, context eks: an exec or auth-provider user, or a proxy-url, needs the optional package @kubernetes/client-node, which is not installed; npm install @kubernetes/client-node@${range}`,
+    );
   });
 });
 
