@@ -24,18 +24,20 @@ COPY constructs ./constructs
 RUN npm run build
 
 # 2. Production dependencies only, without install scripts (none of them needs
-#    one), plus @kubernetes/client-node at its locked version: an optional peer
-#    dependency of the npm package (library users rarely need it), which the
-#    image keeps so that a mounted kubeconfig with an exec or auth-provider
-#    user, or a proxy-url, works. Moved to "dependencies" here only, so that
-#    the prune keeps it and its dependencies.
+#    one), plus the optional peer dependencies at their locked versions: the
+#    npm package leaves the controller's own packages (mqtt, node-forge,
+#    prom-client, yaml; @kubernetes/client-node for exec/auth-provider/proxy-url
+#    kubeconfigs) to those who run the controller, so that cdk8s apps using
+#    the constructs do not install them; the image runs the controller, so it
+#    has them all. Moved to "dependencies" here only, so that the prune keeps
+#    them and what they depend on.
 FROM node:${NODE_MAJOR}-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
- && version="$(npm pkg get 'devDependencies.@kubernetes/client-node' | tr -d '"')" \
- && npm pkg delete 'devDependencies.@kubernetes/client-node' \
- && npm pkg set "dependencies.@kubernetes/client-node=${version}" \
+ && node -e "const fs = require('node:fs'); const p = JSON.parse(fs.readFileSync('package.json', 'utf8')); \
+      for (const name of Object.keys(p.peerDependenciesMeta)) { p.dependencies[name] = p.devDependencies[name]; delete p.devDependencies[name]; } \
+      fs.writeFileSync('package.json', JSON.stringify(p))" \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 

@@ -2,12 +2,13 @@
  * Uses the package the way other apps do: packed by `npm pack`, unpacked into
  * an outside app's node_modules next to the packages it declares (dependencies
  * and required peers, taken from this project's node_modules, so no network)
- * and nothing else; in particular without the optional @kubernetes/client-node.
+ * and nothing else: none of the optional peers (the packages only the
+ * controller needs, and @kubernetes/client-node) until a test adds them.
  * The cdk8s app that `cdk8s init typescript-app` makes is in
  * cdk8s-init-app.test.ts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -184,32 +185,84 @@ import { WorkerPool, api } from 'kube-workerpool-controller';`), 'commonjs');
 });
 
 describe('the controller in the package', () => {
-  const main = () => join(installed, 'lib', 'src', 'controller', 'cli', 'main.js');
+  const bin = () => join(installed, 'lib', 'src', 'controller', 'cli', 'bin.js');
+  /** The optional peer dependencies the controller needs to start (client-node only for some kubeconfigs). */
+  const controllerPackages = () => {
+    const pkg = packageJson();
+    return Object.keys(pkg.peerDependenciesMeta ?? {}).filter((name) => name !== '@kubernetes/client-node');
+  };
 
-  test('runs with the dependencies the package declares', () => {
-    const out = execFileSync(process.execPath, [main(), '--help'], { cwd: app, encoding: 'utf8' });
-    expect(out).toContain('Usage: kube-workerpool-controller [flags]');
+  test('is the package\'s command', () => {
+    expect((JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin).toEqual({
+      'kube-workerpool-controller': './lib/src/controller/cli/bin.js',
+    });
+    expect(readFileSync(bin(), 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
   });
 
-  test('names the optional package to install when a kubeconfig needs it', () => {
-    const kubeconfig = join(work, 'exec-kubeconfig.yaml');
-    writeFileSync(
-      kubeconfig,
-      `apiVersion: v1
+  test('without the packages only it needs, its command names the command that installs them', () => {
+    const result = spawnSync(process.execPath, [bin(), '--help'], { cwd: app, encoding: 'utf8' });
+    expect(result.status).toBe(1);
+    const peers = packageJson().peerDependencies ?? {};
+    const install = controllerPackages().map((name) => `${name}@${peers[name]}`).join(' ');
+    expect(controllerPackages().length).toBeGreaterThan(0);
+    expect(result.stderr).toBe(
+      `kube-workerpool-controller: the controller needs ${controllerPackages().join(', ')}, optional peer dependencies of the package (the constructs alone do not); install them next to it: npm install ${install}\n`,
+    );
+  });
+
+  describe('with them installed', () => {
+    beforeAll(() => {
+      for (const name of controllerPackages()) link(name);
+    });
+
+    test('runs', () => {
+      const out = execFileSync(process.execPath, [bin(), '--help'], { cwd: app, encoding: 'utf8' });
+      expect(out).toContain('Usage: kube-workerpool-controller [flags]');
+    });
+
+    test('names the optional @kubernetes/client-node when a kubeconfig needs it', () => {
+      const kubeconfig = join(work, 'exec-kubeconfig.yaml');
+      writeFileSync(
+        kubeconfig,
+        `apiVersion: v1
 kind: Config
 current-context: eks
 clusters: [{ name: eks, cluster: { server: "https://127.0.0.1:1" } }]
 users: [{ name: eks, user: { exec: { apiVersion: client.authentication.k8s.io/v1beta1, command: aws } } }]
 contexts: [{ name: eks, context: { cluster: eks, user: eks } }]
 `,
-    );
-    const result = spawnSync(process.execPath, [main()], { cwd: app, encoding: 'utf8', env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: 30_000 });
-    expect(result.status).toBe(1);
-    const range = packageJson().peerDependencies?.['@kubernetes/client-node'];
-    expect(result.stderr).toContain(
-      `kubeconfig ${kubeconfig}, context eks: an exec or auth-provider user, or a proxy-url, needs the optional package @kubernetes/client-node, which is not installed; npm install @kubernetes/client-node@${range}`,
-    );
+      );
+      const result = spawnSync(process.execPath, [bin()], { cwd: app, encoding: 'utf8', env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: 30_000 });
+      expect(result.status).toBe(1);
+      const range = packageJson().peerDependencies?.['@kubernetes/client-node'];
+      expect(result.stderr).toContain(
+        `kubeconfig ${kubeconfig}, context eks: an exec or auth-provider user, or a proxy-url, needs the optional package @kubernetes/client-node, which is not installed; npm install @kubernetes/client-node@${range}`,
+      );
+    });
   });
+});
+
+test('every package the published code imports is declared, and the library entry imports only dependencies and required peers', () => {
+  const pkg = packageJson();
+  const peers = pkg.peerDependencies ?? {};
+  const required = new Set([...Object.keys(pkg.dependencies), ...Object.keys(peers).filter((name) => pkg.peerDependenciesMeta?.[name]?.optional !== true)]);
+  const imported = (dir: string): Set<string> => {
+    const names = new Set<string>();
+    for (const file of readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js'))) {
+      for (const m of readFileSync(join(dir, file), 'utf8').matchAll(/(?:from |import\(|require\()['"]([^'"./][^'"]*)['"]/g)) {
+        const specifier = m[1] as string;
+        if (specifier.startsWith('node:')) continue;
+        names.add(specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/'));
+      }
+    }
+    return names;
+  };
+  const library = imported(join(installed, 'lib', 'cjs'));
+  expect([...library].sort()).toEqual(['cdk8s', 'cdk8s-plus-28', 'constructs']);
+  expect([...library].filter((name) => !required.has(name))).toEqual([]);
+  const all = imported(join(installed, 'lib'));
+  expect([...all].filter((name) => !required.has(name) && peers[name] === undefined)).toEqual([]);
+  expect(all.has('mqtt')).toBe(true);
 });
 
 test('the package holds the constructs, the controller and the install manifest, and nothing else of the repository', () => {
