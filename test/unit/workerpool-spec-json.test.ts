@@ -4,7 +4,7 @@
  * field names, cdk8s-plus names of embedded objects turned into JSON names,
  * and a clear error instead of a lost or misspelled field.
  */
-import { Chart, Testing } from 'cdk8s';
+import { Chart, JsonPatch, Testing } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { describe, expect, test } from 'vitest';
 import { WorkerPool, type WorkerPoolProps } from '../../constructs/index.js';
@@ -128,6 +128,14 @@ describe('WorkerPool spec as JSON', () => {
     ['an embedded object that is not an object', { pod: { affinity: 'zone-a' } }, 'spec.pod.affinity must be an object, got "zone-a"'],
   ])('refuses %s, naming the field and the value', (_, spec, message) => {
     expect(specError(spec)).toContain(message);
+  });
+
+  test('a field of a newer Kubernetes goes in with a JSON patch on the resource', () => {
+    const objects = synthChart((chart) => {
+      const pool = new WorkerPool(chart, 'pool', { name: 'p', spec: { pod: { volumes: [{ name: 'tools', emptyDir: {} }] } } });
+      pool.resource.addJsonPatch(JsonPatch.remove('/spec/pod/volumes/0/emptyDir'), JsonPatch.add('/spec/pod/volumes/0/image', { reference: 'registry.example.com/tools:1' }));
+    });
+    expect(at(find(objects, 'WorkerPool', 'p'), 'spec.pod.volumes')).toEqual([{ name: 'tools', image: { reference: 'registry.example.com/tools:1' } }]);
   });
 
   test('every embedded object of the schema has its converter, and no other place has one', () => {
