@@ -18,17 +18,28 @@ FROM node:${NODE_MAJOR}-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.cjs.json ./
 COPY src ./src
 COPY constructs ./constructs
-COPY imports ./imports
 RUN npm run build
 
-# 2. Production dependencies only, without install scripts (none of them needs one).
+# 2. Production dependencies only, without install scripts (none of them needs
+#    one), plus the optional peer dependencies at their locked versions: the
+#    npm package leaves the controller's own packages (mqtt, node-forge,
+#    prom-client, yaml; @kubernetes/client-node for exec/auth-provider/proxy-url
+#    kubeconfigs) to those who run the controller, so that cdk8s apps using
+#    the constructs do not install them; the image runs the controller, so it
+#    has them all. Moved to "dependencies" here only, so that the prune keeps
+#    them and what they depend on.
 FROM node:${NODE_MAJOR}-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+ && node -e "const fs = require('node:fs'); const p = JSON.parse(fs.readFileSync('package.json', 'utf8')); \
+      for (const name of Object.keys(p.peerDependenciesMeta)) { p.dependencies[name] = p.devDependencies[name]; delete p.devDependencies[name]; } \
+      fs.writeFileSync('package.json', JSON.stringify(p))" \
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
 
 # 3. Run time: no shell, no npm; just node, the compiled code and its dependencies.
 FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot

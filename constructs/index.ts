@@ -7,4 +7,4 @@ export { WorkerPoolCrd, MAX_POOL_NAME_LENGTH } from './workerpool-crd.js';
 export { WorkerCrd } from './worker-crd.js';
 export { ControllerRbac } from './rbac.js';
 export type { ControllerRbacProps } from './rbac.js';
-export * as api from '../imports/workers.spacelift.io.js';
+export * as api from './api.js';

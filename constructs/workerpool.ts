@@ -2,11 +2,13 @@
  * A typed WorkerPool for cdk8s apps, optionally with the Secret that holds its
  * credentials in the documented shape.
  */
+import { ApiObject } from 'cdk8s';
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
-import { WorkerPool as WorkerPoolObject, WorkerPoolSpec } from '../imports/workers.spacelift.io.js';
-import { SECRET_KEY_PRIVATE_KEY, SECRET_KEY_TOKEN } from '../src/api/constants.js';
+import { API_GROUP_VERSION, SECRET_KEY_PRIVATE_KEY, SECRET_KEY_TOKEN, WORKERPOOL_KIND } from '../src/api/constants.js';
+import type { WorkerPoolSpecProps } from '../src/api/workerpool.js';
 import { MAX_POOL_NAME_LENGTH } from './workerpool-crd.js';
+import { workerPoolSpecJson } from './spec-json.js';
 import { checkInteger, checkLabelName, checkObjectName } from './validate.js';
 
 
@@ -42,14 +44,18 @@ export interface WorkerPoolProps {
    */
   readonly secretName?: string;
   /**
-   * Everything else of the WorkerPool spec.
+   * Everything else of the WorkerPool spec, with the CRD's field names (see
+   * the README's configuration reference). Quantities are strings such as
+   * "500m", numbers or `Quantity` objects; embedded Kubernetes objects (volumes,
+   * containers, affinity) are cdk8s-plus `k8s` types.
    * @default - the controller's defaults
    */
-  readonly spec?: Omit<WorkerPoolSpec, 'poolSize' | 'token' | 'privateKey'>;
+  readonly spec?: Omit<WorkerPoolSpecProps, 'poolSize' | 'token' | 'privateKey'>;
 }
 
 export class WorkerPool extends Construct {
-  public readonly resource: WorkerPoolObject;
+  /** The WorkerPool object; `addJsonPatch` on it is the escape hatch for fields the types lack. */
+  public readonly resource: ApiObject;
   public readonly secret?: k8s.KubeSecret;
 
   constructor(scope: Construct, id: string, props: WorkerPoolProps) {
@@ -85,18 +91,21 @@ export class WorkerPool extends Construct {
       });
     }
 
-    this.resource = new WorkerPoolObject(this, 'Resource', {
+    const spec: WorkerPoolSpecProps = {
+      ...props.spec,
+      poolSize,
+      ...(secretName === undefined
+        ? {}
+        : {
+            token: { secretKeyRef: { name: secretName, key: SECRET_KEY_TOKEN } },
+            privateKey: { secretKeyRef: { name: secretName, key: SECRET_KEY_PRIVATE_KEY } },
+          }),
+    };
+    this.resource = new ApiObject(this, 'Resource', {
+      apiVersion: API_GROUP_VERSION,
+      kind: WORKERPOOL_KIND,
       metadata: { name: props.name, namespace: props.namespace },
-      spec: {
-        ...props.spec,
-        poolSize,
-        ...(secretName === undefined
-          ? {}
-          : {
-              token: { secretKeyRef: { name: secretName, key: SECRET_KEY_TOKEN } },
-              privateKey: { secretKeyRef: { name: secretName, key: SECRET_KEY_PRIVATE_KEY } },
-            }),
-      },
+      spec: workerPoolSpecJson(spec),
     });
   }
 }

@@ -126,9 +126,25 @@ export function quantityMap(description: string): Schema<Readonly<Record<string,
  * `properties` either: `cdk8s import` would then generate a type with only
  * those fields and drop the others.
  */
-export function embedded<P>(description: string): Schema<JsonObject, P> {
+export function embedded<P>(description: string): Schema<JsonObject, K8sProps<P>> {
   return { type: 'object', description, 'x-kubernetes-preserve-unknown-fields': true };
 }
+
+/**
+ * A cdk8s `k8s` type as an app may write it: where the generated type wants a
+ * `Quantity` or an `IntOrString` object (the only generated classes with just
+ * a `value`), a plain string or number is accepted too, as in YAML. The
+ * constructs unwrap both (constructs/spec-json.ts).
+ */
+export type K8sProps<T> = T extends Date
+  ? T
+  : T extends object
+    ? [keyof T] extends ['value']
+      ? T | string | number
+      : T extends readonly (infer E)[]
+        ? readonly K8sProps<E>[]
+        : { readonly [K in keyof T]: K8sProps<T[K]> }
+    : T;
 
 /**
  * A Go-style duration ("24h", "90m", "1h30m"), as the product's history TTL

@@ -174,8 +174,24 @@ function needsClientNode(cluster: Dict, user: Dict | undefined): boolean {
   return cluster['proxy-url'] !== undefined || user?.exec !== undefined || user?.['auth-provider'] !== undefined;
 }
 
+/**
+ * An optional peer dependency of the package: most installs (in-cluster, plain
+ * kubeconfigs) never need it, and it is most of the install's size.
+ */
+export const CLIENT_NODE_INSTALL = 'npm install @kubernetes/client-node@~1.4.0';
+
 async function clientNodeConnection(files: readonly string[], context: string): Promise<ClusterConnection> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
+  let clientNode: typeof import('@kubernetes/client-node');
+  try {
+    clientNode = await import('@kubernetes/client-node');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' || !String(err).includes("'@kubernetes/client-node'")) throw err;
+    throw new KubeconfigError(
+      `kubeconfig ${files.join(path.delimiter)}, context ${context}: an exec or auth-provider user, or a proxy-url, ` +
+        `needs the optional package @kubernetes/client-node, which is not installed; ${CLIENT_NODE_INSTALL}`,
+    );
+  }
+  const { KubeConfig } = clientNode;
   const kc = new KubeConfig();
   // The same merge of the same files that found the context.
   const [first, ...rest] = files;

@@ -12,7 +12,7 @@ describe('WorkerPool construct', () => {
       namespace: 'workers',
       poolSize: 2,
       credentials: { token: 'eyJhIjoxfQ==', privateKeyPem: PEM },
-      spec: { keepSuccessfulPods: true, failedPodsHistoryTtl: '24h', pod: { activeDeadlineSeconds: 4200 } },
+      spec: { keepSuccessfulPods: true, failedPodsHistoryTTL: '24h', pod: { activeDeadlineSeconds: 4200 } },
     }));
     const secret = find(objects, 'Secret', 'my-pool-credentials');
     expect(secret.metadata.namespace).toBe('workers');
