@@ -74,8 +74,8 @@ class FakeSession extends EventEmitter<WorkerConnectionEvents> implements Worker
   }
 
   async sendRunStatus(update: Omit<RunStatusMessage, 'type' | 'version'>): Promise<void> {
-    // Like QoS 1 while offline: acknowledged only once the session is back.
-    while (!this.connected) {
+    // Like QoS 1 while offline (or while the broker withholds its PUBACKs): acknowledged only later.
+    while (!this.connected || this.backend.acksWithheld) {
       if (this.closed) throw new Error('session closed');
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -104,6 +104,8 @@ export class FakeBackend implements BackendConnector {
   /** Pools refused with this message (401, as a backend answers a key it does not know). */
   readonly refused = new Map<string, string>();
   unreachable = false;
+  /** The broker acknowledges no run status (the controller's publish waits) while set. */
+  acksWithheld = false;
   /** Workers whose deregistration fails (500) until removed from this set. */
   readonly deregistrationFails = new Set<string>();
   /** Workers the backend calls busy when drained (a run the controller has not shown yet). */

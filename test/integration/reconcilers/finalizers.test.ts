@@ -48,6 +48,23 @@ describe('the WorkerPool finalizer', () => {
   });
 });
 
+describe('the WorkerPool finalizer, with a worker the backend cannot let go', () => {
+  it('keeps the pool Deleting and says which worker holds it and why', async () => {
+    await c.createPool('holds', 1, poolCredentials('01hfinalholdsaaaaaaaaaaaaa'));
+    const [w] = await idle('holds', 1);
+    if (w === undefined) throw new Error('no worker');
+    c.backend.deregistrationFails.add(w.spec.workerId);
+    await c.admin.delete(WORKERPOOL_REF, c.ns, 'holds');
+    await eventually('the pool Deleting, naming the cause', async () => {
+      const ready = (await c.pool('holds'))?.status?.conditions?.find((cond) => cond.type === 'Ready');
+      return ready?.reason === 'Deleting' && /waiting for 1 worker\(s\) to deregister from the backend: .*database is locked/.test(ready.message);
+    });
+    expect((await c.pool('holds'))?.metadata.finalizers).toEqual([FINALIZER_WORKERPOOL]);
+    c.backend.deregistrationFails.delete(w.spec.workerId);
+    await eventually('the pool gone', async () => (await c.pool('holds')) === undefined, 40_000);
+  });
+});
+
 describe('the Worker finalizer', () => {
   it('waits for the run in progress, then deregisters', async () => {
     await c.createPool('waits', 1, poolCredentials('01hfinalwaitsaaaaaaaaaaaaa'));
