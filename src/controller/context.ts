@@ -16,6 +16,7 @@ import { objectKey } from './keys.js';
 import type { Expectations } from './pool/expectations.js';
 import type { RunTracker } from './runs/tracker.js';
 import type { KeyFactory } from './worker/key-factory.js';
+import type { Registrations } from './worker/registrations.js';
 
 /** Index of the Worker cache: the pool's key -> the pool's Workers. */
 export const INDEX_WORKERS_BY_POOL = 'pool';
@@ -67,6 +68,8 @@ export interface ControllerContext {
   readonly runs: RunTracker;
   /** Worker keys made outside the reconciles that need them (see `worker/key-factory.ts`). */
   readonly keys: KeyFactory;
+  /** Registrations written to Secrets that the cache does not show yet. */
+  readonly registrations: Registrations;
   /** Hooks for metrics. */
   readonly observer?: ControllerObserver;
   /** Fires when the work this context was handed to must stop: API calls and waits end with it. */

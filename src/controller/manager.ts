@@ -26,6 +26,7 @@ import { handleWorkerMessage } from './runs/messages.js';
 import { RunTracker } from './runs/tracker.js';
 import { reconcileWorker, watchWorkers } from './worker/controller.js';
 import { KeyFactory } from './worker/key-factory.js';
+import { Registrations } from './worker/registrations.js';
 
 export interface ManagerOptions extends ControllerOptions {
   readonly client: KubeClient;
@@ -101,6 +102,7 @@ export class Manager {
       runs: new RunTracker(),
       // Fewer keys in flight than libuv's 4 threads, so DNS and file work always find one free.
       keys: new KeyFactory((workerKey) => queues.workers.add(workerKey), Math.max(1, Math.min(availableParallelism(), 3))),
+      registrations: new Registrations(),
       log,
       options: { stuckPodGraceMs: opts.stuckPodGraceMs },
       observer: opts.observer,

@@ -75,6 +75,7 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
   const worker = ctx.caches.workers.getByKey(key);
   if (worker === undefined) {
     ctx.keys.forget(key);
+    ctx.registrations.forget(key);
     await ctx.sessions.close(key);
     await cleanUpOrphans(ctx, key);
     return;
@@ -92,11 +93,12 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
   try {
     const secret = await ensureKey(ctx, key, worker, a.credentials.token.poolId);
     if (secret === undefined) return;
-    content = readWorkerSecret(secret);
+    content = ctx.registrations.complete(key, readWorkerSecret(secret));
     if (content.certificatePem === undefined || content.caPem === undefined) {
       const registered = await register(ctx, worker, a, content.privateKeyPem as string);
       if (registered === undefined) return;
       content = { ...content, ...registered };
+      ctx.registrations.written(key, { privateKeyPem: content.privateKeyPem as string, ...registered });
       ctx.observer?.onWorkerRegistered?.(worker.metadata.creationTimestamp);
     }
   } catch (err) {
