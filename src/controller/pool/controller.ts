@@ -131,7 +131,7 @@ function summarize(ctx: ControllerContext, w: WorkerObject): WorkerSummary {
 
 /** A run of this worker is not over. The cache may know of it before the Worker's status does. */
 function hasActiveRun(ctx: ControllerContext, w: WorkerObject): boolean {
-  return activeRunPod(podsOfWorker(ctx, w)) !== undefined;
+  return activeRunPod(ctx, podsOfWorker(ctx, w)) !== undefined;
 }
 
 async function scale(ctx: ControllerContext, key: string, pool: WorkerPoolObject, poolId: string, workers: WorkerObject[]): Promise<void> {

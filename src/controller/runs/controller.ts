@@ -2,15 +2,35 @@
  * The runs of one worker: the Pod's fate is reported to the backend, ended
  * Pods are cleaned up by the pool's history rules, and run Pod changes bring
  * their Worker back. (`messages.ts` turns the backend's `schedule` and `stop`
- * into Pods.)
+ * into Pods; `decision.ts` says what a Pod means for its run.)
  *
  * Crash safety: the Pod is the run's state. What was last reported to the
  * backend is an annotation on it, written after the broker acknowledged the
  * report, and a finalizer keeps the Pod until its end is reported; so a
  * controller killed at any point reports each change exactly once more at
  * worst, never not at all, and never creates a second Pod.
+ *
+ * Ordering invariant: the worker announces `idle` only when a `schedule`
+ * arriving next would be accepted, so the backend's fastest reaction to an
+ * idle worker (the next queued run, within milliseconds) never meets a
+ * worker that refuses it.
+ * 1. A new run's Pod is created, and the run remembered as starting
+ *    (RunTracker), before `busy` and `accepted` are sent; until the cache
+ *    shows the Pod it is the worker's run.
+ * 2. A run's end is sent (which turns the worker `idle`) only once its Pod's
+ *    decision is final, and from then on `runIsOver` holds for that Pod
+ *    whatever the cache shows: a schedule is accepted at every step of the
+ *    end (sent, acknowledged, written, seen by the cache).
+ * 3. The end is written to the Pod in one patch (annotation and finalizer
+ *    together, guarded by a test of the finalizer, not the resourceVersion,
+ *    so a stale cached copy does not make it fail) and remembered until the
+ *    cache shows it, so it is neither reported nor written twice.
+ * 4. A schedule finding the worker with a run that is not over (the backend
+ *    and the controller disagree) is not accepted: the backend sends it
+ *    again, and it starts once that run's end is reported. It is never
+ *    failed for it.
  */
-import { ANNOTATION_RUN_REPORTED, ANNOTATION_STOP_REQUESTED, FINALIZER_RUN_POD, LABEL_RUN_ID, LABEL_WORKER, WORKER_KIND, WORKERPOOL_KIND } from '../../api/constants.js';
+import { ANNOTATION_RUN_REPORTED, FINALIZER_RUN_POD, LABEL_RUN_ID, LABEL_WORKER, WORKER_KIND, WORKERPOOL_KIND } from '../../api/constants.js';
 import { EventReason } from '../../api/conditions.js';
 import type { WorkerObject, WorkerPoolObject } from '../../api/types.js';
 import type { RunStatus } from '../../protocol/index.js';
@@ -20,8 +40,9 @@ import { EVENTS, PODS, type Pod } from '../../runtime/k8s-client.js';
 import { RetryLaterError } from '../../runtime/queue.js';
 import type { ControllerContext } from '../context.js';
 import { objectKey, workerKeyOf } from '../keys.js';
+import { decideRun, runIsOver, TERMINAL, type RunDecision } from './decision.js';
 import { planPodHistory, type HistoryPod } from './pod-history.js';
-import { classifyRunPod, stuckVerdict, withRecentEvents, type EventView } from './pod-status.js';
+import { classifyRunPod, withRecentEvents, type EventView } from './pod-status.js';
 
 export interface RunsOfWorker {
   /** The run in progress, if any. */
@@ -32,7 +53,6 @@ export interface RunsOfWorker {
 
 /** Reports only move forward: a restarted controller never reports `running` after `finished`. */
 const ORDER: Record<RunStatus, number> = { accepted: 0, 'pod-created': 1, running: 2, finished: 3, failed: 3, stopped: 3 };
-export const TERMINAL: ReadonlySet<RunStatus> = new Set(['finished', 'failed', 'stopped']);
 
 /**
  * A run Pod's progress (created, bound, started) reaches its Worker's reconcile
@@ -48,17 +68,18 @@ export function runIdOf(pod: Pod): string {
   return pod.metadata?.labels?.[LABEL_RUN_ID] ?? '';
 }
 
-/** The end of a run, recorded on its Pod; see `RunTracker` for the rest. */
-function endReportedOf(pod: Pod): RunStatus | undefined {
-  return pod.metadata?.annotations?.[ANNOTATION_RUN_REPORTED] as RunStatus | undefined;
+/** The end of a run as recorded on its Pod, or written by this process and not yet in the cache. */
+function endReportedOf(ctx: ControllerContext, pod: Pod): RunStatus | undefined {
+  return (pod.metadata?.annotations?.[ANNOTATION_RUN_REPORTED] as RunStatus | undefined) ?? ctx.runs.endOf(pod.metadata?.uid ?? '');
 }
 
 function reportedOf(ctx: ControllerContext, pod: Pod): RunStatus | undefined {
-  return endReportedOf(pod) ?? ctx.runs.progressOf(pod.metadata?.uid ?? '');
+  return endReportedOf(ctx, pod) ?? ctx.runs.progressOf(pod.metadata?.uid ?? '');
 }
 
-export function isEnded(pod: Pod): boolean {
-  const reported = endReportedOf(pod);
+/** The run's end is reported and written (or being written by this process). */
+export function isEnded(ctx: ControllerContext, pod: Pod): boolean {
+  const reported = endReportedOf(ctx, pod);
   return reported !== undefined && TERMINAL.has(reported);
 }
 
@@ -67,8 +88,16 @@ export function isEnded(pod: Pod): boolean {
  * that ended while no controller ran still counts until its end is reported:
  * announcing "idle" first would make the backend fail a run that succeeded.
  */
-export function activeRunPod(pods: readonly Pod[]): Pod | undefined {
-  return pods.find((p) => !isEnded(p));
+export function activeRunPod(ctx: ControllerContext, pods: readonly Pod[]): Pod | undefined {
+  return pods.find((p) => !isEnded(ctx, p));
+}
+
+/**
+ * The pod of a worker whose run is not over, reported or not: a run a new
+ * schedule would have to wait for (see the ordering invariant).
+ */
+export function runningRunPod(ctx: ControllerContext, pods: readonly Pod[], now: Date): Pod | undefined {
+  return pods.find((p) => !isEnded(ctx, p) && !runIsOver(p, now, ctx.options.stuckPodGraceMs));
 }
 
 export function podsOfWorker(ctx: ControllerContext, worker: WorkerObject): Pod[] {
@@ -85,15 +114,14 @@ export function watchRunPods(ctx: ControllerContext): void {
     if (deleted || pod.metadata?.deletionTimestamp !== undefined || phase === 'succeeded' || phase === 'failed') queues.workers.add(key);
     else queues.workers.addAfter(key, RUN_PROGRESS_BATCH_MS);
   };
-  caches.pods.addEventHandler({ onAdd: (p) => onPod(p), onUpdate: (_o, p) => onPod(p), onDelete: (p) => onPod(p, true) });
-}
-
-interface Decision {
-  readonly status: RunStatus;
-  readonly reason?: string;
-  readonly exitCode?: number;
-  /** Delete the Pod once this is reported (a stuck Pod frees its worker). */
-  readonly deletePod?: boolean;
+  caches.pods.addEventHandler({
+    onAdd: (p) => onPod(p),
+    onUpdate: (_o, p) => onPod(p),
+    onDelete: (p) => {
+      ctx.runs.forgetPod(p.metadata?.uid ?? '');
+      onPod(p, true);
+    },
+  });
 }
 
 async function recentEvents(ctx: ControllerContext, pod: Pod): Promise<EventView[]> {
@@ -107,28 +135,11 @@ async function recentEvents(ctx: ControllerContext, pod: Pod): Promise<EventView
   }
 }
 
-/** What the backend should know of this Pod now, or undefined when nothing new. */
-async function decide(ctx: ControllerContext, pod: Pod, now: Date): Promise<{ decision?: Decision; recheckAfterMs?: number }> {
-  const status = classifyRunPod(pod, now);
-  const stopRequested = pod.metadata?.annotations?.[ANNOTATION_STOP_REQUESTED] === 'true';
-  const deleting = pod.metadata?.deletionTimestamp !== undefined;
-  if (status.phase === 'succeeded') return { decision: { status: stopRequested ? 'stopped' : 'finished' } };
-  if (status.phase === 'failed') {
-    if (stopRequested) return { decision: { status: 'stopped', reason: 'stopped on request', exitCode: status.exitCode } };
-    return { decision: { status: 'failed', reason: status.reason, exitCode: status.exitCode } };
-  }
-  if (stopRequested && deleting) return { decision: { status: 'stopped', reason: 'stopped on request' } };
-  if (deleting) {
-    // Deleted by someone else: evicted, drained node, `kubectl delete pod`. The run cannot go on.
-    return { decision: { status: 'failed', reason: 'the run Pod was deleted before the run ended (evicted, node drained or deleted by hand)' } };
-  }
-  if (status.phase === 'running') return { decision: { status: 'running' } };
-  const verdict = stuckVerdict(pod, now, ctx.options.stuckPodGraceMs);
-  if (verdict.fail) {
-    const reason = withRecentEvents(verdict.reason, await recentEvents(ctx, pod));
-    return { decision: { status: 'failed', reason, deletePod: true } };
-  }
-  return { decision: { status: 'pod-created' }, recheckAfterMs: verdict.recheckAfterMs };
+/** What the backend should know of this Pod now (`decision.ts`), a Pod that cannot start with its recent events. */
+async function decide(ctx: ControllerContext, pod: Pod, now: Date): Promise<RunDecision> {
+  const decision = decideRun(pod, now, ctx.options.stuckPodGraceMs);
+  if (decision.withEvents !== true) return decision;
+  return { ...decision, reason: withRecentEvents(decision.reason ?? '', await recentEvents(ctx, pod)) };
 }
 
 /**
@@ -148,20 +159,25 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
   const ended = new Set<string>();
 
   for (const pod of pods) {
-    const { decision, recheckAfterMs } = await decide(ctx, pod, now);
-    soonest(recheckAfterMs);
+    const uid = pod.metadata?.uid ?? '';
+    const recorded = pod.metadata?.annotations?.[ANNOTATION_RUN_REPORTED];
+    // The cache shows the end this process wrote: nothing of the Pod needs remembering.
+    if (recorded !== undefined && TERMINAL.has(recorded as RunStatus)) ctx.runs.forgetPod(uid);
+    const decision = await decide(ctx, pod, now);
+    soonest(decision.recheckAfterMs);
     const reported = reportedOf(ctx, pod);
-    if (decision !== undefined && (reported === undefined || ORDER[decision.status] > ORDER[reported])) {
+    if (reported === undefined || ORDER[decision.status] > ORDER[reported]) {
       if (!connected) {
         // Reported once the session is back (its connect event brings this worker back).
         continue;
       }
       await report(ctx, key, worker, pod, decision);
       if (TERMINAL.has(decision.status)) ended.add(pod.metadata?.name ?? '');
-    } else if (reported !== undefined && TERMINAL.has(reported)) {
+    } else if (TERMINAL.has(reported)) {
       ended.add(pod.metadata?.name ?? '');
-      // Reported by an earlier reconcile that died before releasing the Pod.
-      if (hasFinalizer(pod, FINALIZER_RUN_POD)) await removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD);
+      // Recorded on the Pod by a controller that died before releasing it (the annotation and the
+      // finalizer are written together now, but not by every earlier version).
+      if (recorded !== undefined && hasFinalizer(pod, FINALIZER_RUN_POD)) await removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD);
     }
   }
 
@@ -178,13 +194,13 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
   }
 
   soonest(await applyHistory(ctx, pool, pods, ended, now));
-  const active = activeRunPod(pods.filter((p) => !ended.has(p.metadata?.name ?? '')));
+  const active = activeRunPod(ctx, pods.filter((p) => !ended.has(p.metadata?.name ?? '')));
   ctx.runs.seen(key, pods.map(runIdOf));
   const activeRunId = active === undefined ? (ctx.runs.startingRun(key) ?? vanished) : runIdOf(active);
   return { activeRunId, requeueAfter };
 }
 
-async function report(ctx: ControllerContext, key: string, worker: WorkerObject, pod: Pod, d: Decision): Promise<void> {
+async function report(ctx: ControllerContext, key: string, worker: WorkerObject, pod: Pod, d: RunDecision): Promise<void> {
   const runId = runIdOf(pod);
   const namespace = pod.metadata?.namespace;
   const name = pod.metadata?.name ?? '';
@@ -200,15 +216,9 @@ async function report(ctx: ControllerContext, key: string, worker: WorkerObject,
     ctx.runs.reported(uid, d.status);
     return;
   }
-  ctx.runs.forgetPod(uid);
-  // One write: the record of the end and the release of the finalizer.
-  // Guarded by the resourceVersion; a conflict retries and at worst reports the same status twice.
-  const metadata = {
-    annotations: { [ANNOTATION_RUN_REPORTED]: d.status },
-    finalizers: (pod.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER_RUN_POD),
-    resourceVersion: pod.metadata?.resourceVersion,
-  };
-  await ignoreNotFound(ctx.client.mergePatch(PODS, namespace, name, { metadata }));
+  // One write: the record of the end and the release of the finalizer (see the ordering invariant).
+  await ignoreNotFound(removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD, { key: ANNOTATION_RUN_REPORTED, value: d.status }));
+  ctx.runs.endWritten(uid, d.status);
   if (d.deletePod) await ignoreNotFound(ctx.client.delete(PODS, namespace, name, { gracePeriodSeconds: 0 }));
 }
 
@@ -218,12 +228,12 @@ async function applyHistory(ctx: ControllerContext, pool: WorkerPoolObject, pods
   for (const pod of pods) {
     const name = pod.metadata?.name ?? '';
     if (pod.metadata?.deletionTimestamp !== undefined) continue;
-    if (!endedNow.has(name) && !isEnded(pod)) {
+    if (!endedNow.has(name) && !isEnded(ctx, pod)) {
       history.push({ name, result: pod.status?.phase === 'Running' ? 'running' : 'pending' });
       continue;
     }
     const status = classifyRunPod(pod, now);
-    const reported = endReportedOf(pod);
+    const reported = endReportedOf(ctx, pod);
     const succeeded = status.phase === 'succeeded' || reported === 'finished';
     history.push({ name, result: succeeded ? 'succeeded' : 'failed', finishedAt: status.finishedAt ?? new Date(pod.metadata?.creationTimestamp ?? now) });
   }

@@ -14,7 +14,7 @@ import type { ScheduleMessage, StopMessage, ToWorkerMessage } from '../../protoc
 import { describeApiError, ignoreNotFound, isAlreadyExists, isInvalid } from '../../runtime/errors.js';
 import { PODS, type Pod } from '../../runtime/k8s-client.js';
 import type { ControllerContext } from '../context.js';
-import { activeRunPod, isEnded, podsOfWorker, runIdOf } from './controller.js';
+import { isEnded, podsOfWorker, runIdOf, runningRunPod } from './controller.js';
 import { buildRunPod, RunConfigError, runPodName } from './run-pod.js';
 
 /** A message from the backend for one worker. Resolves once handled; the broker redelivers it otherwise. */
@@ -38,7 +38,8 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
   const poolId = worker.metadata.labels?.[LABEL_WORKERPOOL] ?? pool.status?.poolId ?? '';
   const fail = async (reason: string): Promise<void> => {
     log.warn('run cannot start', { reason });
-    await ctx.sessions.sendRunStatus(workerKey, { runId: message.runId, status: 'accepted' }, ctx.signal);
+    // Straight to `failed` (the backend ends a scheduled run with it): an `accepted` first would
+    // make the worker busy for a moment, and an idle announced in between would read as a lost run.
     await ctx.sessions.sendRunStatus(workerKey, { runId: message.runId, status: 'failed', reason }, ctx.signal);
     await ctx.events.record(worker, 'Warning', EventReason.RunFailed, `run ${message.runId} failed: ${reason}`);
     ctx.observer?.onOutcome?.('failed', reason);
@@ -46,11 +47,12 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
 
   const existing = ctx.caches.pods.get(namespace, runPodName(message.runId));
   // A late duplicate of a run that is over: the backend has its end already.
-  if (existing !== undefined && isEnded(existing)) return;
+  if (existing !== undefined && isEnded(ctx, existing)) return;
   if (existing === undefined) {
-    const busyWith = activeRunPod(podsOfWorker(ctx, worker));
-    if (busyWith !== undefined && runIdOf(busyWith) !== message.runId) {
-      await fail(`worker ${worker.spec.workerId} is busy with run ${runIdOf(busyWith)}`);
+    const busyWith = runningRunPod(ctx, podsOfWorker(ctx, worker).filter((p) => runIdOf(p) !== message.runId), new Date());
+    if (busyWith !== undefined) {
+      // Not accepted, never failed: the backend sends it again and it starts once this one is over.
+      log.warn('schedule not accepted: the worker is still running another run; the backend will send it again', { busyWith: runIdOf(busyWith) });
       return;
     }
     let pod;
@@ -92,7 +94,7 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
 async function stop(ctx: ControllerContext, worker: WorkerObject, message: StopMessage): Promise<void> {
   const namespace = worker.metadata.namespace ?? 'default';
   const pod = ctx.caches.pods.get(namespace, runPodName(message.runId));
-  if (pod === undefined || isEnded(pod)) return;
+  if (pod === undefined || isEnded(ctx, pod)) return;
   const grace = ctx.caches.pools.get(namespace, worker.spec.poolName)?.spec.pod?.terminationGracePeriodSeconds;
   const name = pod.metadata?.name ?? '';
   const patched = await ignoreNotFound(ctx.client.mergePatch(PODS, namespace, name, { metadata: { annotations: { [ANNOTATION_STOP_REQUESTED]: 'true' } } }));

@@ -20,6 +20,12 @@ export class RunTracker {
    * Pod, because the release of its finalizer depends on it.
    */
   private readonly progress = new Map<string, RunStatus>();
+  /**
+   * Ends written to their Pod (annotation set, finalizer removed) that the
+   * cache does not show yet, by Pod uid: until it does, the run counts as
+   * ended (not reported again, its finalizer not removed twice).
+   */
+  private readonly ends = new Map<string, RunStatus>();
 
   /** The run this process started on the worker and the cache does not show yet. */
   startingRun(workerKey: string): string | undefined {
@@ -53,8 +59,20 @@ export class RunTracker {
     this.progress.set(podUid, status);
   }
 
-  /** The Pod's run is over (its end is recorded on the Pod) or the Pod is gone. */
+  /** The end written to the Pod, while the cache may not show it yet. */
+  endOf(podUid: string): RunStatus | undefined {
+    return this.ends.get(podUid);
+  }
+
+  /** The run's end was reported and written to its Pod. */
+  endWritten(podUid: string, status: RunStatus): void {
+    this.progress.delete(podUid);
+    this.ends.set(podUid, status);
+  }
+
+  /** The Pod is gone, or the cache shows its end: nothing of it needs remembering. */
   forgetPod(podUid: string): void {
     this.progress.delete(podUid);
+    this.ends.delete(podUid);
   }
 }

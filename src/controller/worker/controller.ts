@@ -206,7 +206,7 @@ async function finalizeWorker(ctx: ControllerContext, key: string, worker: Worke
   const namespace = worker.metadata.namespace;
   const a = await access(ctx, worker);
   const pods = podsOfWorker(ctx, worker);
-  const active = activeRunPod(pods);
+  const active = activeRunPod(ctx, pods);
   if (active !== undefined && !('problem' in a)) {
     // Deleting a Worker never kills its run: it drains and waits; pod events bring it back.
     await syncRuns(ctx, worker, a.pool);

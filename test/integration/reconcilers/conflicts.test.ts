@@ -1,6 +1,6 @@
 /**
  * Every write the reconcilers make, answered once with a 409 (see
- * ConflictProxy): a pool still scales, registers, runs, reports and cleans
+ * FaultProxy): a pool still scales, registers, runs, reports and cleans
  * up exactly as without conflicts, with no second Worker, key or Pod.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,17 +9,18 @@ import { runPodName } from '../../../src/controller/runs/run-pod.js';
 import { ignoreNotFound } from '../../../src/runtime/errors.js';
 import { PODS, SECRETS, type Pod, type Secret } from '../../../src/runtime/k8s-client.js';
 import { createTestNamespace, testKubeConfig } from '../../setup/cluster-access.js';
-import { ConflictProxy, eventually, InProcessController, poolCredentials, Seen } from './harness.js';
+import { FaultProxy } from './fault-proxy.js';
+import { eventually, InProcessController, poolCredentials, Seen } from './harness.js';
 
 let c: InProcessController;
-let proxy: ConflictProxy;
+let proxy: FaultProxy;
 let workersSeen: Seen<WorkerObject>;
 let podsSeen: Seen<Pod>;
 let secretsSeen: Seen<Secret>;
 
 beforeAll(async () => {
-  proxy = await ConflictProxy.start(testKubeConfig());
-  c = new InProcessController({ namespace: await createTestNamespace('rec-conflict'), conflicts: proxy });
+  proxy = await FaultProxy.start(testKubeConfig(), { conflicts: true });
+  c = new InProcessController({ namespace: await createTestNamespace('rec-conflict'), proxy });
   await c.start();
   workersSeen = await Seen.start(c.admin, WORKER_REF, c.ns);
   podsSeen = await Seen.start(c.admin, PODS, c.ns);

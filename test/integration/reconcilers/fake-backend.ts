@@ -79,7 +79,10 @@ class FakeSession extends EventEmitter<WorkerConnectionEvents> implements Worker
       if (this.closed) throw new Error('session closed');
       await new Promise((r) => setTimeout(r, 20));
     }
-    this.backend.statuses.push({ workerId: this.workerId, ...update });
+    const received = { workerId: this.workerId, ...update };
+    this.backend.statuses.push(received);
+    // The backend reacts before the controller sees the broker's acknowledgement.
+    await this.backend.onStatus?.(received);
   }
 
   async close(): Promise<void> {
@@ -106,6 +109,8 @@ export class FakeBackend implements BackendConnector {
   unreachable = false;
   /** The broker acknowledges no run status (the controller's publish waits) while set. */
   acksWithheld = false;
+  /** Runs when a run status arrives, before the controller gets its acknowledgement. */
+  onStatus: ((status: ReceivedStatus) => Promise<void>) | undefined;
   /** Workers whose deregistration fails (500) until removed from this set. */
   readonly deregistrationFails = new Set<string>();
   /** Workers the backend calls busy when drained (a run the controller has not shown yet). */

@@ -5,10 +5,6 @@
  * that namespace, so it never touches other tests' objects.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
 import forge from 'node-forge';
 import { FIELD_MANAGER, FINALIZER_RUN_POD } from '../../../src/api/constants.js';
 import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject } from '../../../src/api/types.js';
@@ -22,6 +18,7 @@ import { kubeListWatch } from '../../../src/runtime/list-watch.js';
 import { Logger } from '../../../src/runtime/log.js';
 import { ensureInstalled, testKubeConfig } from '../../setup/cluster-access.js';
 import { FakeBackend } from './fake-backend.js';
+import type { FaultProxy } from './fault-proxy.js';
 
 export { eventually } from '../runtime-support.js';
 
@@ -61,107 +58,11 @@ export function poolCredentials(poolId: string): PoolCredentials {
   return { poolId, token, privateKeyPem };
 }
 
-/**
- * Sits between the controller and the API server and answers the first
- * attempt of each distinct write with a 409, as a concurrent writer would:
- * updates and deletes get Conflict before they reach the server; creates reach
- * it and then get AlreadyExists (a retried create whose first answer was lost).
- * Events are let through: they are not the reconcilers' state.
- */
-export class ConflictProxy {
-  /** The writes answered with a 409, as "METHOD path". */
-  readonly injected: string[] = [];
-  private readonly seen = new Set<string>();
-  enabled = true;
-
-  private constructor(
-    private readonly server: Server,
-    private readonly upstream: KubeConfig,
-  ) {}
-
-  static async start(upstream: KubeConfig): Promise<ConflictProxy> {
-    let proxy: ConflictProxy | undefined;
-    const server = createServer((req, res) => void proxy?.handle(req, res));
-    proxy = new ConflictProxy(server, upstream);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return proxy;
-  }
-
-  /** A kubeconfig that reaches the API server through this proxy (which adds the credentials). */
-  kubeConfig(): KubeConfig {
-    const kc = new KubeConfig();
-    const port = (this.server.address() as AddressInfo).port;
-    kc.loadFromOptions({
-      // Plain HTTP on loopback: client-node accepts it only with skipTLSVerify.
-      clusters: [{ name: 'proxy', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-      users: [{ name: 'proxy' }],
-      contexts: [{ name: 'proxy', cluster: 'proxy', user: 'proxy' }],
-      currentContext: 'proxy',
-    });
-    return kc;
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await new Promise<Buffer>((resolve) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => resolve(Buffer.concat(chunks)));
-    });
-    const method = req.method ?? 'GET';
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const isWrite = method !== 'GET' && !path.endsWith('/events');
-    const name = method === 'POST' && body.length > 0 ? ((JSON.parse(body.toString('utf8')) as { metadata?: { name?: string } }).metadata?.name ?? '') : '';
-    const key = `${method} ${path}${name === '' ? '' : `/${name}`}`;
-    const inject = this.enabled && isWrite && !this.seen.has(key);
-    if (inject) this.seen.add(key);
-    if (inject && method !== 'POST') {
-      this.injected.push(key);
-      this.status(res, 409, 'Conflict', `injected conflict on ${key}: the object has been modified; please apply your changes to the latest version and try again`);
-      return;
-    }
-    const upstream = await this.forward(req, body);
-    if (inject && upstream.statusCode !== undefined && upstream.statusCode < 300) {
-      upstream.resume();
-      this.injected.push(key);
-      this.status(res, 409, 'AlreadyExists', `injected: ${name} already exists`);
-      return;
-    }
-    res.writeHead(upstream.statusCode ?? 502, upstream.headers);
-    upstream.pipe(res);
-    res.on('close', () => upstream.destroy());
-  }
-
-  private status(res: ServerResponse, code: number, reason: string, message: string): void {
-    res.writeHead(code, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason, message, code }));
-  }
-
-  private async forward(req: IncomingMessage, body: Buffer): Promise<IncomingMessage> {
-    const cluster = this.upstream.getCurrentCluster();
-    if (cluster === null) throw new Error('no current cluster');
-    const url = new URL(req.url ?? '/', cluster.server);
-    const headers = { ...req.headers, host: url.host };
-    delete headers.connection;
-    const options: RequestOptions = { method: req.method, headers };
-    await this.upstream.applyToHTTPSOptions(options);
-    return new Promise((resolve, reject) => {
-      const up = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, resolve);
-      up.on('error', reject);
-      up.end(body);
-    });
-  }
-}
-
 export interface InProcessOptions {
   readonly namespace: string;
   readonly backend?: FakeBackend;
-  /** Route the controller's API calls through a conflict-injecting proxy. */
-  readonly conflicts?: ConflictProxy;
+  /** Route the controller's API calls through this proxy (conflicts, held writes, held watch events). */
+  readonly proxy?: FaultProxy;
   readonly stuckPodGraceMs?: number;
 }
 
@@ -189,7 +90,7 @@ export class InProcessController {
 
   async start(): Promise<void> {
     await ensureInstalled();
-    const kc = this.options.conflicts?.kubeConfig() ?? testKubeConfig();
+    const kc = this.options.proxy?.kubeConfig() ?? testKubeConfig();
     this.manager = new Manager({
       client: KubeClient.fromKubeConfig(kc, { fieldManager: FIELD_MANAGER }),
       log: new Logger({ level: 'debug', sink: this.logs }),

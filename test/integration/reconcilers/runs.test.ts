@@ -41,14 +41,21 @@ describe('a scheduled run', () => {
     expect(c.backend.statusesOf('run-dup-1').filter((s) => s === 'accepted')).toHaveLength(3);
   });
 
-  it('is failed, without a Pod, when the worker is busy with another run', async () => {
+  it('is not accepted, and never failed, while the worker runs another run; sent again after that run ends, it starts', async () => {
     const w = await oneIdleWorker('busy', '01hrunsbusyaaaaaaaaaaaaaaa');
     await c.backend.schedule(w.spec.workerId, 'run-busy-1');
     await eventually('the first run Pod in the cache', async () => c.running.ctx.caches.pods.get(c.ns, runPodName('run-busy-1')) !== undefined);
     await c.backend.schedule(w.spec.workerId, 'run-busy-2');
-    expect(c.backend.statusesOf('run-busy-2')).toEqual(['accepted', 'failed']);
-    expect(c.backend.statuses.find((s) => s.runId === 'run-busy-2' && s.status === 'failed')?.reason).toBe(`worker ${w.spec.workerId} is busy with run run-busy-1`);
+    expect(c.backend.statusesOf('run-busy-2')).toEqual([]);
     expect(podsSeen.uidsByName.has(runPodName('run-busy-2'))).toBe(false);
+    expect(c.logs.lines.some((l) => l.includes('schedule not accepted') && l.includes('run-busy-1'))).toBe(true);
+
+    await c.deletePod(runPodName('run-busy-1'));
+    await eventually('the first run reported failed', () => c.backend.statusesOf('run-busy-1').includes('failed'));
+    // The backend sends the schedule again (the reference backend does at once when the worker turns idle).
+    await c.backend.schedule(w.spec.workerId, 'run-busy-2');
+    expect(c.backend.statusesOf('run-busy-2')).toEqual(['accepted']);
+    expect(podsSeen.uidsByName.get(runPodName('run-busy-2'))?.size).toBe(1);
   });
 });
 
