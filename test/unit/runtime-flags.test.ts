@@ -24,8 +24,26 @@ describe('parseFlags', () => {
       logFormat: 'json',
       logLevel: 'info',
       stuckPodGraceMs: 300_000,
+      leaseDurationMs: 15_000,
+      renewDeadlineMs: 10_000,
+      retryPeriodMs: 2_000,
       help: false,
     });
+  });
+
+  it('takes the leader election timings with controller-runtime\'s names', () => {
+    const f = parseFlags(['--leader-elect-lease-duration=6s', '--leader-elect-renew-deadline', '4s', '--leader-elect-retry-period=500ms'], noPod);
+    expect([f.leaseDurationMs, f.renewDeadlineMs, f.retryPeriodMs]).toEqual([6000, 4000, 500]);
+  });
+
+  it('refuses leader election timings that could make two leaders, naming both flags and values', () => {
+    expect(() => parseFlags(['--leader-elect-lease-duration=10s', '--leader-elect-renew-deadline=10s'], noPod)).toThrow(
+      '--leader-elect-renew-deadline (10s) must be shorter than --leader-elect-lease-duration (10s): a leader must step down before a standby may take over',
+    );
+    expect(() => parseFlags(['--leader-elect-renew-deadline=2s', '--leader-elect-retry-period=2s'], noPod)).toThrow(
+      '--leader-elect-renew-deadline (2s) must be longer than 1.2 x --leader-elect-retry-period (2s), so that the leader tries to renew more than once',
+    );
+    expect(() => parseFlags(['--leader-elect-retry-period=0s'], noPod)).toThrow('invalid value "0s" for --leader-elect-retry-period: expected a positive duration');
   });
 
   it('accepts Go flag syntax: =value, separate value, single dash, bare bools', () => {

@@ -37,6 +37,12 @@ export interface ControllerFlags {
   readonly logLevel: LogLevel;
   /** How long a run pod may stay Pending/ImagePullBackOff before its run is failed, in ms. */
   readonly stuckPodGraceMs: number;
+  /** How long a standby waits after the last renewal it saw before taking the Lease, in ms. */
+  readonly leaseDurationMs: number;
+  /** How long the leader keeps trying to renew before it steps down, in ms. */
+  readonly renewDeadlineMs: number;
+  /** Interval between attempts to take or renew the Lease, in ms. */
+  readonly retryPeriodMs: number;
   readonly help: boolean;
 }
 
@@ -83,6 +89,18 @@ export function parseBindAddress(flag: string, raw: string): BindAddress | undef
   else if (host.includes(':')) throw invalid(flag, raw, `${expected} (bracket IPv6 hosts)`);
   if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw invalid(flag, raw, expected);
   return { host, port: Number(portText) };
+}
+
+/** A positive Go duration, in ms. */
+function parsePositiveDuration(flag: string, raw: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(raw);
+  } catch {
+    throw invalid(flag, raw, 'a Go duration such as 5m or 90s');
+  }
+  if (ms <= 0) throw invalid(flag, raw, 'a positive duration');
+  return ms;
 }
 
 function parseBool(flag: string, raw: string): boolean {
@@ -180,16 +198,28 @@ const SPECS: readonly FlagSpec[] = [
     bool: false,
     usage: 'How long a run pod may stay unschedulable or unable to pull its image before the run is failed (Go duration).',
     defaultText: '5m',
-    apply: (v, raw) => {
-      let ms: number;
-      try {
-        ms = parseDuration(raw);
-      } catch {
-        throw invalid('stuck-pod-grace', raw, 'a Go duration such as 5m or 90s');
-      }
-      if (ms <= 0) throw invalid('stuck-pod-grace', raw, 'a positive duration');
-      v.stuckPodGraceMs = ms;
-    },
+    apply: (v, raw) => (v.stuckPodGraceMs = parsePositiveDuration('stuck-pod-grace', raw)),
+  },
+  {
+    name: 'leader-elect-lease-duration',
+    bool: false,
+    usage: 'How long a standby waits after the leader\'s last renewal before it takes over: the longest failover after a leader dies (Go duration).',
+    defaultText: '15s',
+    apply: (v, raw) => (v.leaseDurationMs = parsePositiveDuration('leader-elect-lease-duration', raw)),
+  },
+  {
+    name: 'leader-elect-renew-deadline',
+    bool: false,
+    usage: 'How long the leader keeps trying to renew its Lease before it steps down (and exits); shorter than the lease duration (Go duration).',
+    defaultText: '10s',
+    apply: (v, raw) => (v.renewDeadlineMs = parsePositiveDuration('leader-elect-renew-deadline', raw)),
+  },
+  {
+    name: 'leader-elect-retry-period',
+    bool: false,
+    usage: 'Interval between attempts to take or renew the Lease (Go duration).',
+    defaultText: '2s',
+    apply: (v, raw) => (v.retryPeriodMs = parsePositiveDuration('leader-elect-retry-period', raw)),
   },
   {
     name: 'help',
@@ -199,6 +229,25 @@ const SPECS: readonly FlagSpec[] = [
     apply: (v, raw) => (v.help = parseBool('help', raw)),
   },
 ];
+
+/**
+ * client-go's rules: the leader must give up before anyone may take over
+ * (renew deadline < lease duration), and have time for more than one attempt
+ * (renew deadline > 1.2 x retry period, the retries' jitter).
+ */
+function checkLeaderElectionTimings(v: Values): void {
+  const text = (ms: number): string => `${ms / 1000}s`;
+  if (v.renewDeadlineMs >= v.leaseDurationMs) {
+    throw new FlagError(
+      `--leader-elect-renew-deadline (${text(v.renewDeadlineMs)}) must be shorter than --leader-elect-lease-duration (${text(v.leaseDurationMs)}): a leader must step down before a standby may take over`,
+    );
+  }
+  if (v.renewDeadlineMs <= 1.2 * v.retryPeriodMs) {
+    throw new FlagError(
+      `--leader-elect-renew-deadline (${text(v.renewDeadlineMs)}) must be longer than 1.2 x --leader-elect-retry-period (${text(v.retryPeriodMs)}), so that the leader tries to renew more than once`,
+    );
+  }
+}
 
 /** Reads the pod's namespace from the ServiceAccount mount; undefined outside a cluster. */
 export function podNamespace(file: string = SERVICE_ACCOUNT_NAMESPACE_FILE): string | undefined {
@@ -230,6 +279,9 @@ export function parseFlags(
     logFormat: 'json',
     logLevel: 'info',
     stuckPodGraceMs: 5 * 60_000,
+    leaseDurationMs: 15_000,
+    renewDeadlineMs: 10_000,
+    retryPeriodMs: 2_000,
     help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -258,6 +310,7 @@ export function parseFlags(
   if (values.leaderElectionNamespace === '') {
     values.leaderElectionNamespace = podNamespaceOf() ?? DEFAULT_INSTALL_NAMESPACE;
   }
+  checkLeaderElectionTimings(values);
   return values;
 }
 

@@ -110,6 +110,9 @@ async function main(): Promise<void> {
     namespace: flags.leaderElectionNamespace,
     name: LEASE_NAME,
     identity,
+    leaseDurationMs: flags.leaseDurationMs,
+    renewDeadlineMs: flags.renewDeadlineMs,
+    retryPeriodMs: flags.retryPeriodMs,
     logger: log,
     onStartedLeading: async (signal) => {
       log.info('became leader');
