@@ -386,6 +386,13 @@ export interface WorkerPoolSpecPod {
   readonly defaultRunnerImage?: string;
 
   /**
+   * A PodDisruptionBudget over this pool's run Pods, made and kept by the controller, so that kubectl drain, node upgrades and autoscalers wait for runs to end instead of evicting them. Absent: no budget (the Pods still carry the cluster-autoscaler and Karpenter do-not-disrupt annotations).
+   *
+   * @schema WorkerPoolSpecPod#disruptionBudget
+   */
+  readonly disruptionBudget?: WorkerPoolSpecPodDisruptionBudget;
+
+  /**
    * A PodDNSConfig, as in a Pod spec.
    *
    * @schema WorkerPoolSpecPod#dnsConfig
@@ -549,6 +556,7 @@ export function toJson_WorkerPoolSpecPod(obj: WorkerPoolSpecPod | undefined): Re
     'customBinariesPath': obj.customBinariesPath,
     'customInitContainers': obj.customInitContainers?.map(y => y),
     'defaultRunnerImage': obj.defaultRunnerImage,
+    'disruptionBudget': toJson_WorkerPoolSpecPodDisruptionBudget(obj.disruptionBudget),
     'dnsConfig': obj.dnsConfig,
     'dnsPolicy': obj.dnsPolicy,
     'grpcServerContainer': toJson_WorkerPoolSpecPodGrpcServerContainer(obj.grpcServerContainer),
@@ -626,6 +634,34 @@ export function toJson_WorkerPoolSpecToken(obj: WorkerPoolSpecToken | undefined)
   if (obj === undefined) { return undefined; }
   const result = {
     'secretKeyRef': toJson_WorkerPoolSpecTokenSecretKeyRef(obj.secretKeyRef),
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * A PodDisruptionBudget over this pool's run Pods, made and kept by the controller, so that kubectl drain, node upgrades and autoscalers wait for runs to end instead of evicting them. Absent: no budget (the Pods still carry the cluster-autoscaler and Karpenter do-not-disrupt annotations).
+ *
+ * @schema WorkerPoolSpecPodDisruptionBudget
+ */
+export interface WorkerPoolSpecPodDisruptionBudget {
+  /**
+   * How many run Pods of the pool may be evicted at once, a number or a percentage. Default 0: none.
+   *
+   * @schema WorkerPoolSpecPodDisruptionBudget#maxUnavailable
+   */
+  readonly maxUnavailable?: WorkerPoolSpecPodDisruptionBudgetMaxUnavailable;
+}
+
+/**
+ * Converts an object of type 'WorkerPoolSpecPodDisruptionBudget' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_WorkerPoolSpecPodDisruptionBudget(obj: WorkerPoolSpecPodDisruptionBudget | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'maxUnavailable': obj.maxUnavailable?.value,
   };
   // filter undefined values
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
@@ -987,6 +1023,22 @@ export function toJson_WorkerPoolSpecTokenSecretKeyRef(obj: WorkerPoolSpecTokenS
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
 }
 /* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * How many run Pods of the pool may be evicted at once, a number or a percentage. Default 0: none.
+ *
+ * @schema WorkerPoolSpecPodDisruptionBudgetMaxUnavailable
+ */
+export class WorkerPoolSpecPodDisruptionBudgetMaxUnavailable {
+  public static fromNumber(value: number): WorkerPoolSpecPodDisruptionBudgetMaxUnavailable {
+    return new WorkerPoolSpecPodDisruptionBudgetMaxUnavailable(value);
+  }
+  public static fromString(value: string): WorkerPoolSpecPodDisruptionBudgetMaxUnavailable {
+    return new WorkerPoolSpecPodDisruptionBudgetMaxUnavailable(value);
+  }
+  private constructor(public readonly value: number | string) {
+  }
+}
 
 /**
  * When to pull the image.

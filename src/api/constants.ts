@@ -78,3 +78,13 @@ export const ANNOTATION_STOP_REQUESTED = `${API_GROUP}/stop-requested`;
 export const WORKER_SECRET_KEY = 'tls.key';
 export const WORKER_SECRET_CERT = 'tls.crt';
 export const WORKER_SECRET_CA = 'ca.crt';
+
+/**
+ * Set on every run Pod unless the pool's `spec.pod.annotations` says
+ * otherwise: the cluster autoscaler and Karpenter then leave a node alone
+ * while it runs a run, instead of draining it to save cost.
+ */
+export const RUN_POD_DISRUPTION_ANNOTATIONS: Readonly<Record<string, string>> = {
+  'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false',
+  'karpenter.sh/do-not-disrupt': 'true',
+};

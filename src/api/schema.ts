@@ -111,6 +111,11 @@ export const QUANTITY: Schema<string | number, string | number | k8s.Quantity> =
   pattern: '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$',
 };
 
+/** A whole number, or a percentage such as "10%" (a PodDisruptionBudget's maxUnavailable). */
+export function intOrPercent(description: string, extra: Extra = {}): Schema<number | string> {
+  return { anyOf: [{ type: 'integer' }, { type: 'string' }], 'x-kubernetes-int-or-string': true, description, pattern: '^[0-9]+%?$', ...extra };
+}
+
 /** A map of resource names to quantities (a container's requests or limits). */
 export function quantityMap(description: string): Schema<Readonly<Record<string, string | number>>, Readonly<Record<string, string | number | k8s.Quantity>>> {
   return { type: 'object', description, additionalProperties: QUANTITY };

@@ -5,7 +5,7 @@
  */
 import type { k8s } from 'cdk8s-plus-28';
 import { BINARIES_CACHE_MOUNT_PATH, WORKSPACE_MOUNT_PATH } from './constants.js';
-import { arr, bool, conditions, duration, embedded, int, int64, obj, oneOf, quantityMap, str, stringMap, type PropsOf, type WireOf } from './schema.js';
+import { arr, bool, conditions, duration, embedded, int, int64, intOrPercent, obj, oneOf, quantityMap, str, stringMap, type PropsOf, type WireOf } from './schema.js';
 
 function secretKeyRef(what: string) {
   return obj(
@@ -99,6 +99,12 @@ const podSpec = obj('Settings of the run Pods this pool creates.', {
   labels: stringMap('Labels added to every run Pod.'),
   annotations: stringMap('Annotations added to every run Pod.'),
   shareProcessNamespace: bool('Whether the containers of a run Pod share one process namespace.'),
+  disruptionBudget: obj(
+    'A PodDisruptionBudget over this pool\'s run Pods, made and kept by the controller, so that kubectl drain, node upgrades and autoscalers wait for runs to end instead of evicting them. Absent: no budget (the Pods still carry the cluster-autoscaler and Karpenter do-not-disrupt annotations).',
+    {
+      maxUnavailable: intOrPercent('How many run Pods of the pool may be evicted at once, a number or a percentage. Default 0: none.', { default: 0 }),
+    },
+  ),
 });
 
 export const WORKERPOOL_SPEC_SCHEMA = obj(

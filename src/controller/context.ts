@@ -7,7 +7,7 @@ import type { WorkerObject, WorkerPoolObject } from '../api/types.js';
 import type { RunStatus } from '../protocol/index.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { Informer } from '../runtime/informer.js';
-import type { KubeClient, Pod, Secret } from '../runtime/k8s-client.js';
+import type { KubeClient, Pod, PodDisruptionBudget, Secret } from '../runtime/k8s-client.js';
 import type { Logger } from '../runtime/log.js';
 import type { WorkQueue } from '../runtime/queue.js';
 import type { BackendAccess } from './backend/access.js';
@@ -27,6 +27,8 @@ export interface Caches {
   /** Only run Pods (selected by the managed-by label), indexed by the worker label. */
   readonly pods: Informer<Pod>;
   readonly secrets: Informer<Secret>;
+  /** Only the PodDisruptionBudgets the controller made (selected by the managed-by label). */
+  readonly budgets: Informer<PodDisruptionBudget>;
 }
 
 export interface Queues {

@@ -10,7 +10,7 @@ import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject } 
 import type { ToWorkerMessage } from '../protocol/index.js';
 import { EventRecorder } from '../runtime/events.js';
 import { Informer } from '../runtime/informer.js';
-import { PODS, SECRETS, type KubeClient, type Pod, type Secret } from '../runtime/k8s-client.js';
+import { POD_DISRUPTION_BUDGETS, PODS, SECRETS, type KubeClient, type Pod, type PodDisruptionBudget, type Secret } from '../runtime/k8s-client.js';
 import { kubeListWatch } from '../runtime/list-watch.js';
 import type { Logger } from '../runtime/log.js';
 import { WorkQueue, type ReconcileReport } from '../runtime/queue.js';
@@ -58,6 +58,10 @@ export class Manager {
       workers: new Informer<WorkerObject>(kubeListWatch(client, WORKER_REF), informerOptions('workers')),
       pods: new Informer<Pod>(kubeListWatch(client, PODS, { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE}` }), informerOptions('run-pods')),
       secrets: new Informer<Secret>(kubeListWatch(client, SECRETS), informerOptions('secrets')),
+      budgets: new Informer<PodDisruptionBudget>(
+        kubeListWatch(client, POD_DISRUPTION_BUDGETS, { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE}` }),
+        informerOptions('pod-disruption-budgets'),
+      ),
     };
     caches.workers.addIndex(INDEX_WORKERS_BY_POOL, (w) => [poolKeyOf(w)]);
     caches.pods.indexByLabel(LABEL_WORKER);
@@ -114,7 +118,7 @@ export class Manager {
   /** Lists and watches everything; resolves once every cache is synced. */
   async start(signal?: AbortSignal): Promise<void> {
     const { caches } = this.ctx;
-    const all = [caches.pools, caches.workers, caches.pods, caches.secrets];
+    const all = [caches.pools, caches.workers, caches.pods, caches.secrets, caches.budgets];
     for (const informer of all) informer.start();
     await Promise.all(all.map((i) => i.waitForSync(signal)));
     // Handlers only now: a reconcile on a half-filled cache would, say, call a Secret missing that is not.
@@ -142,7 +146,7 @@ export class Manager {
     this.stopping.abort(new Error('the controller is stopping'));
     await Promise.all([queues.pools.shutdown(), queues.workers.shutdown()]);
     await sessions.closeAll();
-    await Promise.all([caches.pools.stop(), caches.workers.stop(), caches.pods.stop(), caches.secrets.stop()]);
+    await Promise.all([caches.pools.stop(), caches.workers.stop(), caches.pods.stop(), caches.secrets.stop(), caches.budgets.stop()]);
     backends.closeAll();
   }
 }

@@ -70,6 +70,13 @@ export const PERMISSIONS: readonly Permission[] = [
   },
   {
     scope: 'watched',
+    apiGroup: 'policy',
+    resources: ['poddisruptionbudgets'],
+    verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
+    why: 'the PodDisruptionBudget a pool asks for over its run pods (spec.pod.disruptionBudget)',
+  },
+  {
+    scope: 'watched',
     apiGroup: '',
     resources: ['events'],
     verbs: ['list', 'create', 'patch'],

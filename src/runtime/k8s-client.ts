@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { CoreV1Event, V1Lease, V1ObjectMeta, V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Lease, V1ObjectMeta, V1Pod, V1PodDisruptionBudget, V1Secret } from '@kubernetes/client-node';
 import type { ClusterConnection } from './kubeconfig.js';
 import { KubeRest, type QueryParams } from './rest.js';
 
@@ -29,6 +29,7 @@ export type Pod = Wire<V1Pod>;
 export type Secret = Wire<V1Secret>;
 export type CoreEvent = Wire<CoreV1Event>;
 export type Lease = Wire<V1Lease>;
+export type PodDisruptionBudget = Wire<V1PodDisruptionBudget>;
 
 /**
  * The least the runtime needs of an object. Structural, so both wire types and
@@ -75,6 +76,7 @@ export const PODS = resource<Pod>('', 'v1', 'pods', 'Pod');
 export const SECRETS = resource<Secret>('', 'v1', 'secrets', 'Secret');
 export const EVENTS = resource<CoreEvent>('', 'v1', 'events', 'Event');
 export const LEASES = resource<Lease>('coordination.k8s.io', 'v1', 'leases', 'Lease');
+export const POD_DISRUPTION_BUDGETS = resource<PodDisruptionBudget>('policy', 'v1', 'poddisruptionbudgets', 'PodDisruptionBudget');
 
 /** "group/version", or just "version" for the core group. */
 export function apiVersionOf(ref: ResourceRef<KubeObject>): string {

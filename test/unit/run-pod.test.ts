@@ -108,12 +108,20 @@ describe('metadata', () => {
     });
   });
 
-  test('annotations: pool annotations plus the Worker name', () => {
-    const pod = buildRunPod(input({ annotations: { 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false' } }));
+  test('annotations: the disruption guards, pool annotations and the Worker name', () => {
+    const pod = buildRunPod(input({ annotations: { team: 'a' } }));
     expect(pod.metadata?.annotations).toEqual({
       'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false',
+      'karpenter.sh/do-not-disrupt': 'true',
+      team: 'a',
       'workers.spacelift.io/worker-name': `pool-a-${WORKER_ID}`,
     });
+  });
+
+  test('annotations: a pool may lift the disruption guards', () => {
+    const pod = buildRunPod(input({ annotations: { 'karpenter.sh/do-not-disrupt': 'false', 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'true' } }));
+    expect(pod.metadata?.annotations?.['karpenter.sh/do-not-disrupt']).toBe('false');
+    expect(pod.metadata?.annotations?.['cluster-autoscaler.kubernetes.io/safe-to-evict']).toBe('true');
   });
 });
 

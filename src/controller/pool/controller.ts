@@ -16,7 +16,8 @@ import { RetryableBackendError } from '../../protocol/index.js';
 import { findCondition, setCondition } from '../../runtime/conditions.js';
 import { describeApiError, ignoreNotFound, isAlreadyExists } from '../../runtime/errors.js';
 import { addFinalizer, hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
-import type { Secret } from '../../runtime/k8s-client.js';
+import { POD_DISRUPTION_BUDGETS, type PodDisruptionBudget, type Secret } from '../../runtime/k8s-client.js';
+import { ownerName } from '../../runtime/owners.js';
 import type { ReconcileContext, Result } from '../../runtime/queue.js';
 import { statusChanged } from '../../runtime/status.js';
 import { referencedSecrets } from '../backend/credentials.js';
@@ -24,6 +25,7 @@ import { forReconcile, INDEX_WORKERS_BY_POOL, workersOfPool, type ControllerCont
 import { objectKey } from '../keys.js';
 import { activeRunPod, podsOfWorker } from '../runs/controller.js';
 import { newWorkerId } from '../worker/id.js';
+import { disruptionBudgetName, newRunPodDisruptionBudget } from './new-disruption-budget.js';
 import { newWorker } from './new-worker.js';
 import { planScale, type WorkerSummary } from './scale-plan.js';
 import { computePoolStatus, isBusy, type CredentialsState } from './status.js';
@@ -67,6 +69,13 @@ export function watchPools(ctx: ControllerContext): void {
     }
   };
   caches.secrets.addEventHandler({ onAdd: onSecret, onUpdate: (_o, s) => onSecret(s), onDelete: onSecret });
+
+  // A budget changed or deleted by hand is put back as the pool says.
+  const onBudget = (budget: PodDisruptionBudget): void => {
+    const pool = ownerName(budget, WORKERPOOL_KIND);
+    if (pool !== undefined) queues.pools.add(objectKey({ metadata: { namespace: budget.metadata?.namespace, name: pool } }));
+  };
+  caches.budgets.addEventHandler({ onUpdate: (_o, b) => onBudget(b), onDelete: onBudget });
 }
 
 export async function reconcilePool(base: ControllerContext, key: string, rc: ReconcileContext): Promise<Result | void> {
@@ -107,6 +116,7 @@ export async function reconcilePool(base: ControllerContext, key: string, rc: Re
   }
   // Workers register either way: a bad template fails runs with its reason, it does not stop the pool.
   await scale(ctx, key, pool, poolId, workers);
+  await syncDisruptionBudget(ctx, pool, newRunPodDisruptionBudget(pool, poolId));
   await writeStatus(ctx, pool, { valid: true, poolId }, workers, template);
 }
 
@@ -183,6 +193,29 @@ async function createWorker(ctx: ControllerContext, poolKey: string, worker: Wor
   }
 }
 
+/** Makes the pool's budget what the pool asks for: created, updated, or deleted when it asks for none. */
+async function syncDisruptionBudget(ctx: ControllerContext, pool: WorkerPoolObject, wanted: PodDisruptionBudget | undefined): Promise<void> {
+  const namespace = pool.metadata.namespace;
+  const current = ctx.caches.budgets.get(namespace, disruptionBudgetName(pool));
+  if (wanted === undefined) {
+    if (current !== undefined && ownerName(current, WORKERPOOL_KIND) === pool.metadata.name) {
+      await ignoreNotFound(ctx.client.delete(POD_DISRUPTION_BUDGETS, namespace, disruptionBudgetName(pool)));
+    }
+    return;
+  }
+  if (current === undefined) {
+    try {
+      await ctx.client.create(POD_DISRUPTION_BUDGETS, namespace, wanted);
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+    return;
+  }
+  if (JSON.stringify(current.spec?.selector) !== JSON.stringify(wanted.spec?.selector) || current.spec?.maxUnavailable !== wanted.spec?.maxUnavailable) {
+    await ctx.client.mergePatch(POD_DISRUPTION_BUDGETS, namespace, disruptionBudgetName(pool), { spec: { selector: wanted.spec?.selector, maxUnavailable: wanted.spec?.maxUnavailable, minAvailable: null } });
+  }
+}
+
 async function finalizePool(ctx: ControllerContext, key: string, pool: WorkerPoolObject, workers: WorkerObject[]): Promise<Result | void> {
   if (!hasFinalizer(pool, FINALIZER_WORKERPOOL)) return;
   for (const w of workers) {
@@ -197,6 +230,8 @@ async function finalizePool(ctx: ControllerContext, key: string, pool: WorkerPoo
     await patchStatus(ctx, pool, { ...status, conditions });
     return;
   }
+  // No reliance on the garbage collector: the pool's budget goes with it.
+  await syncDisruptionBudget(ctx, pool, undefined);
   await removeFinalizer(ctx.client, WORKERPOOL_REF, pool, FINALIZER_WORKERPOOL);
   ctx.backends.forget(key);
   ctx.expectations.forget(key);

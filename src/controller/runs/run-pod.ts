@@ -58,6 +58,7 @@ import {
   LABEL_WORKER,
   LABEL_WORKERPOOL,
   MANAGED_BY_VALUE,
+  RUN_POD_DISRUPTION_ANNOTATIONS,
   RUN_POD_UID,
   WORKER_KIND,
   WORKSPACE_MOUNT_PATH,
@@ -361,7 +362,9 @@ function checkNames(
  * `workers.spacelift.io/worker=<worker id>`,
  * `workers.spacelift.io/workerpool=<pool id>`,
  * `app.kubernetes.io/managed-by=kube-workerpool-controller`. Annotations:
- * `spec.pod.annotations` plus `workers.spacelift.io/worker-name=<Worker name>`.
+ * the voluntary-disruption guards (`cluster-autoscaler.kubernetes.io/safe-to-evict:
+ * "false"`, `karpenter.sh/do-not-disrupt: "true"`), then `spec.pod.annotations`,
+ * which may override them, plus `workers.spacelift.io/worker-name=<Worker name>`.
  * The finalizer `workers.spacelift.io/report-run` is set at creation, so the
  * Pod cannot disappear before its outcome is reported; the reconciler removes
  * it once the backend has the result.
@@ -528,7 +531,7 @@ export function buildRunPod(input: RunPodInput): V1Pod {
         [LABEL_WORKERPOOL]: pool.poolId,
         [LABEL_MANAGED_BY]: MANAGED_BY_VALUE,
       },
-      annotations: { ...podSpec?.annotations, [ANNOTATION_WORKER_NAME]: worker.name },
+      annotations: { ...RUN_POD_DISRUPTION_ANNOTATIONS, ...podSpec?.annotations, [ANNOTATION_WORKER_NAME]: worker.name },
       ownerReferences: [controllerReference({ apiVersion: API_GROUP_VERSION, kind: WORKER_KIND, metadata: worker })],
       finalizers: [FINALIZER_RUN_POD],
     },

@@ -61,6 +61,7 @@ class FakeSession extends EventEmitter<WorkerConnectionEvents> implements Worker
     if (this.closed || this.connected) return;
     this.connected = true;
     this.emit('connect', { sessionPresent: true });
+    this.flush();
   }
 
   down(): void {
@@ -73,21 +74,46 @@ class FakeSession extends EventEmitter<WorkerConnectionEvents> implements Worker
     this.backend.states.push({ workerId: this.workerId, state, runId });
   }
 
-  async sendRunStatus(update: Omit<RunStatusMessage, 'type' | 'version'>): Promise<void> {
-    // Like QoS 1 while offline (or while the broker withholds its PUBACKs): acknowledged only later.
-    while (!this.connected || this.backend.acksWithheld) {
-      if (this.closed) throw new Error('session closed');
-      await new Promise((r) => setTimeout(r, 20));
+  /** Publishes waiting for the session (or for the broker to acknowledge again), in the order they were made. */
+  private readonly outgoing: { readonly update: Omit<RunStatusMessage, 'type' | 'version'>; resolve(): void; reject(err: Error): void }[] = [];
+  private retry: NodeJS.Timeout | undefined;
+
+  /**
+   * Like a QoS 1 publish: sent in the order of the calls, at once when the
+   * session is up (without waiting for earlier acknowledgements), queued while
+   * it is down or while the broker withholds acknowledgements.
+   */
+  sendRunStatus(update: Omit<RunStatusMessage, 'type' | 'version'>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.outgoing.push({ update, resolve, reject });
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.closed) {
+      for (const p of this.outgoing.splice(0)) p.reject(new Error('session closed'));
+      return;
     }
-    const received = { workerId: this.workerId, ...update };
-    this.backend.statuses.push(received);
-    // The backend reacts before the controller sees the broker's acknowledgement.
-    await this.backend.onStatus?.(received);
+    if (!this.connected || this.backend.acksWithheld) {
+      this.retry ??= setTimeout(() => {
+        this.retry = undefined;
+        this.flush();
+      }, 20);
+      return;
+    }
+    for (const p of this.outgoing.splice(0)) {
+      const received = { workerId: this.workerId, ...p.update };
+      this.backend.statuses.push(received);
+      // The backend reacts before the controller sees the broker's acknowledgement.
+      Promise.resolve(this.backend.onStatus?.(received)).then(p.resolve, p.reject);
+    }
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.connected = false;
+    this.flush();
   }
 
   /** Delivers a message the way the broker does: resolves once the controller handled it. */
@@ -186,9 +212,13 @@ export class FakeBackend implements BackendConnector {
     this.sessionOf(workerId)?.down();
   }
 
-  /** Sends `schedule` for a run to the worker; resolves once the controller acknowledged it. */
-  async schedule(workerId: string, runId: string, over: Partial<ScheduleMessage> = {}): Promise<void> {
-    const session = this.sessionOf(workerId);
+  /**
+   * Sends `schedule` for a run to the worker; resolves once the controller
+   * acknowledged it. `late`: through the worker's last session even if the
+   * controller has just closed it (a message already on its way).
+   */
+  async schedule(workerId: string, runId: string, over: Partial<ScheduleMessage> = {}, late = false): Promise<void> {
+    const session = late ? this.sessions.filter((s) => s.workerId === workerId).at(-1) : this.sessionOf(workerId);
     if (session === undefined) throw new Error(`worker ${workerId} has no session`);
     await session.deliver({
       type: 'schedule',

@@ -47,6 +47,7 @@ async function busyWorker(previous: string): Promise<WorkerObject> {
 async function expectNextRunStarted(w: WorkerObject, previous: string, next: string): Promise<void> {
   await eventually('the next run accepted', () => c.backend.statusesOf(next).includes('accepted'));
   expect(c.backend.statusesOf(next)).not.toContain('failed');
+  await eventually('the next run\'s Pod seen', () => podsSeen.uidsByName.has(runPodName(next)));
   expect(podsSeen.uidsByName.get(runPodName(next))?.size).toBe(1);
   await eventually('the previous run reported failed', () => c.backend.statusesOf(previous).includes('failed'));
   await eventually('the worker busy with the next run', async () => {
@@ -132,5 +133,12 @@ describe('a schedule racing the end of the worker\'s previous run', () => {
     await eventually('the Pod gone', async () => (await ignoreNotFound(c.admin.get(PODS, c.ns, runPodName('race-f1')))) === undefined);
     const writes = proxy.writes.filter((x) => x.key.includes(`/pods/${runPodName('race-f1')}`));
     expect(writes).toEqual([{ key: expect.stringMatching(/^POST /) as unknown as string, status: 201 }, { key: expect.stringMatching(/^PATCH /) as unknown as string, status: 200 }]);
+  });
+});
+
+describe('over the whole file', () => {
+  it('no run ever had two Pods', () => {
+    expect(podsSeen.count).toBeGreaterThan(10);
+    expect([...podsSeen.uidsByName].filter(([, uids]) => uids.size !== 1)).toEqual([]);
   });
 });

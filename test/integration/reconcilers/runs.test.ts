@@ -4,7 +4,7 @@
  * gone without its end reported).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WorkerObject } from '../../../src/api/types.js';
+import { WORKER_REF, type WorkerObject } from '../../../src/api/types.js';
 import { runPodName } from '../../../src/controller/runs/run-pod.js';
 import { PODS, type Pod } from '../../../src/runtime/k8s-client.js';
 import { createTestNamespace } from '../../setup/cluster-access.js';
@@ -19,6 +19,7 @@ beforeAll(async () => {
   podsSeen = await Seen.start(c.admin, PODS, c.ns);
 });
 afterAll(async () => {
+  c.backend.acksWithheld = false;
   await podsSeen?.stop();
   await c?.stop();
 });
@@ -37,6 +38,7 @@ describe('a scheduled run', () => {
     await Promise.all([c.backend.schedule(w.spec.workerId, 'run-dup-1'), c.backend.schedule(w.spec.workerId, 'run-dup-1')]);
     await c.backend.schedule(w.spec.workerId, 'run-dup-1');
     await eventually('the Worker busy with the run', async () => (await c.workers('dup'))[0]?.status?.currentRunID === 'run-dup-1');
+    await eventually('the Pod seen', () => podsSeen.uidsByName.has(runPodName('run-dup-1')));
     expect(podsSeen.uidsByName.get(runPodName('run-dup-1'))?.size).toBe(1);
     expect(c.backend.statusesOf('run-dup-1').filter((s) => s === 'accepted')).toHaveLength(3);
   });
@@ -55,6 +57,7 @@ describe('a scheduled run', () => {
     // The backend sends the schedule again (the reference backend does at once when the worker turns idle).
     await c.backend.schedule(w.spec.workerId, 'run-busy-2');
     expect(c.backend.statusesOf('run-busy-2')).toEqual(['accepted']);
+    await eventually('its Pod seen', () => podsSeen.uidsByName.has(runPodName('run-busy-2')));
     expect(podsSeen.uidsByName.get(runPodName('run-busy-2'))?.size).toBe(1);
   });
 });
@@ -93,5 +96,57 @@ describe('a run whose Pod vanished while no controller ran', () => {
     c.backend.connect(w.spec.workerId);
     await eventually('the run reported failed', async () => c.backend.statusesOf('run-offline-1').includes('failed'));
     await eventually('the worker idle', async () => (await c.workers('offline'))[0]?.status?.state === 'Idle');
+  });
+});
+
+describe('a worker that disappears between schedule and accepted', () => {
+  it('(controller killed after the Pod was made) has the run accepted by the next controller, with the same single Pod', async () => {
+    const w = await oneIdleWorker('killed', '01hrunskilledaaaaaaaaaaaaa');
+    c.backend.acksWithheld = true;
+    const first = c.backend.schedule(w.spec.workerId, 'run-killed-1').catch(() => undefined);
+    await eventually('the run Pod made', () => podsSeen.uidsByName.has(runPodName('run-killed-1')));
+    await c.stop();
+    await first;
+    expect(c.backend.statusesOf('run-killed-1')).toEqual([]);
+    c.backend.acksWithheld = false;
+    await c.start();
+    await eventually('the worker\'s session back', () => c.backend.sessionOf(w.spec.workerId) !== undefined);
+    // The broker redelivers what was not acknowledged (the backend would send it again too).
+    await c.backend.schedule(w.spec.workerId, 'run-killed-1');
+    expect(c.backend.statusesOf('run-killed-1')[0]).toBe('accepted');
+    await eventually('the Pod seen', () => podsSeen.uidsByName.has(runPodName('run-killed-1')));
+    expect(podsSeen.uidsByName.get(runPodName('run-killed-1'))?.size).toBe(1);
+  });
+
+  it('(session dropped) accepts the run once the session is back', async () => {
+    const w = await oneIdleWorker('dropped', '01hrunsdroppedaaaaaaaaaaaa');
+    c.backend.disconnect(w.spec.workerId);
+    const scheduled = c.backend.schedule(w.spec.workerId, 'run-dropped-1');
+    await eventually('the run Pod made', () => podsSeen.uidsByName.has(runPodName('run-dropped-1')));
+    expect(c.backend.statusesOf('run-dropped-1')).toEqual([]);
+    c.backend.connect(w.spec.workerId);
+    await scheduled;
+    expect(c.backend.statusesOf('run-dropped-1')[0]).toBe('accepted');
+    expect(podsSeen.uidsByName.get(runPodName('run-dropped-1'))?.size).toBe(1);
+  });
+
+  it('(Worker being deleted) neither accepts nor fails the run and makes no Pod, so deregistration queues it again', async () => {
+    const w = await oneIdleWorker('leaving', '01hrunsleavingaaaaaaaaaaaa');
+    c.backend.deregistrationFails.add(w.spec.workerId);
+    await c.admin.delete(WORKER_REF, c.ns, w.metadata.name ?? '');
+    await eventually('the Worker deleting in the cache', () => c.running.ctx.caches.workers.get(c.ns, w.metadata.name ?? '')?.metadata.deletionTimestamp !== undefined);
+    // A schedule already on its way when the controller closed the worker's session.
+    await c.backend.schedule(w.spec.workerId, 'run-leaving-1', {}, true);
+    expect(c.backend.statusesOf('run-leaving-1')).toEqual([]);
+    expect(podsSeen.uidsByName.has(runPodName('run-leaving-1'))).toBe(false);
+    c.backend.deregistrationFails.delete(w.spec.workerId);
+    await eventually('deregistered', () => c.backend.workers.get(w.spec.workerId)?.deregistered === true, 40_000);
+  });
+});
+
+describe('over the whole file', () => {
+  it('no run ever had two Pods', () => {
+    expect(podsSeen.count).toBeGreaterThan(5);
+    expect([...podsSeen.uidsByName].filter(([, uids]) => uids.size !== 1)).toEqual([]);
   });
 });
