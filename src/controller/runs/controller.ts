@@ -188,7 +188,8 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
   // created but not yet in the cache) is not vanished.
   const lastRun = worker.status?.currentRunID;
   let vanished: string | undefined;
-  if (lastRun !== undefined && lastRun !== '' && ctx.runs.startingRun(key) !== lastRun && !pods.some((p) => runIdOf(p) === lastRun)) {
+  // Nor is a run whose end this process reported while the Worker's status still names it.
+  if (lastRun !== undefined && lastRun !== '' && ctx.runs.startingRun(key) !== lastRun && !ctx.runs.endedHere(key, lastRun) && !pods.some((p) => runIdOf(p) === lastRun)) {
     if (connected) await ctx.sessions.sendRunStatus(key, { runId: lastRun, status: 'failed', reason: 'the run Pod disappeared before its end was reported' }, ctx.signal);
     else vanished = lastRun;
   }
@@ -218,7 +219,7 @@ async function report(ctx: ControllerContext, key: string, worker: WorkerObject,
   }
   // One write: the record of the end and the release of the finalizer (see the ordering invariant).
   await ignoreNotFound(removeFinalizer(ctx.client, PODS, pod, FINALIZER_RUN_POD, { key: ANNOTATION_RUN_REPORTED, value: d.status }));
-  ctx.runs.endWritten(uid, d.status);
+  ctx.runs.endWritten(key, runId, uid, d.status);
   if (d.deletePod) await ignoreNotFound(ctx.client.delete(PODS, namespace, name, { gracePeriodSeconds: 0 }));
 }
 

@@ -26,6 +26,12 @@ export class RunTracker {
    * ended (not reported again, its finalizer not removed twice).
    */
   private readonly ends = new Map<string, RunStatus>();
+  /**
+   * The last run whose end this process reported, by worker key: the Worker's
+   * status may still name it after its Pod is gone from the cache, and that
+   * is not a run that vanished.
+   */
+  private readonly lastEnded = new Map<string, string>();
 
   /** The run this process started on the worker and the cache does not show yet. */
   startingRun(workerKey: string): string | undefined {
@@ -65,9 +71,21 @@ export class RunTracker {
   }
 
   /** The run's end was reported and written to its Pod. */
-  endWritten(podUid: string, status: RunStatus): void {
+  endWritten(workerKey: string, runId: string, podUid: string, status: RunStatus): void {
     this.progress.delete(podUid);
     this.ends.set(podUid, status);
+    this.lastEnded.set(workerKey, runId);
+  }
+
+  /** Whether this process reported the end of `runId` on the worker. */
+  endedHere(workerKey: string, runId: string): boolean {
+    return this.lastEnded.get(workerKey) === runId;
+  }
+
+  /** The Worker is gone: nothing of it needs remembering. */
+  forgetWorker(workerKey: string): void {
+    this.starting.delete(workerKey);
+    this.lastEnded.delete(workerKey);
   }
 
   /** The Pod is gone, or the cache shows its end: nothing of it needs remembering. */

@@ -76,6 +76,7 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
   if (worker === undefined) {
     ctx.keys.forget(key);
     ctx.registrations.forget(key);
+    ctx.runs.forgetWorker(key);
     await ctx.sessions.close(key);
     await cleanUpOrphans(ctx, key);
     return;

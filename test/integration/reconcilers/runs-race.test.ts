@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkerObject } from '../../../src/api/types.js';
+import { syncRuns } from '../../../src/controller/runs/controller.js';
 import { runPodName } from '../../../src/controller/runs/run-pod.js';
 import { ignoreNotFound } from '../../../src/runtime/errors.js';
 import { PODS, type Pod } from '../../../src/runtime/k8s-client.js';
@@ -133,6 +134,23 @@ describe('a schedule racing the end of the worker\'s previous run', () => {
     await eventually('the Pod gone', async () => (await ignoreNotFound(c.admin.get(PODS, c.ns, runPodName('race-f1')))) === undefined);
     const writes = proxy.writes.filter((x) => x.key.includes(`/pods/${runPodName('race-f1')}`));
     expect(writes).toEqual([{ key: expect.stringMatching(/^POST /) as unknown as string, status: 201 }, { key: expect.stringMatching(/^PATCH /) as unknown as string, status: 200 }]);
+  });
+});
+
+describe('a Worker status that lags behind the run Pods', () => {
+  it('does not make the run just reported look vanished (no second failure)', async () => {
+    const w = await busyWorker('race-g1');
+    await eventually('the Worker status names the run', async () => (await c.workers()).find((x) => x.metadata.name === w.metadata.name)?.status?.currentRunID === 'race-g1');
+    const stale = (await c.workers()).find((x) => x.metadata.name === w.metadata.name);
+    if (stale === undefined) throw new Error('no worker');
+    await c.deletePod(runPodName('race-g1'));
+    await eventually('the Pod gone from the cache', () => c.running.ctx.caches.pods.get(c.ns, runPodName('race-g1')) === undefined);
+    const pool = c.running.ctx.caches.pools.get(c.ns, stale.spec.poolName);
+    if (pool === undefined) throw new Error('no pool');
+    // A reconcile reading a Worker status written before the run ended.
+    const runs = await syncRuns(c.running.ctx, stale, pool);
+    expect(runs.activeRunId).toBeUndefined();
+    expect(c.backend.statusesOf('race-g1').filter((s) => s === 'failed')).toHaveLength(1);
   });
 });
 
