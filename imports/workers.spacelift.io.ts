@@ -230,6 +230,13 @@ export interface WorkerPoolSpec {
   readonly allowedRunnerImageHosts?: string[];
 
   /**
+   * Sizes the pool to the backend's demand (its busy workers plus its pending runs), between minPoolSize and maxPoolSize, instead of spec.poolSize: up at once when runs wait, down only after scaleDownDelay of lower demand, and never by taking a busy worker. The controller writes its decision to status.autoscaling, never to spec, so a GitOps tool that owns the spec has nothing to fight over; spec.poolSize (and kubectl scale) is ignored while this is set.
+   *
+   * @schema WorkerPoolSpec#autoscaling
+   */
+  readonly autoscaling?: WorkerPoolSpecAutoscaling;
+
+  /**
    * How many failed run Pods to keep per worker; the newest are kept. Default: 5, or no limit when failedPodsHistoryTTL is set.
    *
    * @schema WorkerPoolSpec#failedPodsHistoryLimit
@@ -301,6 +308,7 @@ export function toJson_WorkerPoolSpec(obj: WorkerPoolSpec | undefined): Record<s
   if (obj === undefined) { return undefined; }
   const result = {
     'allowedRunnerImageHosts': obj.allowedRunnerImageHosts?.map(y => y),
+    'autoscaling': toJson_WorkerPoolSpecAutoscaling(obj.autoscaling),
     'failedPodsHistoryLimit': obj.failedPodsHistoryLimit,
     'failedPodsHistoryTTL': obj.failedPodsHistoryTtl,
     'keepSuccessfulPods': obj.keepSuccessfulPods,
@@ -310,6 +318,50 @@ export function toJson_WorkerPoolSpec(obj: WorkerPoolSpec | undefined): Record<s
     'successfulPodsHistoryLimit': obj.successfulPodsHistoryLimit,
     'successfulPodsHistoryTTL': obj.successfulPodsHistoryTtl,
     'token': toJson_WorkerPoolSpecToken(obj.token),
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Sizes the pool to the backend's demand (its busy workers plus its pending runs), between minPoolSize and maxPoolSize, instead of spec.poolSize: up at once when runs wait, down only after scaleDownDelay of lower demand, and never by taking a busy worker. The controller writes its decision to status.autoscaling, never to spec, so a GitOps tool that owns the spec has nothing to fight over; spec.poolSize (and kubectl scale) is ignored while this is set.
+ *
+ * @schema WorkerPoolSpecAutoscaling
+ */
+export interface WorkerPoolSpecAutoscaling {
+  /**
+   * Most workers, however many runs wait.
+   *
+   * @schema WorkerPoolSpecAutoscaling#maxPoolSize
+   */
+  readonly maxPoolSize: number;
+
+  /**
+   * Fewest workers, also when no run waits. 0 lets an idle pool cost nothing.
+   *
+   * @schema WorkerPoolSpecAutoscaling#minPoolSize
+   */
+  readonly minPoolSize: number;
+
+  /**
+   * How long demand must stay below the pool's size before it shrinks (to the highest demand seen meanwhile); a run arriving meanwhile cancels it. Default "5m". A Go duration such as "24h", "90m" or "1h30m".
+   *
+   * @schema WorkerPoolSpecAutoscaling#scaleDownDelay
+   */
+  readonly scaleDownDelay?: string;
+}
+
+/**
+ * Converts an object of type 'WorkerPoolSpecAutoscaling' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_WorkerPoolSpecAutoscaling(obj: WorkerPoolSpecAutoscaling | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'maxPoolSize': obj.maxPoolSize,
+    'minPoolSize': obj.minPoolSize,
+    'scaleDownDelay': obj.scaleDownDelay,
   };
   // filter undefined values
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});

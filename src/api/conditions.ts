@@ -9,6 +9,7 @@ export const PoolCondition = {
   Ready: 'Ready',
   CredentialsValid: 'CredentialsValid',
   PodTemplateValid: 'PodTemplateValid',
+  Autoscaling: 'Autoscaling',
 } as const;
 
 /** Reasons of a WorkerPool's Ready condition. */
@@ -37,6 +38,22 @@ export type CredentialsProblem = Exclude<(typeof CredentialsReason)[keyof typeof
 export const PodTemplateReason = {
   DryRunPassed: 'DryRunPassed',
   DryRunFailed: 'DryRunFailed',
+} as const;
+
+/** Reasons of a WorkerPool's Autoscaling condition (True while the autoscaler sizes the pool). */
+export const AutoscalingReason = {
+  /** The recommendation equals the demand (within min and max). */
+  Stable: 'Stable',
+  ScaledUp: 'ScaledUp',
+  ScaledDown: 'ScaledDown',
+  /** Demand is lower; the pool shrinks once scaleDownDelay has passed. */
+  ScaleDownPending: 'ScaleDownPending',
+  /** More runs wait than maxPoolSize workers can take. */
+  AtMaximum: 'AtMaximum',
+  /** The backend's demand cannot be read; the recommendation stays as it was. */
+  DemandUnknown: 'DemandUnknown',
+  /** spec.autoscaling is not set: spec.poolSize decides. */
+  Disabled: 'Disabled',
 } as const;
 
 /** Conditions of a Worker. */
@@ -71,6 +88,8 @@ export const EventReason = {
   WorkerRegistrationRefused: 'WorkerRegistrationRefused',
   /** On a Worker whose run failed. */
   RunFailed: 'RunFailed',
+  /** On a WorkerPool whose autoscaler changed its recommendation. */
+  PoolAutoscaled: 'PoolAutoscaled',
 } as const;
 
 /** `status.state` of a Worker. */

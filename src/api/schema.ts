@@ -43,12 +43,17 @@ export interface Schema<W = unknown, P = W> {
   readonly 'x-kubernetes-int-or-string'?: boolean;
   readonly 'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
   readonly 'x-kubernetes-list-map-keys'?: readonly string[];
-  readonly 'x-kubernetes-validations'?: readonly { readonly rule: string; readonly message: string }[];
+  readonly 'x-kubernetes-validations'?: readonly Validation[];
   /** Type-only (never set): the JSON value this node describes. */
   readonly __wire?: W;
   /** Type-only (never set): the value a cdk8s app writes for it. */
   readonly __props?: P;
 }
+
+/** A CEL rule with the message the API server answers when it fails (`messageExpression` may name the values). */
+export type Validation =
+  | { readonly rule: string; readonly message: string }
+  | { readonly rule: string; readonly messageExpression: string; readonly message?: string };
 
 /** The JSON value a schema describes, as the API server serves it. */
 export type WireOf<S> = S extends Schema<infer W, unknown> ? W : never;

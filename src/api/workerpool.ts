@@ -107,6 +107,24 @@ const podSpec = obj('Settings of the run Pods this pool creates.', {
   ),
 });
 
+const autoscaling = obj(
+  'Sizes the pool to the backend\'s demand (its busy workers plus its pending runs), between minPoolSize and maxPoolSize, instead of spec.poolSize: up at once when runs wait, down only after scaleDownDelay of lower demand, and never by taking a busy worker. The controller writes its decision to status.autoscaling, never to spec, so a GitOps tool that owns the spec has nothing to fight over; spec.poolSize (and kubectl scale) is ignored while this is set.',
+  {
+    minPoolSize: int('Fewest workers, also when no run waits. 0 lets an idle pool cost nothing.', { minimum: 0 }),
+    maxPoolSize: int('Most workers, however many runs wait.', { minimum: 1 }),
+    scaleDownDelay: duration('How long demand must stay below the pool\'s size before it shrinks (to the highest demand seen meanwhile); a run arriving meanwhile cancels it. Default "5m".'),
+  },
+  {
+    required: ['minPoolSize', 'maxPoolSize'],
+    'x-kubernetes-validations': [
+      {
+        rule: 'self.minPoolSize <= self.maxPoolSize',
+        messageExpression: "'spec.autoscaling.minPoolSize (' + string(self.minPoolSize) + ') must not be greater than spec.autoscaling.maxPoolSize (' + string(self.maxPoolSize) + ')'",
+      },
+    ],
+  },
+);
+
 export const WORKERPOOL_SPEC_SCHEMA = obj(
   'The desired state of a pool of workers.',
   {
@@ -125,6 +143,7 @@ export const WORKERPOOL_SPEC_SCHEMA = obj(
       }),
     ),
     pod: podSpec,
+    autoscaling,
   },
   {
     'x-kubernetes-validations': [
@@ -139,13 +158,22 @@ export const WORKERPOOL_SPEC_SCHEMA = obj(
 
 export const WORKERPOOL_STATUS_SCHEMA = obj('The observed state of the pool, written by the controller.', {
   poolId: str('The backend\'s id of the pool, read from its token.'),
-  desiredPoolSize: int('The poolSize the controller is working towards.'),
+  desiredPoolSize: int('The pool size the controller is working towards: spec.poolSize, or the autoscaler\'s recommendation.'),
   actualPoolSize: int('Workers registered with the backend and connected. Absent while the credentials cannot be used.'),
   busyWorkers: int('Workers running a run.'),
   idleWorkers: int('Registered, connected workers waiting for a run.'),
   selector: str('Label selector of the pool\'s Workers, for the scale subresource (HPA, KEDA).'),
   observedGeneration: int64('The generation of the spec this status was computed from.'),
-  conditions: conditions('Ready, CredentialsValid and PodTemplateValid, with reasons.'),
+  conditions: conditions('Ready, CredentialsValid, PodTemplateValid and Autoscaling, with reasons.'),
+  autoscaling: obj('What the autoscaler saw and decided (with spec.autoscaling set). Kept here so a restarted controller goes on where it was.', {
+    recommendation: int('The pool size the autoscaler asks for.'),
+    pendingRuns: int('Runs waiting in the backend for this pool, when last read.'),
+    busyWorkers: int('Workers with a run, as the backend saw them when last read.'),
+    demandObservedTime: str('When the backend\'s demand was last read.', { format: 'date-time' }),
+    scaleDownPendingSince: str('Since when demand has stayed below the recommendation; the pool shrinks once scaleDownDelay has passed.', { format: 'date-time' }),
+    scaleDownTarget: int('The size the pending scale-down goes to: the highest demand seen since scaleDownPendingSince.'),
+    lastScaleTime: str('When the recommendation last changed.', { format: 'date-time' }),
+  }),
 });
 
 /** Worker names are `<pool name>-<26-character worker id>` and must stay a valid object name (253). */
