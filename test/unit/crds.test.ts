@@ -41,6 +41,7 @@ describe('WorkerPool CRD', () => {
     expect(Object.keys(at(poolSpec, 'properties') as object).sort()).toEqual(
       [
         'allowedRunnerImageHosts',
+        'autoscaling',
         'failedPodsHistoryLimit',
         'failedPodsHistoryTTL',
         'keepSuccessfulPods',
@@ -59,7 +60,7 @@ describe('WorkerPool CRD', () => {
         'additionalSidecarContainers', 'workspaceVolume', 'binariesCacheVolume', 'volumes', 'serviceAccountName',
         'automountServiceAccountToken', 'securityContext', 'imagePullSecrets', 'nodeSelector', 'nodeName',
         'affinity', 'schedulerName', 'tolerations', 'hostAliases', 'dnsConfig', 'dnsPolicy', 'runtimeClassName',
-        'topologySpreadConstraints', 'labels', 'annotations', 'shareProcessNamespace',
+        'topologySpreadConstraints', 'labels', 'annotations', 'shareProcessNamespace', 'disruptionBudget',
       ].sort(),
     );
     for (const c of ['initContainer', 'grpcServerContainer', 'workerContainer']) {
@@ -98,7 +99,7 @@ describe('WorkerPool CRD', () => {
 
   test('status carries sizes, counts, selector, conditions and observedGeneration', () => {
     expect(Object.keys(at(poolSchema, 'properties.status.properties') as object).sort()).toEqual(
-      ['actualPoolSize', 'busyWorkers', 'conditions', 'desiredPoolSize', 'idleWorkers', 'observedGeneration', 'poolId', 'selector'],
+      ['actualPoolSize', 'autoscaling', 'busyWorkers', 'conditions', 'desiredPoolSize', 'idleWorkers', 'observedGeneration', 'poolId', 'selector'],
     );
     expect(at(poolSchema, 'properties.status.properties.conditions')).toMatchObject({
       'x-kubernetes-list-type': 'map',
