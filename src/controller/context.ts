@@ -11,6 +11,7 @@ import type { KubeClient, Pod, PodDisruptionBudget, Secret } from '../runtime/k8
 import type { Logger } from '../runtime/log.js';
 import type { WorkQueue } from '../runtime/queue.js';
 import type { BackendAccess } from './backend/access.js';
+import type { DemandWatchers } from './backend/demand.js';
 import type { SessionManager } from './backend/sessions.js';
 import { objectKey } from './keys.js';
 import type { Expectations } from './pool/expectations.js';
@@ -54,6 +55,8 @@ export interface ControllerObserver extends RunObserver {
   onWorkerRegistered?(createdAt: string | undefined): void;
   /** Making a worker's key, storing it or registering it failed (it is retried). */
   onWorkerCreationFailed?(error: unknown): void;
+  /** The autoscaler changed a pool's size. */
+  onAutoscaled?(direction: 'up' | 'down'): void;
 }
 
 export interface ControllerContext {
@@ -72,6 +75,8 @@ export interface ControllerContext {
   readonly keys: KeyFactory;
   /** Registrations written to Secrets that the cache does not show yet. */
   readonly registrations: Registrations;
+  /** The backend's demand of each autoscaled pool. */
+  readonly demand: DemandWatchers;
   /** Hooks for metrics. */
   readonly observer?: ControllerObserver;
   /** Fires when the work this context was handed to must stop: API calls and waits end with it. */

@@ -16,6 +16,7 @@ import type { Logger } from '../runtime/log.js';
 import { WorkQueue, type ReconcileReport } from '../runtime/queue.js';
 import { BackendAccess } from './backend/access.js';
 import type { BackendConnector } from './backend/connector.js';
+import { DemandWatchers } from './backend/demand.js';
 import { SessionManager } from './backend/sessions.js';
 import { INDEX_WORKERS_BY_POOL, type Caches, type ControllerContext, type ControllerObserver, type ControllerOptions } from './context.js';
 import { poolKeyOf } from './keys.js';
@@ -107,6 +108,7 @@ export class Manager {
       // Fewer keys in flight than libuv's 4 threads, so DNS and file work always find one free.
       keys: new KeyFactory((workerKey) => queues.workers.add(workerKey), Math.max(1, Math.min(availableParallelism(), 3))),
       registrations: new Registrations(),
+      demand: new DemandWatchers((poolKey) => queues.pools.add(poolKey), log),
       log,
       options: { stuckPodGraceMs: opts.stuckPodGraceMs },
       observer: opts.observer,
@@ -142,8 +144,9 @@ export class Manager {
    * point, that loses nothing the next leader does not redo.
    */
   async stop(): Promise<void> {
-    const { caches, queues, sessions, backends } = this.ctx;
+    const { caches, queues, sessions, backends, demand } = this.ctx;
     this.stopping.abort(new Error('the controller is stopping'));
+    demand.stopAll();
     await Promise.all([queues.pools.shutdown(), queues.workers.shutdown()]);
     await sessions.closeAll();
     await Promise.all([caches.pools.stop(), caches.workers.stop(), caches.pods.stop(), caches.secrets.stop(), caches.budgets.stop()]);

@@ -67,6 +67,12 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
+/** What the client itself adds to a call: a query string (not signed: the backend verifies the path) and a longer timeout. */
+interface CallExtras extends CallOptions {
+  readonly query?: string;
+  readonly timeoutMs?: number;
+}
+
 /**
  * The controller's side of the worker API, for one pool.
  *
@@ -136,12 +142,24 @@ export class BackendClient {
     return this.call<PoolStats>('get pool stats', 'GET', workerApiPaths.stats(this.token.poolId), undefined, options);
   }
 
+  /**
+   * Pool counters once they differ from `revision` (an earlier answer's), or
+   * after `waitSeconds`: a long poll, so that a run queued for a pool with no
+   * worker (no MQTT session to hear it on) reaches the controller at once.
+   * Without `revision` it answers at once. A backend that cannot wait answers
+   * at once without a revision.
+   */
+  async watchPoolStats(revision: string | undefined, waitSeconds: number, options: CallOptions = {}): Promise<PoolStats> {
+    const query = revision === undefined ? '' : `?${new URLSearchParams({ waitFor: revision, timeoutSeconds: String(waitSeconds) }).toString()}`;
+    return this.call<PoolStats>('watch pool stats', 'GET', workerApiPaths.stats(this.token.poolId), undefined, { ...options, query, timeoutMs: (waitSeconds + 15) * 1000 });
+  }
+
   /** Closes idle keep-alive connections. */
   close(): void {
     this.agent.destroy();
   }
 
-  private call<T>(what: string, method: string, path: string, payload: unknown, options: CallOptions): Promise<T> {
+  private call<T>(what: string, method: string, path: string, payload: unknown, options: CallExtras): Promise<T> {
     options.signal?.throwIfAborted();
     const body = payload === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload), 'utf8');
     const headers: Record<string, string> = {
@@ -152,9 +170,10 @@ export class BackendClient {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(body.length);
     }
-    const url = new URL(path, this.token.apiUrl);
+    const url = new URL(`${path}${options.query ?? ''}`, this.token.apiUrl);
+    const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     return new Promise<T>((resolve, reject) => {
-      const req = https.request(url, { method, headers, agent: this.agent, timeout: this.timeoutMs, signal: options.signal }, (res) => {
+      const req = https.request(url, { method, headers, agent: this.agent, timeout: timeoutMs, signal: options.signal }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (err) => reject(new RetryableBackendError(`${what}: ${err.message}`, res.statusCode, { cause: err })));
@@ -184,7 +203,7 @@ export class BackendClient {
           else reject(new RetryableBackendError(message, status, { code }));
         });
       });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
         // Cancelled by the caller: not the backend's failure, so not a backend error.
         if (options.signal?.aborted === true) {

@@ -39,7 +39,10 @@ export const workerApiPaths = {
   /** `POST`, 200 `{}`. */
   undrain: (poolId: string, workerId: string): string =>
     `/api/pools/${encodeURIComponent(poolId)}/workers/${encodeURIComponent(workerId)}/undrain`,
-  /** `GET`, 200 {@link PoolStats}. */
+  /**
+   * `GET`, 200 {@link PoolStats}. Query `waitFor=<revision>&timeoutSeconds=<1..60>`:
+   * answer once the revision differs from `waitFor`, or after the timeout.
+   */
   stats: (poolId: string): string => `/api/pools/${encodeURIComponent(poolId)}/stats`,
 };
 
@@ -79,6 +82,12 @@ export interface DrainResponse {
 /** Pool counters for metrics and autoscaling. */
 export interface PoolStats {
   poolId: string;
+  /**
+   * Changes whenever `pendingRuns` or the busy count changes; pass it back to
+   * wait for the next change (long poll, see `BackendClient.watchPoolStats`).
+   * Absent from backends that cannot wait: callers then poll.
+   */
+  revision?: string;
   /** Runs queued and not yet sent to any worker. */
   pendingRuns: number;
   workers: {

@@ -104,6 +104,16 @@ function fakeSource(over: Partial<MetricsSource> = {}): MetricsSource & { reconn
   const s: MetricsSource & { reconnects: number } = {
     reconnects: 0,
     workers: () => [worker('01POOL', 'Idle'), worker('01POOL', 'Busy')],
+    pools: () => [
+      {
+        apiVersion: 'workers.spacelift.io/v1beta1',
+        kind: 'WorkerPool',
+        metadata: { name: 'pool-a', namespace: 'team' },
+        spec: { autoscaling: { minPoolSize: 1, maxPoolSize: 6 } },
+        status: { poolId: '01POOL', autoscaling: { recommendation: 4 } },
+      },
+      { apiVersion: 'workers.spacelift.io/v1beta1', kind: 'WorkerPool', metadata: { name: 'fixed', namespace: 'team' }, spec: { poolSize: 2 }, status: { poolId: '01FIXED' } },
+    ],
     backendClients: () => new Map([['team/pool-a', { poolStats: async () => stats('01POOL', 7) }]]),
     sessions(): { count: number; connectedCount: number; reconnectCount: number } {
       return { count: 2, connectedCount: 1, reconnectCount: s.reconnects };
@@ -153,6 +163,24 @@ describe('ControllerMetrics', () => {
     }
     expect(text).toContain('process_cpu_seconds_total');
     expect(text).toContain('nodejs_eventloop_lag_seconds');
+  });
+
+  it('serves the autoscaler\'s desired, min and max for autoscaled pools only, and counts its decisions', async () => {
+    const m = new ControllerMetrics({ defaultMetrics: false });
+    m.attach(fakeSource());
+    m.observer.onAutoscaled?.('up');
+    m.observer.onAutoscaled?.('up');
+    const text = await m.metrics();
+    for (const line of [
+      'workerpool_controller_autoscaling_desired_workers{pool_ulid="01POOL",namespace="team",name="pool-a"} 4',
+      'workerpool_controller_autoscaling_min_workers{pool_ulid="01POOL",namespace="team",name="pool-a"} 1',
+      'workerpool_controller_autoscaling_max_workers{pool_ulid="01POOL",namespace="team",name="pool-a"} 6',
+      'workerpool_controller_autoscaling_decisions_total{direction="up"} 2',
+      'workerpool_controller_autoscaling_decisions_total{direction="down"} 0',
+    ]) {
+      expect(text).toContain(line);
+    }
+    expect(text).not.toContain('01FIXED');
   });
 
   it('a backend error leaves that pool out, counts it, and does not fail the scrape', async () => {

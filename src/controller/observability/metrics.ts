@@ -18,7 +18,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { LABEL_WORKERPOOL } from '../../api/constants.js';
 import type { PoolStats, RunStatus } from '../../protocol/index.js';
-import type { WorkerObject } from '../../api/types.js';
+import type { WorkerObject, WorkerPoolObject } from '../../api/types.js';
 import type { ControllerContext, ControllerObserver } from '../context.js';
 import { CANNOT_START_REASONS } from '../runs/pod-status.js';
 import type { Logger } from '../../runtime/log.js';
@@ -32,6 +32,8 @@ export type ReconcileKind = 'workerpool' | 'worker';
 /** What the metrics read at scrape time; the leader's {@link ControllerContext} in production. */
 export interface MetricsSource {
   workers(): readonly WorkerObject[];
+  /** The pools, for the autoscaler's gauges. */
+  pools(): readonly WorkerPoolObject[];
   /** Backend clients by pool key ("namespace/name"). */
   backendClients(): ReadonlyMap<string, { poolStats(): Promise<PoolStats> }>;
   sessions(): { readonly count: number; readonly connectedCount: number; readonly reconnectCount: number };
@@ -41,6 +43,7 @@ export interface MetricsSource {
 export function sourceOf(ctx: ControllerContext): MetricsSource {
   return {
     workers: () => ctx.caches.workers.list(),
+    pools: () => ctx.caches.pools.list(),
     backendClients: () => ctx.backends.clients(),
     sessions: () => ctx.sessions,
     queueDepth: () => ({ workerpool: ctx.queues.pools.depth, worker: ctx.queues.workers.depth }),
@@ -223,6 +226,7 @@ export class ControllerMetrics {
   readonly reconcileTotal: Counter<'kind' | 'outcome'>;
   readonly reconcileErrors: Counter<'kind'>;
   readonly messagesRejected: Counter;
+  readonly autoscalingDecisions: Counter<'direction'>;
   readonly backendStatsErrors: Counter;
 
   constructor(options: ControllerMetricsOptions = {}) {
@@ -379,6 +383,32 @@ export class ControllerMetrics {
         this.set({ kind: 'worker' }, depth.worker);
       },
     });
+    // The autoscaler (pools with spec.autoscaling), from the pools' spec and status.
+    const autoscalingGauge = (name: string, help: string, value: (p: WorkerPoolObject) => number | undefined): void => {
+      new Gauge({
+        name: `${OWN_PREFIX}autoscaling_${name}`,
+        help,
+        labelNames: ['pool_ulid', 'namespace', 'name'],
+        registers,
+        collect() {
+          this.reset();
+          for (const p of self.source?.pools() ?? []) {
+            const v = p.spec.autoscaling === undefined ? undefined : value(p);
+            if (v !== undefined && p.status?.poolId !== undefined) this.set({ pool_ulid: p.status.poolId, namespace: p.metadata.namespace ?? '', name: p.metadata.name ?? '' }, v);
+          }
+        },
+      });
+    };
+    autoscalingGauge('desired_workers', 'The pool size the autoscaler asks for, per autoscaled pool.', (p) => p.status?.autoscaling?.recommendation);
+    autoscalingGauge('min_workers', 'spec.autoscaling.minPoolSize, per autoscaled pool.', (p) => p.spec.autoscaling?.minPoolSize);
+    autoscalingGauge('max_workers', 'spec.autoscaling.maxPoolSize, per autoscaled pool.', (p) => p.spec.autoscaling?.maxPoolSize);
+    this.autoscalingDecisions = new Counter({
+      name: `${OWN_PREFIX}autoscaling_decisions_total`,
+      help: 'Changes of an autoscaled pool\'s size, by direction (up, down).',
+      labelNames: ['direction'],
+      registers,
+    });
+    for (const direction of ['up', 'down']) this.autoscalingDecisions.inc({ direction }, 0);
     this.messagesRejected = new Counter({
       name: `${OWN_PREFIX}messages_rejected_total`,
       help: 'Messages from the backend that failed validation (malformed, unknown type or version, wrong topic) and were dropped.',
@@ -406,6 +436,7 @@ export class ControllerMetrics {
       if (!Number.isNaN(created)) this.workerCreationDuration.observe(seconds(Date.now() - created));
     },
     onWorkerCreationFailed: () => this.workerCreationErrors.inc(),
+    onAutoscaled: (direction) => this.autoscalingDecisions.inc({ direction }),
   };
 
   observeReconcile(kind: ReconcileKind, report: ReconcileReport): void {

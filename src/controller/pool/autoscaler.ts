@@ -60,7 +60,8 @@ export function recommend(spec: AutoscalingSpec, previous: AutoscalingStatus | u
     };
   }
   const wanted = clamp(demand.busyWorkers + demand.pendingRuns);
-  const seen = { pendingRuns: demand.pendingRuns, busyWorkers: demand.busyWorkers, demandObservedTime: iso(demand.observedAt) };
+  // Not when it was read: the status would change with every read, costing a write per read while nothing changes.
+  const seen = { pendingRuns: demand.pendingRuns, busyWorkers: demand.busyWorkers };
   const described = `${demand.busyWorkers} busy, ${demand.pendingRuns} pending`;
   const changed = (to: number, why: string): Recommendation => ({
     size: to,

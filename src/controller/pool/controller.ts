@@ -10,7 +10,7 @@
  * Worker, so a scale-down in progress survives a restart.
  */
 import { ANNOTATION_DRAINING, FINALIZER_WORKERPOOL, WORKERPOOL_KIND } from '../../api/constants.js';
-import { CredentialsReason, EventReason, PodTemplateReason, PoolCondition, PoolReadyReason, RegisteredReason, WorkerCondition } from '../../api/conditions.js';
+import { AutoscalingReason, CredentialsReason, EventReason, PodTemplateReason, PoolCondition, PoolReadyReason, RegisteredReason, WorkerCondition } from '../../api/conditions.js';
 import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject, type WorkerPoolStatus } from '../../api/types.js';
 import { RetryableBackendError } from '../../protocol/index.js';
 import { findCondition, setCondition } from '../../runtime/conditions.js';
@@ -20,6 +20,7 @@ import { POD_DISRUPTION_BUDGETS, type PodDisruptionBudget, type Secret } from '.
 import { ownerName } from '../../runtime/owners.js';
 import type { ReconcileContext, Result } from '../../runtime/queue.js';
 import { statusChanged } from '../../runtime/status.js';
+import type { BackendApi } from '../backend/connector.js';
 import { referencedSecrets } from '../backend/credentials.js';
 import { forReconcile, INDEX_WORKERS_BY_POOL, workersOfPool, type ControllerContext } from '../context.js';
 import { objectKey } from '../keys.js';
@@ -27,6 +28,7 @@ import { activeRunPod, podsOfWorker } from '../runs/controller.js';
 import { newWorkerId } from '../worker/id.js';
 import { disruptionBudgetName, newRunPodDisruptionBudget } from './new-disruption-budget.js';
 import { newWorker } from './new-worker.js';
+import { recommend, type Recommendation } from './autoscaler.js';
 import { planScale, type WorkerSummary } from './scale-plan.js';
 import { computePoolStatus, isBusy, type CredentialsState } from './status.js';
 import { checkPodTemplate, templateCheckDue, type TemplateVerdict } from './template-check.js';
@@ -84,6 +86,7 @@ export async function reconcilePool(base: ControllerContext, key: string, rc: Re
   if (pool === undefined) {
     ctx.backends.forget(key);
     ctx.expectations.forget(key);
+    ctx.demand.stop(key);
     return;
   }
   const workers = workersOfPool(ctx, pool);
@@ -114,10 +117,36 @@ export async function reconcilePool(base: ControllerContext, key: string, rc: Re
     template = await checkPodTemplate(ctx, pool, poolId);
     if (!template.valid) await ctx.events.record(pool, 'Warning', EventReason.PodTemplateInvalid, template.message);
   }
+  const size = autoscale(ctx, key, pool, workers, ctx.backends.client(key, credentials.credentials));
+  if (size.autoscale?.event !== undefined) await ctx.events.record(pool, 'Normal', EventReason.PoolAutoscaled, size.autoscale.event);
   // Workers register either way: a bad template fails runs with its reason, it does not stop the pool.
-  await scale(ctx, key, pool, poolId, workers);
+  await scale(ctx, key, pool, poolId, workers, size.desired);
   await syncDisruptionBudget(ctx, pool, newRunPodDisruptionBudget(pool, poolId));
-  await writeStatus(ctx, pool, { valid: true, poolId }, workers, template);
+  await writeStatus(ctx, pool, { valid: true, poolId }, workers, { template, desired: size.desired, autoscale: size.autoscale });
+  const recheck = size.autoscale?.recheckAfterMs;
+  return recheck === undefined ? undefined : { requeueAfter: recheck };
+}
+
+/**
+ * The pool's size: spec.poolSize, or with spec.autoscaling the autoscaler's
+ * recommendation from the backend's demand (watched while autoscaling is on).
+ */
+function autoscale(ctx: ControllerContext, key: string, pool: WorkerPoolObject, workers: WorkerObject[], backend: BackendApi): { desired: number; autoscale?: Recommendation } {
+  const spec = pool.spec.autoscaling;
+  if (spec === undefined) {
+    ctx.demand.stop(key);
+    return { desired: pool.spec.poolSize ?? 1 };
+  }
+  ctx.demand.ensure(key, backend);
+  // A pool that just turned autoscaling on starts from the size it has.
+  const present = workers.filter((w) => w.metadata.deletionTimestamp === undefined && w.metadata.annotations?.[ANNOTATION_DRAINING] !== 'true').length;
+  const current = pool.status?.autoscaling?.recommendation ?? present;
+  const recommendation = recommend(spec, pool.status?.autoscaling, current, ctx.demand.demandOf(key), new Date());
+  if (recommendation.event !== undefined) {
+    ctx.log.with({ namespace: pool.metadata.namespace, name: pool.metadata.name, kind: WORKERPOOL_KIND }).info('pool autoscaled', { from: current, to: recommendation.size, reason: recommendation.reason });
+    ctx.observer?.onAutoscaled?.(recommendation.size > current ? 'up' : 'down');
+  }
+  return { desired: recommendation.size, autoscale: recommendation };
 }
 
 async function cannotRegister(ctx: ControllerContext, pool: WorkerPoolObject, workers: WorkerObject[], state: CredentialsState & { valid: false }): Promise<void> {
@@ -144,7 +173,7 @@ function hasActiveRun(ctx: ControllerContext, w: WorkerObject): boolean {
   return activeRunPod(ctx, podsOfWorker(ctx, w)) !== undefined;
 }
 
-async function scale(ctx: ControllerContext, key: string, pool: WorkerPoolObject, poolId: string, workers: WorkerObject[]): Promise<void> {
+async function scale(ctx: ControllerContext, key: string, pool: WorkerPoolObject, poolId: string, workers: WorkerObject[], desired: number): Promise<void> {
   const namespace = pool.metadata.namespace ?? 'default';
   const summaries = new Map(workers.map((w) => [w.metadata.name ?? '', summarize(ctx, w)]));
   for (const [name, what] of ctx.expectations.of(key)) {
@@ -155,7 +184,7 @@ async function scale(ctx: ControllerContext, key: string, pool: WorkerPoolObject
       summaries.set(name, { ...seen, draining: what === 'drain' });
     }
   }
-  const plan = planScale(pool.spec.poolSize ?? 1, [...summaries.values()]);
+  const plan = planScale(desired, [...summaries.values()]);
   const log = ctx.log.with({ namespace, name: pool.metadata.name, kind: WORKERPOOL_KIND });
   if (plan.create > 0 || plan.drain.length > 0 || plan.undrain.length > 0) {
     log.info('scaling pool', { create: plan.create, drain: plan.drain.length, undrain: plan.undrain.length });
@@ -225,7 +254,7 @@ async function finalizePool(ctx: ControllerContext, key: string, pool: WorkerPoo
     // Each Worker's deletion enqueues the pool again; the condition tells the user what holds it.
     const stuck = workers.map((w) => findCondition(w.status?.conditions, WorkerCondition.Registered)).find((c) => c !== undefined && c.reason !== RegisteredReason.Registered);
     const message = `waiting for ${workers.length} worker(s) to deregister from the backend${stuck === undefined ? '' : `: ${stuck.message}`}`;
-    const status = computePoolStatus(pool, { valid: true, poolId: pool.status?.poolId ?? '' }, workers);
+    const status = { ...computePoolStatus(pool, { valid: true, poolId: pool.status?.poolId ?? '' }, workers), autoscaling: pool.status?.autoscaling };
     const conditions = (status.conditions ?? []).map((c) => (c.type === PoolCondition.Ready ? { ...c, status: 'False' as const, reason: PoolReadyReason.Deleting, message } : c));
     await patchStatus(ctx, pool, { ...status, conditions });
     return;
@@ -233,32 +262,60 @@ async function finalizePool(ctx: ControllerContext, key: string, pool: WorkerPoo
   // No reliance on the garbage collector: the pool's budget goes with it.
   await syncDisruptionBudget(ctx, pool, undefined);
   await removeFinalizer(ctx.client, WORKERPOOL_REF, pool, FINALIZER_WORKERPOOL);
+  ctx.demand.stop(key);
   ctx.backends.forget(key);
   ctx.expectations.forget(key);
 }
 
-async function writeStatus(ctx: ControllerContext, pool: WorkerPoolObject, credentials: CredentialsState, workers: WorkerObject[], template?: TemplateVerdict): Promise<void> {
-  const status = computePoolStatus(pool, credentials, workers);
-  if (template === undefined) {
-    await patchStatus(ctx, pool, status);
-    return;
+interface StatusExtras {
+  readonly template?: TemplateVerdict;
+  /** The size worked towards (spec.poolSize unless autoscaled). */
+  readonly desired?: number;
+  readonly autoscale?: Recommendation;
+}
+
+async function writeStatus(ctx: ControllerContext, pool: WorkerPoolObject, credentials: CredentialsState, workers: WorkerObject[], extras: StatusExtras = {}): Promise<void> {
+  const { template, autoscale } = extras;
+  const generation = pool.metadata.generation;
+  // While the credentials are broken the autoscaler does not run: its last decision stands.
+  const desired = extras.desired ?? pool.status?.autoscaling?.recommendation ?? pool.spec.poolSize ?? 1;
+  const status = computePoolStatus(pool, credentials, workers, new Date(), pool.spec.autoscaling === undefined ? (pool.spec.poolSize ?? 1) : desired);
+  let conditions = status.conditions;
+  if (template !== undefined) {
+    conditions = setCondition(
+      conditions,
+      {
+        type: PoolCondition.PodTemplateValid,
+        status: template.valid ? 'True' : 'False',
+        reason: template.valid ? PodTemplateReason.DryRunPassed : PodTemplateReason.DryRunFailed,
+        message: template.message,
+      },
+      generation,
+    );
   }
-  const conditions = setCondition(
-    status.conditions,
-    {
-      type: PoolCondition.PodTemplateValid,
-      status: template.valid ? 'True' : 'False',
-      reason: template.valid ? PodTemplateReason.DryRunPassed : PodTemplateReason.DryRunFailed,
-      message: template.message,
-    },
-    pool.metadata.generation,
-  );
-  await patchStatus(ctx, pool, { ...status, conditions });
+  if (autoscale !== undefined) {
+    const ignored = pool.spec.poolSize !== undefined && pool.spec.poolSize !== autoscale.size ? `; spec.poolSize (${pool.spec.poolSize}) is ignored while spec.autoscaling is set` : '';
+    conditions = setCondition(conditions, { type: PoolCondition.Autoscaling, status: 'True', reason: autoscale.reason, message: `${autoscale.message}${ignored}` }, generation);
+  } else if (pool.spec.autoscaling === undefined && findCondition(conditions, PoolCondition.Autoscaling) !== undefined) {
+    conditions = setCondition(conditions, { type: PoolCondition.Autoscaling, status: 'False', reason: AutoscalingReason.Disabled, message: 'spec.autoscaling is not set: spec.poolSize decides the size' }, generation);
+  }
+  const autoscaling = pool.spec.autoscaling === undefined ? undefined : (autoscale?.status ?? pool.status?.autoscaling);
+  await patchStatus(ctx, pool, { ...status, conditions, autoscaling });
+}
+
+/** `next` as a merge patch that replaces `previous` whole: fields it drops are removed (null), not kept. */
+function replacing(previous: object | undefined, next: object | undefined): Record<string, unknown> | null {
+  if (next === undefined) return null;
+  const patch: Record<string, unknown> = { ...next };
+  for (const key of Object.keys(previous ?? {})) if (patch[key] === undefined) patch[key] = null;
+  return patch;
 }
 
 async function patchStatus(ctx: ControllerContext, pool: WorkerPoolObject, status: WorkerPoolStatus): Promise<void> {
   if (!statusChanged(pool.status, status)) return;
   // A merge patch of the whole status: absent fields (actualPoolSize while credentials are broken) are removed with null.
-  const body = { status: { ...status, actualPoolSize: status.actualPoolSize ?? null, selector: status.selector ?? null } };
+  const body = {
+    status: { ...status, actualPoolSize: status.actualPoolSize ?? null, selector: status.selector ?? null, autoscaling: replacing(pool.status?.autoscaling, status.autoscaling) },
+  };
   await ignoreNotFound(ctx.client.mergePatch(WORKERPOOL_REF, pool.metadata.namespace, pool.metadata.name ?? '', body, { subresource: 'status' }));
 }

@@ -20,9 +20,10 @@ export function computePoolStatus(
   credentials: CredentialsState,
   workers: readonly WorkerObject[],
   now: Date = new Date(),
+  /** The size worked towards: spec.poolSize, or the autoscaler's recommendation. */
+  desired: number = pool.spec.poolSize ?? 1,
 ): WorkerPoolStatus {
   const generation = pool.metadata.generation;
-  const desired = pool.spec.poolSize ?? 1;
   const live = workers.filter((w) => w.metadata.deletionTimestamp === undefined);
   const connected = live.filter((w) => w.status?.registered === true && w.status.connected === true);
   const busy = live.filter(isBusy).length;

@@ -141,6 +141,12 @@ export class FakeBackend implements BackendConnector {
   readonly deregistrationFails = new Set<string>();
   /** Workers the backend calls busy when drained (a run the controller has not shown yet). */
   readonly busy = new Set<string>();
+  /** Runs waiting for a worker, by pool id (the autoscaler's demand, with the busy workers). */
+  readonly pending = new Map<string, number>();
+  /** Whether pool stats wait for a change (off: a backend without long polls). */
+  longPolls = true;
+  /** Calls of watchPoolStats so far. */
+  watchCalls = 0;
   private registrations = 0;
 
   client(options: BackendClientOptions): BackendApi {
@@ -180,11 +186,44 @@ export class FakeBackend implements BackendConnector {
       },
       poolStats: async (): Promise<PoolStats> => {
         guard('get pool stats');
-        const mine = [...this.workers.values()].filter((w) => w.poolId === poolId && !w.deregistered);
-        return { poolId, pendingRuns: 0, workers: { total: mine.length, idle: 0, busy: 0, drained: mine.filter((w) => w.drained).length, offline: 0 } };
+        return this.statsOf(poolId);
+      },
+      watchPoolStats: async (revision: string | undefined, waitSeconds: number, options: { signal?: AbortSignal } = {}): Promise<PoolStats> => {
+        guard('watch pool stats');
+        this.watchCalls++;
+        if (!this.longPolls) return { ...this.statsOf(poolId), revision: undefined };
+        const deadline = Date.now() + waitSeconds * 1000;
+        while (revision !== undefined && this.revisionOf(poolId) === revision && Date.now() < deadline) {
+          options.signal?.throwIfAborted();
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        guard('watch pool stats');
+        return this.statsOf(poolId);
       },
       close: () => undefined,
     };
+  }
+
+  /** Workers of the pool whose last announced state is busy. */
+  busyWorkersOf(poolId: string): number {
+    const last = new Map<string, string>();
+    for (const s of this.states) last.set(s.workerId, s.state);
+    return [...this.workers.values()].filter((w) => w.poolId === poolId && !w.deregistered && last.get(w.id) === 'busy').length;
+  }
+
+  statsOf(poolId: string): PoolStats {
+    const mine = [...this.workers.values()].filter((w) => w.poolId === poolId && !w.deregistered);
+    const busy = this.busyWorkersOf(poolId);
+    return {
+      poolId,
+      revision: this.revisionOf(poolId),
+      pendingRuns: this.pending.get(poolId) ?? 0,
+      workers: { total: mine.length, idle: mine.length - busy, busy, drained: mine.filter((w) => w.drained).length, offline: 0 },
+    };
+  }
+
+  private revisionOf(poolId: string): string {
+    return `${this.pending.get(poolId) ?? 0}/${this.busyWorkersOf(poolId)}`;
   }
 
   session(options: WorkerConnectionOptions): WorkerSession {
