@@ -92,7 +92,7 @@ async function down(dir: string, removeDir: boolean): Promise<void> {
     }
     teardown(state, { log: say });
     cleanDir(dir);
-    say(`stopped ${state.server}${state.node ? ` and node ${state.node.name}; host restored` : ''}`);
+    say(`stopped ${state.server}${state.node ? ` and node ${state.node.name}` : ''}`);
   });
   if (removeDir) rmSync(dir, { recursive: true, force: true });
 }

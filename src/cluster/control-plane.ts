@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildImages } from '../images/build.js';
 import { ensureBinaries, repoRoot, type ControlPlaneBinaries, type ControlPlaneVersions } from './binaries.js';
+import { runCommand } from './commands.js';
 import { ensureHostPieces, isRoot, NODE_PIECES } from './host-packages.js';
 import { renderAdminKubeconfig } from './kubeconfig.js';
 import {
@@ -414,12 +415,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       writeState(dir, state);
       if (options.watchParentPid !== undefined) {
         state.watchdogPid = withNode
-          ? spawnTeardownWatchdog(
-              options.watchParentPid,
-              [process.execPath, '--import', 'tsx', join(repoRoot, 'src', 'cluster', 'cli.ts'), 'down', `--dir=${dir}`, ...(options.removeDirOnStop === true ? ['--remove-dir'] : [])],
-              repoRoot,
-              logOf('watchdog'),
-            ).pid
+          ? spawnTeardownWatchdog(options.watchParentPid, downCommand(dir, options.removeDirOnStop === true), repoRoot, logOf('watchdog')).pid
           : spawnWatchdog(options.watchParentPid, [apiserver.pid, etcd.pid], logOf('watchdog')).pid;
         writeState(dir, state);
       }
@@ -540,13 +536,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   }
 }
 
+/** `cluster:down` for the cluster in `dir`, as the watchdog and stop() run it. */
+function downCommand(dir: string, removeDir: boolean): string[] {
+  return [process.execPath, '--import', 'tsx', join(repoRoot, 'src', 'cluster', 'cli.ts'), 'down', `--dir=${dir}`, ...(removeDir ? ['--remove-dir'] : [])];
+}
+
 function handle(state: ControlPlaneState, kubectlPath: string, options: ControlPlaneOptions, log: (line: string) => void): ControlPlane {
   let stopped = false;
+  const removeDir = options.removeDirOnStop === true;
   const stopSync = (): void => {
     if (stopped) return;
     stopped = true;
     teardown(state, { log });
-    if (options.removeDirOnStop === true) {
+    if (removeDir) {
       try {
         rmSync(state.dir, { recursive: true, force: true, maxRetries: 3 });
       } catch {
@@ -560,7 +562,20 @@ function handle(state: ControlPlaneState, kubectlPath: string, options: ControlP
     server: state.server,
     kubectlPath,
     state,
-    stop: async () => stopSync(),
+    // The teardown blocks while it waits for processes to exit; in a child
+    // process it leaves this one's event loop free (a test runner's workers
+    // must hear from it meanwhile).
+    stop: async () => {
+      if (stopped) return;
+      const [file, ...args] = downCommand(state.dir, removeDir) as [string, ...string[]];
+      const res = await runCommand(file, args, { cwd: repoRoot }).catch((error: Error) => ({ code: -1, stdout: '', stderr: error.message }));
+      if (res.code === 0) {
+        stopped = true;
+        return;
+      }
+      log(`cluster:down failed (${res.stderr.trim()}); stopping from here`);
+      stopSync();
+    },
     stopSync,
   };
 }
@@ -583,9 +598,10 @@ export async function controlPlaneReady(dir: string, state: ControlPlaneState): 
  * Stops whatever the state names, checking each pid still runs the binary it
  * started, in the order that leaves nothing behind: the watchdog; the
  * scheduler and controller manager (nothing is rescheduled or recreated);
- * the node (kubelet, pod sandboxes through the CRI, containerd, then its host
- * leftovers, and the host settings when it is the last node); the API server
- * and etcd. Synchronous, so it also works in exit handlers.
+ * the node's processes (kubelet, pod sandboxes through the CRI, containerd);
+ * the API server and etcd; then the node's host leftovers, and the host
+ * settings when it is the last node. Synchronous, so it also works in exit
+ * handlers.
  */
 export function teardown(state: ControlPlaneState, options: { log?: (line: string) => void; releaseHost?: boolean } = {}): void {
   const log = options.log ?? ((line: string): void => void process.stderr.write(`[cluster] ${line}\n`));
@@ -605,11 +621,12 @@ export function teardown(state: ControlPlaneState, options: { log?: (line: strin
       (pid): pid is number => owned(pid, pid === node.kubeletPid ? state.binaries.kubelet : 'containerd'),
       log,
     );
-    if (options.releaseHost !== false) releaseNode({ index: node.index, dir: state.dir, containerdSocket: node.containerdSocket, pids: [] }, log);
   }
-  // kube-apiserver whose etcd vanished first never finishes a graceful shutdown: it goes first.
+  // kube-apiserver whose etcd vanished first never finishes a graceful shutdown: it goes first,
+  // and before the bridge its address is on.
   if (owned(state.apiserverPid, state.binaries.kubeApiserver)) stopGroupSync(state.apiserverPid);
   if (owned(state.etcdPid, state.binaries.etcd)) stopGroupSync(state.etcdPid);
+  if (node !== undefined && options.releaseHost !== false) releaseNode({ index: node.index, dir: state.dir, containerdSocket: node.containerdSocket, pids: [] }, log);
 }
 
 /** Stops whatever `<dir>/state.json` names (see {@link teardown}). */

@@ -44,7 +44,7 @@
  * node to stop puts them back. `/run` is a tmpfs, so a reboot clears the
  * record together with what it describes.
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCommandSync, sleepSync } from './commands.js';
 import { withFileLockSync } from './lock.js';
@@ -440,6 +440,29 @@ function deleteNftTable(net: NodeNetwork): void {
   if (runCommandSync('nft', ['list', 'table', 'ip', net.nftTable]).code === 0) runCommandSync('nft', ['delete', 'table', 'ip', net.nftTable]);
 }
 
+/**
+ * The kubelet links each container's log into /var/log/containers (a path it
+ * does not let us choose); the links of this node's containers point into its
+ * directory, and go with it.
+ */
+function removeLogLinks(dir: string): void {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  let names: string[] = [];
+  try {
+    names = readdirSync('/var/log/containers');
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join('/var/log/containers', name);
+    try {
+      if (readlinkSync(path).startsWith(prefix)) unlinkSync(path);
+    } catch {
+      // not a link, or gone
+    }
+  }
+}
+
 /** Kills containerd shims that serve this node's containerd (they outlive it). */
 export function killShims(containerdSocket: string): void {
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
@@ -474,9 +497,62 @@ export function cleanupHost(record: NodeRecord, log: (line: string) => void, pre
   unmountUnder(nodeRunDir(record.index), log);
   rmSync(nodeRunDir(record.index), { recursive: true, force: true });
   removeNetns(net, log, preexistingNetns);
+  removeLogLinks(record.dir);
   deleteNftTable(net);
   if (linkExists(net.bridge)) {
     const res = runCommandSync('ip', ['link', 'delete', net.bridge]);
     if (res.code !== 0) log(`could not delete bridge ${net.bridge}: ${res.stderr.trim()}`);
   }
+}
+
+/**
+ * What a node may change on the host, in comparable form: the kernel
+ * settings, nftables tables, network links, pod network namespaces, node
+ * cgroups, mounts and the global paths. Equal before the first node starts
+ * and after the last one stops, or something was left behind.
+ */
+export interface HostSnapshot {
+  sysctls: Record<string, string>;
+  nftTables: string[];
+  links: string[];
+  netns: string[];
+  cgroups: string[];
+  mounts: string[];
+  paths: string[];
+}
+
+export function hostSnapshot(): HostSnapshot {
+  const cgroups: string[] = [];
+  for (const mount of cgroupMounts()) {
+    for (const name of readdirSync(mount)) if (/^kwc\d+$/.test(name)) cgroups.push(join(mount, name));
+  }
+  return {
+    sysctls: Object.fromEntries([...KUBELET_SYSCTLS, 'net.ipv4.ip_forward', 'net.ipv4.conf.all.forwarding', 'net.ipv4.conf.all.route_localnet'].map((n) => [n, readSysctl(n)])),
+    nftTables: runCommandSync('nft', ['list', 'tables']).stdout.split('\n').filter((l) => l.trim() !== '').sort(),
+    links: readdirSync('/sys/class/net').sort(),
+    netns: listNetns().sort(),
+    cgroups: cgroups.sort(),
+    mounts: mountInfo().map((m) => `${m.mountPoint} ${m.fsType}`).sort(),
+    paths: GLOBAL_PATHS.filter((p) => existsSync(p)),
+  };
+}
+
+/** Human-readable differences between two snapshots; empty when equal. */
+export function snapshotDifferences(before: HostSnapshot, after: HostSnapshot): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(before.sysctls)) {
+    if (after.sysctls[name] !== value) out.push(`${name} was ${value}, is ${after.sysctls[name] ?? '(unreadable)'}`);
+  }
+  for (const key of ['nftTables', 'links', 'netns', 'cgroups', 'mounts', 'paths'] as const) {
+    const added = after[key].filter((x) => !before[key].includes(x));
+    const removed = before[key].filter((x) => !after[key].includes(x));
+    if (added.length > 0) out.push(`${key} added: ${added.join(', ')}`);
+    if (removed.length > 0) out.push(`${key} removed: ${removed.join(', ')}`);
+  }
+  return out;
+}
+
+/** True while some node is recorded on this host (another cluster, or a test run's). */
+export function nodesRunning(): boolean {
+  return (readLedger()?.nodes.length ?? 0) > 0;
 }

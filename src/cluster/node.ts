@@ -328,8 +328,15 @@ export function stopNodeProcesses(
   if (owned(node.kubeletPid)) stopGroupSync(node.kubeletPid);
   if (owned(node.containerdPid)) {
     const endpoint = `unix://${node.containerdSocket}`;
-    const res = runCommandSync(crictl, ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--timeout', '30s', 'rmp', '--all', '--force'], { timeoutMs: 120_000 });
-    if (res.code !== 0) log(`crictl rmp: ${(res.stderr || res.stdout).trim()}`);
+    const crictlDo = (args: string[]): string => {
+      const res = runCommandSync(crictl, ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--timeout', '30s', ...args], { timeoutMs: 120_000 });
+      if (res.code !== 0) log(`crictl ${args[0] ?? ''}: ${(res.stderr || res.stdout).trim()}`);
+      return res.stdout;
+    };
+    // Everything is thrown away: no grace for the containers (removing a sandbox would give each one 10 s).
+    const running = crictlDo(['ps', '--quiet']).split('\n').filter((id) => id !== '');
+    if (running.length > 0) crictlDo(['stop', '--timeout', '0', ...running]);
+    crictlDo(['rmp', '--all', '--force']);
     stopGroupSync(node.containerdPid);
   }
 }
