@@ -23,7 +23,7 @@ import { type WorkerObject, type WorkerPoolObject } from '../../api/types.js';
 import type { ControllerContext } from '../context.js';
 import { hasFinalizer, removeFinalizer } from '../../runtime/finalizers.js';
 import { planPodHistory, type HistoryPod } from './pod-history.js';
-import { classifyRunPod, stuckVerdict, withRecentEvents, type EventView } from './pod-status.js';
+import { classifyRunPod, disruptionOf, stuckVerdict, withRecentEvents, type EventView } from './pod-status.js';
 import { buildRunPod, RunConfigError, runPodName } from './run-pod.js';
 import { describeApiError, isAlreadyExists, isNotFound } from '../../runtime/errors.js';
 import { EVENTS, PODS, type Pod } from '../../runtime/k8s-client.js';
@@ -106,6 +106,9 @@ async function decide(ctx: ControllerContext, pod: Pod, now: Date): Promise<{ de
   const stopRequested = pod.metadata?.annotations?.[ANNOTATION_STOP_REQUESTED] === 'true';
   const deleting = pod.metadata?.deletionTimestamp !== undefined;
   if (status.phase === 'succeeded') return { decision: { status: stopRequested ? 'stopped' : 'finished' } };
+  // An eviction (kubectl drain), preemption or node-pressure eviction names itself; say so rather than how the worker died of it.
+  const disruption = stopRequested ? undefined : disruptionOf(pod);
+  if (disruption !== undefined && (deleting || status.phase === 'failed')) return { decision: { status: 'failed', reason: disruption, exitCode: status.exitCode } };
   if (status.phase === 'failed') {
     if (stopRequested) return { decision: { status: 'stopped', reason: 'stopped on request', exitCode: status.exitCode } };
     return { decision: { status: 'failed', reason: status.reason, exitCode: status.exitCode } };
