@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBinaries } from './binaries.js';
 import { runCommand } from './commands.js';
-import { controlPlaneReady, defaultClusterDir, readControlPlaneState, startControlPlane, teardown } from './control-plane.js';
+import { controlPlaneReady, defaultClusterDir, nodePreflight, readControlPlaneState, startControlPlane, teardown } from './control-plane.js';
 import { withDirectoryLock } from './lock.js';
 import { ctrArgs } from './node.js';
 import { isRunning } from './processes.js';
@@ -30,6 +30,8 @@ State lives in $KWC_CLUSTER_DIR (default .cache/cluster).
 `;
 
 async function up(dir: string, noNode: boolean): Promise<void> {
+  // Before anything is built, created or changed: root, and the host pieces (installed now when missing).
+  if (!noNode) await nodePreflight(say);
   const binaries = await ensureBinaries();
   await withDirectoryLock(dir, async () => {
     const existing = readControlPlaneState(dir);

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { buildImages } from '../images/build.js';
 import { ensureBinaries, repoRoot, type ControlPlaneBinaries, type ControlPlaneVersions } from './binaries.js';
 import { runCommand } from './commands.js';
-import { ensureHostPieces, isRoot, NODE_PIECES } from './host-packages.js';
+import { ensureHostPieces, isRoot, missingPieces, missingPiecesMessage, NODE_PIECES } from './host-packages.js';
 import { renderAdminKubeconfig } from './kubeconfig.js';
 import {
   applyNftTable,
@@ -311,14 +311,19 @@ function componentKubeconfig(path: string, server: string, caPem: string, cert: 
   return path;
 }
 
-/** Checks that nothing stands in the node's way before anything on the host is changed. */
-async function nodePreflight(log: (line: string) => void): Promise<void> {
-  const alternative = 'Or start the control plane alone (no Pods run): npm run cluster:up -- --no-node, or KWC_NO_NODE=1 for the tests.';
+/**
+ * Checks that nothing stands in the node's way before anything on the host
+ * is changed: root, and the host pieces (installed now when missing). Without
+ * root the error names everything missing and how to install it.
+ */
+export async function nodePreflight(log: (line: string) => void): Promise<void> {
+  const alternative = 'Or start the control plane alone (no Pods run): npm run cluster:up -- --no-node, or KWC_NO_NODE=1 npm test.';
   if (!isRoot()) {
-    throw new Error(
-      'the local node (containerd and a kubelet) needs root: it creates a bridge, network namespaces, mounts and cgroups.\n' +
-        `Run as root, or use a machine where you can. ${alternative}`,
-    );
+    const missing = missingPieces(NODE_PIECES);
+    const lines = ['the local node (containerd and a kubelet) needs root: it creates a bridge, network namespaces, mounts and cgroups.'];
+    if (missing.length > 0) lines.push(missingPiecesMessage(missing, 'It also'));
+    lines.push(`Run as root, or on a machine where you can. ${alternative}`);
+    throw new Error(lines.join('\n'));
   }
   await ensureHostPieces(NODE_PIECES, { what: 'the local node', alternative, log });
 }

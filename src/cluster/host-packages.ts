@@ -58,7 +58,7 @@ export function missingPiecesMessage(missing: readonly HostPiece[], what: string
   const lines = [
     `${what} needs Debian packages that are not installed:`,
     ...missing.map((p) => `  ${p.pkg}: ${p.purpose} (missing ${p.files.filter((f) => !existsSync(f)).join(', ')})`),
-    `Run as root to have them installed on first use, or install them yourself:`,
+    'Run as root to have them installed on first use, or install them yourself:',
     `  sudo apt-get install -y --no-install-recommends ${missing.map((p) => p.pkg).join(' ')}`,
   ];
   if (alternative !== undefined) lines.push(alternative);
