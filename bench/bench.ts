@@ -563,7 +563,8 @@ async function idle(ctx: Ctx, background: RequestCounts, rssBase: number): Promi
 function runBody(ctx: Ctx): Record<string, unknown> {
   const images = ctx.cluster.runImages;
   if (images === undefined) return { poolId: ctx.poolId, runnerImage: 'registry.example.com/runner:bench' };
-  return { poolId: ctx.poolId, ...images, env: { KWC_STANDIN_SCRIPT: 'trap "exit 143" TERM; while :; do sleep 1 & wait $!; done' } };
+  // One sleeping process per Pod, no polling: a hundred busy loops would load the two cores the bench measures on.
+  return { poolId: ctx.poolId, ...images, env: { KWC_STANDIN_SCRIPT: 'trap "exit 143" TERM; sleep 86400 & wait $!' } };
 }
 
 async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<{ result: DispatchResult; runIds: string[] }> {
