@@ -11,6 +11,7 @@
  *
  * `runBench` is what `npm run bench` (bench/run.ts) and the smoke test call.
  */
+// The played kubelet: only where the run Pods cannot run (N = 1000 on 2 cores; see lib/cluster.ts).
 import { runningPodStatus } from '../src/cluster/kubelet-play.js';
 import { availableParallelism, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -25,7 +26,7 @@ import { generateRsaKeyPair } from '../src/protocol/keys.js';
 import { freePort } from '../src/backend/broker.js';
 import { diffCounts, perMinute, scrapeRequestCounts, type RequestCounts } from './lib/apiserver-metrics.js';
 import { startBenchBackend, type BenchBackend } from './lib/backend.js';
-import { createNamespace, install, startBenchCluster, type BenchCluster } from './lib/cluster.js';
+import { createNamespace, install, kubectlRun, startBenchCluster, type BenchCluster, type RunImages } from './lib/cluster.js';
 import { buildController, COMPILED_MAIN } from './lib/build.js';
 import { ControllerProcess } from './lib/controller.js';
 import { CpuMeter, memoryOf } from './lib/proc.js';
@@ -50,6 +51,8 @@ export interface BenchOptions {
   /** Use this cluster instead of starting one. */
   kubeconfigPath?: string;
   kubectl?: string;
+  /** With kubeconfigPath: the stand-in images of its node, so that the runs really run there. */
+  runImages?: RunImages;
   /** Write the controllers' V8 CPU profiles here (each process on SIGTERM; a SIGKILLed one writes none). */
   cpuProfDir?: string;
   /** The replacement process of the recovery measure campaigns for the Lease too (adds the lease wait). */
@@ -305,14 +308,17 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   log(`controller logs in ${logDir}`);
 
   const compiledMain = opts.compiled === true ? (opts.noBuild === true ? COMPILED_MAIN : await buildController(log)) : undefined;
-  const cluster = await startBenchCluster({ kubeconfigPath: opts.kubeconfigPath, kubectl: opts.kubectl, log });
+  const cluster = await startBenchCluster({ kubeconfigPath: opts.kubeconfigPath, kubectl: opts.kubectl, runImages: opts.runImages, pods: runs, log });
+  log(cluster.runImages !== undefined ? 'the run Pods really run on the node' : 'no node runs the run Pods: the bench plays the kubelet for them');
   let backend: BenchBackend | undefined;
   let watches: WatchThread | undefined;
   let ctx: Ctx | undefined;
+  const namespaces: string[] = [];
   try {
     await install(cluster);
     const namespace = await createNamespace(cluster, 'bench');
     const bareNamespace = await createNamespace(cluster, 'bench-bare');
+    namespaces.push(namespace, bareNamespace);
     log(`namespaces ${namespace} (controller) and ${bareNamespace} (bare pods)`);
 
     log(`measuring the cost of one RSA-2048 key pair (${opts.keys} in a row)`);
@@ -399,6 +405,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     for (const c of ctx?.controllers ?? []) await c.stop();
     await watches?.close();
     await backend?.stop();
+    // On a cluster that outlives the bench, its run Pods stop with their namespaces.
+    if (opts.kubeconfigPath !== undefined) for (const ns of namespaces) await kubectlRun(cluster, ['delete', 'namespace', ns, '--wait=false']).catch(() => undefined);
     await cluster.stop();
   }
 }
@@ -550,6 +558,14 @@ async function idle(ctx: Ctx, background: RequestCounts, rssBase: number): Promi
   };
 }
 
+/** A run for the bench: on a node, the stand-in images running until stopped; otherwise an image no node pulls. */
+function runBody(ctx: Ctx): Record<string, unknown> {
+  const images = ctx.cluster.runImages;
+  if (images === undefined) return { poolId: ctx.poolId, runnerImage: 'registry.example.com/runner:bench' };
+  // One sleeping process per Pod, no polling: a hundred busy loops would load the two cores the bench measures on.
+  return { poolId: ctx.poolId, ...images, env: { KWC_STANDIN_SCRIPT: 'trap "exit 143" TERM; sleep 86400 & wait $!' } };
+}
+
 async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<{ result: DispatchResult; runIds: string[] }> {
   const { opts, cluster, backend, watches } = ctx;
   opts.log(`dispatch: ${runs} runs at once to idle workers`);
@@ -573,7 +589,7 @@ async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<
   const runIds = await Promise.all(
     Array.from({ length: runs }, async () => {
       const t = nowMs();
-      const res = await backend.admin<{ id: string }>('POST', '/api/runs', { poolId: ctx.poolId, runnerImage: 'registry.example.com/runner:bench' });
+      const res = await backend.admin<{ id: string }>('POST', '/api/runs', runBody(ctx));
       if (res.status !== 201) throw new Error(`submit run: HTTP ${res.status} ${JSON.stringify(res.body)}`);
       submitted.set(res.body.id, t);
       return res.body.id;
@@ -606,7 +622,9 @@ async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<
     pods.map(async (p) => {
       const bare: Pod = {
         metadata: { name: p.metadata?.name, labels: p.metadata?.labels, annotations: p.metadata?.annotations },
-        spec: p.spec,
+        // As the controller created them (not yet bound to a node), and gated, so that the
+        // node does not run them too: they exist only to time their creation.
+        spec: { ...p.spec, containers: p.spec?.containers ?? [], nodeName: undefined, schedulingGates: [{ name: 'workers.spacelift.io/bench-bare' }] },
       };
       issued.set(p.metadata?.name ?? '', nowMs());
       await bareClient.create(PODS, bareNamespace, bare);
@@ -666,10 +684,14 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
   const { opts, cluster, backend } = ctx;
   const n = opts.workers;
   const pods = (await cluster.client.listAll(PODS, ctx.namespace, { labelSelector: LABEL_RUN_ID })).items;
-  opts.log(`recovery: ${pods.length} run pods set Running`);
-  await inBatches(pods, 16, async (p) => {
-    await cluster.client.mergePatch(PODS, ctx.namespace, p.metadata?.name ?? '', { status: runningPodStatus() }, { subresource: 'status' });
-  });
+  if (cluster.runImages === undefined) {
+    opts.log(`recovery: ${pods.length} run pods set Running (playing the kubelet: no node runs them)`);
+    await inBatches(pods, 16, async (p) => {
+      await cluster.client.mergePatch(PODS, ctx.namespace, p.metadata?.name ?? '', { status: runningPodStatus() }, { subresource: 'status' });
+    });
+  } else {
+    opts.log(`recovery: waiting for the kubelet to run the ${pods.length} run pods`);
+  }
   const runState = async (): Promise<Map<string, string>> => {
     const res = await backend.admin<{ id: string; state: string }[]>('GET', `/api/runs?poolId=${ctx.poolId}`);
     return new Map(res.body.map((r) => [r.id, r.state]));

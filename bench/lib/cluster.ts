@@ -1,7 +1,13 @@
 /**
- * The cluster a bench runs on: a fresh control plane of its own (default), or
- * one given by a kubeconfig (the smoke test's shared test cluster). The
- * install is the documented one: `kubectl apply -f dist/manifests.yaml`.
+ * The cluster a bench runs on: a fresh cluster of its own (default), or one
+ * given by a kubeconfig (the smoke test's shared test cluster). The install
+ * is the documented one: `kubectl apply -f dist/manifests.yaml`.
+ *
+ * A cluster of its own has a node when the run Pods fit on it (at most
+ * {@link MAX_REAL_PODS}); its runs then really run, on the stand-in images.
+ * Beyond that (N = 1000), no 2-core machine runs the Pods: the cluster is a
+ * control plane alone and the bench plays the kubelet (kubelet-play.ts),
+ * the one place the project still does.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,10 +17,22 @@ import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { binariesPresent, binaryPaths, ensureBinaries, repoRoot } from '../../src/cluster/binaries.js';
 import { startControlPlane, type ControlPlane } from '../../src/cluster/control-plane.js';
+import { buildImages } from '../../src/images/build.js';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.js';
 import { KubeClient, resource } from '../../src/runtime/k8s-client.js';
 
+/** The kubelet's maxPods: more run Pods than this cannot run on one node. */
+export const MAX_REAL_PODS = 110;
+
+/** Images of runs that really run on a node. */
+export interface RunImages {
+  runnerImage: string;
+  launcherImage: string;
+}
+
 export interface BenchCluster {
+  /** Set when the cluster's node runs the run Pods; undefined when the bench plays the kubelet. */
+  runImages?: RunImages;
   kubeconfigPath: string;
   kubectl: string;
   kc: KubeConfig;
@@ -28,6 +46,10 @@ export interface BenchCluster {
 export interface ClusterOptions {
   kubeconfigPath?: string;
   kubectl?: string;
+  /** With kubeconfigPath: the images of that cluster's node, if it runs run Pods. */
+  runImages?: RunImages;
+  /** Run Pods the bench will have at once; decides whether a cluster of its own gets a node. */
+  pods: number;
   log: (line: string) => void;
 }
 
@@ -35,15 +57,22 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
   let plane: ControlPlane | undefined;
   let kubeconfigPath = options.kubeconfigPath;
   let kubectl = options.kubectl;
+  let runImages = options.runImages;
   if (kubeconfigPath === undefined) {
     const binaries = await ensureBinaries();
+    const node = options.pods <= MAX_REAL_PODS;
+    const images = node ? await buildImages(['pause', 'standinLauncher', 'standinRunner'], { log: (l) => options.log(`images: ${l}`) }) : undefined;
+    if (!node) options.log(`${options.pods} run Pods do not fit on one node (maxPods ${MAX_REAL_PODS}): a control plane alone, and the bench plays the kubelet`);
     plane = await startControlPlane({
       dir: mkdtempSync(join(tmpdir(), 'kwc-bench-cluster-')),
       binaries,
       log: (l) => options.log(`cluster: ${l}`),
       watchParentPid: process.pid,
       removeDirOnStop: true,
+      node,
+      images: images === undefined ? [] : [images.standinLauncher.archive, images.standinRunner.archive],
     });
+    if (images !== undefined) runImages = { runnerImage: images.standinRunner.ref, launcherImage: images.standinLauncher.ref };
     kubeconfigPath = plane.kubeconfigPath;
     kubectl ??= plane.kubectlPath;
   } else {
@@ -52,6 +81,7 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
   }
   const kc = loadKubeConfig(kubeconfigPath);
   const cluster: BenchCluster = {
+    ...(runImages !== undefined ? { runImages } : {}),
     kubeconfigPath,
     kubectl,
     kc,

@@ -17,32 +17,49 @@ export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 export interface ControlPlaneVersions {
   kubernetes: string;
   etcd: string;
+  crictl: string;
 }
 
 export interface ControlPlaneBinaries {
   kubeApiserver: string;
+  kubeControllerManager: string;
+  kubeScheduler: string;
+  kubelet: string;
   kubectl: string;
   etcd: string;
+  crictl: string;
   versions: ControlPlaneVersions;
 }
 
-/** Parses the KEY=VALUE lines of versions.env, the one place versions are set. */
-export function parseVersionsEnv(text: string): ControlPlaneVersions {
+/** The KEY=VALUE lines of a versions file; comments and blank lines ignored. */
+export function parseEnvFile(text: string): Map<string, string> {
   const values = new Map<string, string>();
   for (const line of text.split('\n')) {
-    const match = /^\s*([A-Z_]+)=(\S+)\s*$/.exec(line);
+    const match = /^\s*([A-Z0-9_]+)=(\S+)\s*$/.exec(line);
     if (match?.[1] !== undefined && match[2] !== undefined) values.set(match[1], match[2]);
   }
-  const kubernetes = values.get('KUBE_VERSION');
-  const etcd = values.get('ETCD_VERSION');
-  if (kubernetes === undefined || etcd === undefined) {
-    throw new Error('versions.env must set KUBE_VERSION and ETCD_VERSION');
-  }
-  return { kubernetes, etcd };
+  return values;
 }
 
-function sourceFile(name: string): string {
+/** Parses versions.env, the one place the cluster's versions are set. */
+export function parseVersionsEnv(text: string): ControlPlaneVersions {
+  const values = parseEnvFile(text);
+  const kubernetes = values.get('KUBE_VERSION');
+  const etcd = values.get('ETCD_VERSION');
+  const crictl = values.get('CRICTL_VERSION');
+  if (kubernetes === undefined || etcd === undefined || crictl === undefined) {
+    throw new Error('versions.env must set KUBE_VERSION, ETCD_VERSION and CRICTL_VERSION');
+  }
+  return { kubernetes, etcd, crictl };
+}
+
+export function sourceFile(name: string): string {
   return join(repoRoot, 'src', 'cluster', name);
+}
+
+/** The values of src/cluster/versions.env. */
+export function clusterVersionsFile(): Map<string, string> {
+  return parseEnvFile(readFileSync(sourceFile('versions.env'), 'utf8'));
 }
 
 export function controlPlaneVersions(env: NodeJS.ProcessEnv = process.env): ControlPlaneVersions {
@@ -50,6 +67,7 @@ export function controlPlaneVersions(env: NodeJS.ProcessEnv = process.env): Cont
   return {
     kubernetes: env.KWC_KUBE_VERSION ?? pinned.kubernetes,
     etcd: env.KWC_ETCD_VERSION ?? pinned.etcd,
+    crictl: env.KWC_CRICTL_VERSION ?? pinned.crictl,
   };
 }
 
@@ -64,8 +82,12 @@ export function binaryPaths(env: NodeJS.ProcessEnv = process.env): ControlPlaneB
   const kubeDir = join(cache, `kubernetes-${versions.kubernetes}`);
   return {
     kubeApiserver: join(kubeDir, 'kube-apiserver'),
+    kubeControllerManager: join(kubeDir, 'kube-controller-manager'),
+    kubeScheduler: join(kubeDir, 'kube-scheduler'),
+    kubelet: join(kubeDir, 'kubelet'),
     kubectl: join(kubeDir, 'kubectl'),
     etcd: join(cache, `etcd-${versions.etcd}`, 'etcd'),
+    crictl: join(cache, `cri-tools-${versions.crictl}`, 'crictl'),
     versions,
   };
 }
@@ -80,7 +102,15 @@ function isExecutable(path: string): boolean {
 }
 
 export function binariesPresent(binaries: ControlPlaneBinaries): boolean {
-  return [binaries.kubeApiserver, binaries.kubectl, binaries.etcd].every(isExecutable);
+  return [
+    binaries.kubeApiserver,
+    binaries.kubeControllerManager,
+    binaries.kubeScheduler,
+    binaries.kubelet,
+    binaries.kubectl,
+    binaries.etcd,
+    binaries.crictl,
+  ].every(isExecutable);
 }
 
 /**

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubelet, kubectl) and etcd from the Go module proxy and caches
-# them by version, because no binary downloads or container images are
+# kube-scheduler, kubelet, kubectl), etcd and crictl from the Go module proxy
+# and caches them by version, because no binary downloads or container images are
 # reachable where this project is developed and tested.
 #
 #   src/cluster/build-binaries.sh [--print-dir]
 #
 # Binaries land in $KWC_BIN_CACHE (default <repo>/.cache/bin):
-#   kubernetes-<KUBE_VERSION>/<each of KUBE_BINARIES>, etcd-<ETCD_VERSION>/etcd
+#   kubernetes-<KUBE_VERSION>/<each of KUBE_BINARIES>, etcd-<ETCD_VERSION>/etcd,
+#   cri-tools-<CRICTL_VERSION>/crictl
 # A warm run (binaries present) does nothing. A cold run takes many minutes.
 set -euo pipefail
 
@@ -17,9 +18,11 @@ repo="$(cd "$here/../.." && pwd)"
 source "$here/versions.env"
 KUBE_VERSION="${KWC_KUBE_VERSION:-$KUBE_VERSION}"
 ETCD_VERSION="${KWC_ETCD_VERSION:-$ETCD_VERSION}"
+CRICTL_VERSION="${KWC_CRICTL_VERSION:-$CRICTL_VERSION}"
 cache="${KWC_BIN_CACHE:-$repo/.cache/bin}"
 kube_dir="$cache/kubernetes-$KUBE_VERSION"
 etcd_dir="$cache/etcd-$ETCD_VERSION"
+crictl_dir="$cache/cri-tools-$CRICTL_VERSION"
 
 kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 started=$SECONDS
@@ -29,18 +32,18 @@ kube_present() {
   local b
   for b in "${kube_binaries[@]}"; do [[ -x "$kube_dir/$b" ]] || return 1; done
 }
-all_present() { kube_present && [[ -x "$etcd_dir/etcd" ]]; }
+all_present() { kube_present && [[ -x "$etcd_dir/etcd" ]] && [[ -x "$crictl_dir/crictl" ]]; }
 
 if all_present; then
-  log "cached: kubernetes $KUBE_VERSION and etcd $ETCD_VERSION in $cache"
+  log "cached: kubernetes $KUBE_VERSION, etcd $ETCD_VERSION and crictl $CRICTL_VERSION in $cache"
   exit 0
 fi
 
 if ! command -v go >/dev/null 2>&1; then
   cat >&2 <<MSG
 build-binaries: Go is not installed (no 'go' on PATH).
-The tests need kube-apiserver $KUBE_VERSION, kubectl and etcd $ETCD_VERSION, built
-from the Go module proxy. Install Go >= 1.24 (https://go.dev/doc/install), or
+The tests need the Kubernetes $KUBE_VERSION binaries, etcd $ETCD_VERSION and crictl
+$CRICTL_VERSION, built from the Go module proxy. Install Go >= 1.24 (https://go.dev/doc/install), or
 point the tests at an existing cluster with KWC_TEST_KUBECONFIG=/path/to/kubeconfig.
 MSG
   exit 3
@@ -56,7 +59,7 @@ if ! flock -n 9; then
   if all_present; then log "built by the other process"; exit 0; fi
 fi
 
-log "cold build: kubernetes $KUBE_VERSION (${kube_binaries[*]}), etcd $ETCD_VERSION with $(go version | cut -d' ' -f3), $(nproc) cores"
+log "cold build: kubernetes $KUBE_VERSION (${kube_binaries[*]}), etcd $ETCD_VERSION, crictl $CRICTL_VERSION with $(go version | cut -d' ' -f3), $(nproc) cores"
 work="$cache/build"
 mkdir -p "$work"
 
@@ -161,7 +164,20 @@ GO
   mv "$mod/etcd" "$etcd_dir/etcd"
 }
 
+build_crictl() {
+  [[ -x "$crictl_dir/crictl" ]] && return 0
+  local mod="$work/cri-tools-$CRICTL_VERSION"
+  rm -rf "$mod" && mkdir -p "$mod" && cd "$mod"
+  go mod init kwc.local/crictl-build >/dev/null 2>&1
+  run_with_progress "resolving cri-tools modules" "$mod/get.log" go get "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  run_with_progress "compiling crictl" "$mod/build.log" go build -v "${build_flags[@]}" \
+    -ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" -o "$mod/crictl" sigs.k8s.io/cri-tools/cmd/crictl
+  mkdir -p "$crictl_dir"
+  mv "$mod/crictl" "$crictl_dir/crictl"
+}
+
 build_etcd
 build_kubernetes
+build_crictl
 rm -rf "$work"
-log "done: $kube_dir, $etcd_dir"
+log "done: $kube_dir, $etcd_dir, $crictl_dir"

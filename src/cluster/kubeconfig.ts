@@ -6,28 +6,32 @@ export interface AdminKubeconfigInput {
   clientCertPem: string;
   clientKeyPem: string;
   name?: string;
+  /** The user entry's name; default `<name>-admin`. */
+  user?: string;
 }
 
 const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
 
 /**
- * A self-contained kubeconfig (certificates embedded) so the file can be
- * copied or exported without the state directory next to it. JSON is valid
- * YAML, and kubectl and every client library read it.
+ * A self-contained kubeconfig for a client certificate (the admin's or a
+ * component's), with the certificates embedded so the file can be copied or
+ * exported without the state directory next to it. JSON is valid YAML, and
+ * kubectl and every client library read it.
  */
 export function renderAdminKubeconfig(input: AdminKubeconfigInput): string {
   const name = input.name ?? 'kwc';
+  const user = input.user ?? `${name}-admin`;
   const config = {
     apiVersion: 'v1',
     kind: 'Config',
     clusters: [{ name, cluster: { server: input.server, 'certificate-authority-data': b64(input.caCertPem) } }],
     users: [
       {
-        name: `${name}-admin`,
+        name: user,
         user: { 'client-certificate-data': b64(input.clientCertPem), 'client-key-data': b64(input.clientKeyPem) },
       },
     ],
-    contexts: [{ name, context: { cluster: name, user: `${name}-admin` } }],
+    contexts: [{ name, context: { cluster: name, user } }],
     'current-context': name,
     preferences: {},
   };

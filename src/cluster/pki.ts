@@ -21,6 +21,33 @@ export interface ControlPlanePki {
   serving: IssuedCertificate;
   admin: IssuedCertificate;
   serviceAccount: KeyPairPem;
+  /** Present when the cluster runs its controller manager, scheduler and a node. */
+  components?: ComponentPki;
+}
+
+/** One identity per component, each with only the rights Kubernetes' built-in RBAC gives that name. */
+export interface ComponentPki {
+  /** CN=system:kube-controller-manager. */
+  controllerManager: IssuedCertificate;
+  /** CN=system:kube-scheduler. */
+  scheduler: IssuedCertificate;
+  /** The API server's identity towards kubelets (logs, exec, port-forward); bound to system:kubelet-api-admin. */
+  apiserverKubeletClient: IssuedCertificate;
+  /** CN=system:node:<name>, O=system:nodes: what the Node authorizer and NodeRestriction expect. */
+  kubeletClient: IssuedCertificate;
+  /** The kubelet's serving certificate, for the node's address, which the API server verifies. */
+  kubeletServing: IssuedCertificate;
+}
+
+/** The API server's user name for its calls to kubelets; bound to the built-in system:kubelet-api-admin role. */
+export const APISERVER_KUBELET_CLIENT = 'kube-apiserver-kubelet-client';
+
+export interface PkiOptions {
+  validDays?: number;
+  /** Extra IP addresses the API server serves on (the node's bridge address, the `kubernetes` Service's ClusterIP). */
+  serverIps?: readonly string[];
+  /** Certificates for the controller manager, scheduler and the kubelet of this node. */
+  node?: { name: string; ip: string };
 }
 
 // Native RSA generation runs on libuv's thread pool, so the four keys are
@@ -103,20 +130,20 @@ export const SERVING_NAMES = {
   ips: ['127.0.0.1'],
 };
 
-export async function createControlPlanePki(validDays = 365): Promise<ControlPlanePki> {
-  const [caKey, servingKey, adminKey, serviceAccount] = await Promise.all([
-    generateRsaKeyPair(),
-    generateRsaKeyPair(),
-    generateRsaKeyPair(),
-    generateRsaKeyPair(),
-  ]);
+const pem = (cert: forge.pki.Certificate, key: KeyPairPem): IssuedCertificate => ({ certPem: forge.pki.certificateToPem(cert), keyPem: key.privateKeyPem });
+
+export async function createControlPlanePki(options: PkiOptions = {}): Promise<ControlPlanePki> {
+  const validDays = options.validDays ?? 365;
+  const node = options.node;
+  const keys = await Promise.all(Array.from({ length: node === undefined ? 4 : 9 }, () => generateRsaKeyPair()));
+  const [caKey, servingKey, adminKey, serviceAccount] = keys as [KeyPairPem, KeyPairPem, KeyPairPem, KeyPairPem];
   const caCert = issue({ commonName: 'kube-workerpool-controller test CA', subjectKey: caKey, isCa: true, validDays });
   const issuer = { cert: caCert, key: forge.pki.privateKeyFromPem(caKey.privateKeyPem) };
   const servingCert = issue({
     commonName: 'kube-apiserver',
     subjectKey: servingKey,
     issuer,
-    serverNames: SERVING_NAMES,
+    serverNames: { dns: SERVING_NAMES.dns, ips: [...SERVING_NAMES.ips, ...(options.serverIps ?? [])] },
     validDays,
   });
   // O=system:masters is the group kube-apiserver grants everything to,
@@ -129,10 +156,23 @@ export async function createControlPlanePki(validDays = 365): Promise<ControlPla
     clientAuth: true,
     validDays,
   });
-  return {
-    ca: { certPem: forge.pki.certificateToPem(caCert), keyPem: caKey.privateKeyPem },
-    serving: { certPem: forge.pki.certificateToPem(servingCert), keyPem: servingKey.privateKeyPem },
-    admin: { certPem: forge.pki.certificateToPem(adminCert), keyPem: adminKey.privateKeyPem },
+  const out: ControlPlanePki = {
+    ca: pem(caCert, caKey),
+    serving: pem(servingCert, servingKey),
+    admin: pem(adminCert, adminKey),
     serviceAccount,
   };
+  if (node !== undefined) {
+    const [cmKey, schedulerKey, kubeletClientKeyForApiserver, nodeKey, nodeServingKey] = keys.slice(4) as [KeyPairPem, KeyPairPem, KeyPairPem, KeyPairPem, KeyPairPem];
+    const client = (commonName: string, subjectKey: KeyPairPem, organization?: string): IssuedCertificate =>
+      pem(issue({ commonName, subjectKey, issuer, clientAuth: true, validDays, ...(organization !== undefined ? { organization } : {}) }), subjectKey);
+    out.components = {
+      controllerManager: client('system:kube-controller-manager', cmKey),
+      scheduler: client('system:kube-scheduler', schedulerKey),
+      apiserverKubeletClient: client(APISERVER_KUBELET_CLIENT, kubeletClientKeyForApiserver),
+      kubeletClient: client(`system:node:${node.name}`, nodeKey, 'system:nodes'),
+      kubeletServing: pem(issue({ commonName: node.name, subjectKey: nodeServingKey, issuer, serverNames: { dns: [node.name], ips: [node.ip] }, validDays }), nodeServingKey),
+    };
+  }
+  return out;
 }

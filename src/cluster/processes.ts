@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { sleepSync } from './commands.js';
 
 /**
  * Starts a program in its own process group with its output appended to a
@@ -73,6 +74,34 @@ export async function stopGroup(pgid: number, graceMs = 10_000): Promise<void> {
     signalGroup(pgid, 'SIGKILL');
     while (isRunning(pgid)) await sleep(50);
   }
+}
+
+/** stopGroup for exit handlers and other places where nothing asynchronous runs. */
+export function stopGroupSync(pgid: number, graceMs = 10_000): void {
+  signalGroup(pgid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (isRunning(pgid) && Date.now() < deadline) sleepSync(100);
+  if (isRunning(pgid)) {
+    signalGroup(pgid, 'SIGKILL');
+    const killDeadline = Date.now() + 5_000;
+    while (isRunning(pgid) && Date.now() < killDeadline) sleepSync(50);
+  }
+}
+
+/** Single-quotes a word for sh. */
+export function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * A tiny shell that waits for `watchedPid` to exit and then runs `command`
+ * (a cluster's teardown, which knows the order things must stop in and what
+ * to restore on the host). Runs in its own group, so it outlives the watched
+ * process however that ends.
+ */
+export function spawnTeardownWatchdog(watchedPid: number, command: readonly string[], cwd: string, logFile: string): ChildProcess & { pid: number } {
+  const script = [`while kill -0 ${watchedPid} 2>/dev/null; do sleep 1; done`, `cd ${shellQuote(cwd)} && exec ${command.map(shellQuote).join(' ')}`].join('\n');
+  return spawnInOwnGroup('sh', ['-c', script], logFile);
 }
 
 /**

@@ -1,12 +1,12 @@
 /**
- * The demo's own child processes (the backend and the controller): each in
- * its own process group with its output in a log file, so that `--keep` can
- * exit and leave them running, and so that a Ctrl-C in the terminal reaches
- * the demo only, which then stops them in order.
+ * The demo's own child processes (the backend, and `kubectl port-forward`
+ * for a moment): the backend in its own process group with its output in a
+ * log file, so that `--keep` can exit and leave it running, and so that a
+ * Ctrl-C in the terminal reaches the demo only, which then stops it in order.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isRunning, tailOf } from '../cluster/processes.js';
 
@@ -50,36 +50,32 @@ export async function waitForLogLine(child: Child, pattern: RegExp, timeoutMs: n
   }
 }
 
-export function httpGet(url: string, timeoutMs = 5_000): Promise<{ status: number; body: string }> {
+/** GET over HTTPS accepting any certificate (the controller's metrics certificate is self-signed), with a bearer token. */
+export function httpsGetInsecure(url: string, token?: string, timeoutMs = 10_000): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = httpsRequest(
+      url,
+      { agent: false, timeout: timeoutMs, rejectUnauthorized: false, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end();
   });
 }
 
-/** Waits for `url` to answer 200 while the child runs. */
-export async function waitForHttpOk(child: Child, url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no answer yet';
-  for (;;) {
-    if (!isRunning(child.pid)) throw exitedError(child, `${url} to answer 200`);
-    try {
-      const res = await httpGet(url);
-      if (res.status === 200) return;
-      last = `${res.status} ${res.body.trim()}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() > deadline) throw new Error(`the ${child.name} was not ready within ${timeoutMs / 1000} s (${url}: ${last}); see ${child.logFile}:\n${tailOf(child.logFile, 30)}`);
-    await sleep(250);
-  }
+/** A command that runs while the demo needs it (kubectl port-forward); its output so far on request. */
+export function startBackground(command: string, args: readonly string[], opts: { cwd: string; env: NodeJS.ProcessEnv }): { output(): string; stop(): void } {
+  const child = spawn(command, [...args], { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+  return { output: () => text, stop: () => void child.kill('SIGTERM') };
 }
 
 /** True when `pid` still runs a command line that contains `marker` (not a recycled pid). */

@@ -2,36 +2,42 @@
  * `npm run demo [-- --keep | --down | --help]`: the whole system on embedded
  * defaults, on one machine, with nothing installed by hand.
  *
- * It builds (first time only) and starts a local control plane, starts the
- * reference backend with its embedded MQTT broker, installs
- * dist/manifests.yaml, runs the controller as a local process, creates the
- * documented Secret and a WorkerPool of two workers, submits two runs, plays
- * the kubelet for their Pods (there is none here), and prints what a user
- * looks at. Then it stops everything it started, or with `--keep` leaves it
+ * It builds (first time only) the Kubernetes binaries and the images, starts
+ * a local cluster whose node (containerd + kubelet) really runs Pods, starts
+ * the reference backend with its embedded MQTT broker, installs
+ * dist/manifests.yaml with the locally built controller image (the
+ * controller runs as a Pod), creates the documented Secret and a WorkerPool
+ * of two workers, submits two runs that really run on the node (one
+ * succeeds, one fails), and prints what a user looks at. Then it stops
+ * everything it started and puts the host back, or with `--keep` leaves it
  * running for `kubectl` and `npm run demo -- --down`.
  *
- * State lives in $KWC_DEMO_DIR (default .cache/demo).
+ * The node needs root (bridge, network namespaces, cgroups); without it the
+ * demo stops at once naming what is missing. State lives in $KWC_DEMO_DIR
+ * (default .cache/demo).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { delimiter, dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { binariesPresent, binaryPaths, ensureBinaries, repoRoot } from '../cluster/binaries.js';
 import { readControlPlaneState, startControlPlane, stopControlPlaneFromState, type ControlPlane } from '../cluster/control-plane.js';
+import { ensureHostPieces, NODE_PIECES } from '../cluster/host-packages.js';
 import { withDirectoryLock } from '../cluster/lock.js';
 import { freeLoopbackPorts } from '../cluster/ports.js';
 import { signalGroup, spawnWatchdog, stopGroup } from '../cluster/processes.js';
+import { buildImages } from '../images/build.js';
 import { decodeSecretPrivateKey } from '../protocol/token.js';
-import { httpGet, runsWith, startChild, waitForHttpOk, waitForLogLine, type Child } from './children.js';
-import { endedPodStatus, runningPodStatus } from '../cluster/kubelet-play.js';
+import { httpsGetInsecure, runsWith, startBackground, startChild, waitForLogLine, type Child } from './children.js';
 import { Progress } from './progress.js';
 
 const USAGE = `usage: npm run demo [-- --keep]   run the demo; --keep leaves it running
        npm run demo -- --down     stop a demo left running by --keep
 Everything lives in $KWC_DEMO_DIR (default .cache/demo); the first run builds
-kube-apiserver, kubectl and etcd from the Go module proxy (Go required).
+the Kubernetes binaries and etcd from the Go module proxy (Go required) and the
+images, and installs containerd, runc and the CNI plugins from Debian (root required).
 `;
 
 const POOL = 'demo';
@@ -39,7 +45,9 @@ const NAMESPACE = 'default';
 const POOL_SIZE = 2;
 const SECRET = `${POOL}-credentials`;
 const STATE_FILE = 'demo.json';
-const STEPS = 9;
+const STEPS = 10;
+const CONTROLLER_NAMESPACE = 'spacelift-worker-controller-system';
+const DEPLOYMENT = 'kube-workerpool-controller';
 
 const demoDir = process.env.KWC_DEMO_DIR ?? join(repoRoot, '.cache', 'demo');
 
@@ -48,7 +56,6 @@ interface DemoState {
   demoPid: number;
   clusterDir: string;
   backendPid?: number;
-  controllerPid?: number;
   kubeconfigPath?: string;
   apiUrl?: string;
 }
@@ -84,13 +91,9 @@ function readState(): DemoState | undefined {
   }
 }
 
-/** Stops what a state file names: controller, backend, then the control plane. */
+/** Stops what a state file names: the backend, then the cluster (the controller is one of its Pods). */
 async function stopFromState(state: DemoState): Promise<string[]> {
   const stopped: string[] = [];
-  if (state.controllerPid !== undefined && runsWith(state.controllerPid, 'src/controller/cli/main.ts')) {
-    await stopGroup(state.controllerPid);
-    stopped.push(`controller (pid ${state.controllerPid})`);
-  }
   if (state.backendPid !== undefined && runsWith(state.backendPid, 'src/backend/main.ts')) {
     await stopGroup(state.backendPid);
     stopped.push(`backend (pid ${state.backendPid})`);
@@ -98,7 +101,7 @@ async function stopFromState(state: DemoState): Promise<string[]> {
   const plane = readControlPlaneState(state.clusterDir);
   if (plane !== undefined) {
     await stopControlPlaneFromState(plane);
-    stopped.push(`control plane (${plane.server})`);
+    stopped.push(`cluster (${plane.server}${plane.node !== undefined ? `, node ${plane.node.name}` : ''})`);
   }
   return stopped;
 }
@@ -186,6 +189,12 @@ interface PodList {
   items: { metadata: { name: string; labels?: Record<string, string> }; status?: { phase?: string } }[];
 }
 
+/** The demo's two runs: what their worker runs, as the run's environment carries it to the stand-in runner image. */
+const RUN_SCRIPTS = [
+  'echo "planning run $SPACELIFT_RUN_ID"; sleep 4; echo "Plan: 1 to add, 0 to change, 0 to destroy."',
+  'echo "applying run $SPACELIFT_RUN_ID"; sleep 4; echo "Error: the provider refused the change" >&2; exit 1',
+];
+
 async function demo(keep: boolean): Promise<void> {
   const p = new Progress(STEPS);
   const rel = (path: string): string => {
@@ -196,16 +205,13 @@ async function demo(keep: boolean): Promise<void> {
   const writeState = (): void => writeFileSync(join(demoDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
   let plane: ControlPlane | undefined;
   let backend: Child | undefined;
-  let controller: Child | undefined;
   let watchdogPid: number | undefined;
   let finished = false;
 
   const stopAll = async (): Promise<void> => {
-    // The controller first, while the API server and the backend can still hear it say goodbye.
-    if (controller !== undefined) await stopGroup(controller.pid);
     if (backend !== undefined) await stopGroup(backend.pid);
-    await plane?.stop();
     if (watchdogPid !== undefined) signalGroup(watchdogPid, 'SIGKILL');
+    await plane?.stop();
   };
   let interrupted: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -228,32 +234,54 @@ async function demo(keep: boolean): Promise<void> {
 
   process.stdout.write(
     `kube-workerpool-controller demo (state and logs in ${rel(demoDir)})\n` +
-      'A local control plane, the reference backend, the controller, a WorkerPool of two workers and two runs.\n' +
-      'There is no kubelet here (only etcd and kube-apiserver): the demo plays the kubelet and writes the run Pods\' statuses itself.\n',
+      'A local cluster whose node runs real Pods, the reference backend, the controller (a Pod, from dist/manifests.yaml),\n' +
+      'a WorkerPool of two workers and two runs that the kubelet runs.\n',
   );
 
   try {
     // 1. Binaries.
-    p.step('Kubernetes binaries (kube-apiserver, kubectl, etcd)');
+    p.step('Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, crictl)');
     const wanted = binaryPaths();
     if (binariesPresent(wanted)) {
       p.note(`cached: kubernetes ${wanted.versions.kubernetes}, etcd ${wanted.versions.etcd} in ${rel(dirname(dirname(wanted.kubectl)))}`);
     } else {
-      p.note(`first run: building kubernetes ${wanted.versions.kubernetes} and etcd ${wanted.versions.etcd} from the Go module proxy into ${rel(dirname(dirname(wanted.kubectl)))}`);
-      p.note('once per clone: about 15 minutes on two cores with an empty Go build cache, under a minute with a warm one');
+      p.note(`first run: building kubernetes ${wanted.versions.kubernetes}, etcd ${wanted.versions.etcd} and crictl ${wanted.versions.crictl} from the Go module proxy into ${rel(dirname(dirname(wanted.kubectl)))}`);
+      p.note('once per clone: about 15 minutes on two cores with an empty Go build cache, a few with a warm one');
     }
     const build = p.lines('build: ');
     const binaries = await ensureBinaries({ progress: build });
     build.end();
     const kubectlDir = dirname(binaries.kubectl);
 
-    // 2. Control plane.
-    p.step('a local control plane (etcd + kube-apiserver on 127.0.0.1)');
+    // 2. Host pieces and images.
+    p.step('host pieces (Debian packages) and images (npm run images)');
+    await ensureHostPieces(NODE_PIECES, { what: 'the demo (its node runs containers)', log: (line) => p.note(line) });
+    p.note(`containerd, runc, the CNI plugins and nftables are installed`);
+    const images = await buildImages(['pause', 'controller', 'standinLauncher', 'standinRunner'], { log: (line) => p.note(line) });
+    p.output(table([
+      ['IMAGE', 'REFERENCE (by content digest)'],
+      ['pause', images.pause.ref],
+      ['controller', images.controller.ref],
+      ['launcher (stand-in)', images.standinLauncher.ref],
+      ['runner (stand-in)', images.standinRunner.ref],
+    ]));
+    p.note('the controller image holds what the Dockerfile builds; the launcher and runner stand-ins are busybox with a small script each');
+
+    // 3. Cluster.
+    p.step('a local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a node (containerd + kubelet)');
     state.clusterDir = join(demoDir, 'cluster');
     writeState();
-    plane = await startControlPlane({ dir: state.clusterDir, binaries, log: (line) => p.note(line), watchParentPid: process.pid });
+    plane = await startControlPlane({
+      dir: state.clusterDir,
+      binaries,
+      log: (line) => p.note(line),
+      watchParentPid: process.pid,
+      node: true,
+      images: [images.controller.archive, images.standinLauncher.archive, images.standinRunner.archive],
+    });
     state.kubeconfigPath = plane.kubeconfigPath;
     writeState();
+    const nodeAddress = plane.state.node?.address ?? '127.0.0.1';
     p.note(`KUBECONFIG=${rel(plane.kubeconfigPath)}; "kubectl" below is ${rel(binaries.kubectl)}`);
 
     const env: NodeJS.ProcessEnv = { ...process.env, KUBECONFIG: plane.kubeconfigPath, PATH: `${kubectlDir}${delimiter}${process.env.PATH ?? ''}` };
@@ -275,13 +303,16 @@ async function demo(keep: boolean): Promise<void> {
       p.output(res.stdout + res.stderr);
       return res.stdout;
     };
+    await kubectl(['get', 'nodes', '-o', 'wide']);
 
-    // 3. Backend.
+    // 4. Backend.
     p.step('the reference backend with its embedded MQTT broker');
-    const [apiPort, brokerPort, healthPort, metricsPort] = (await freeLoopbackPorts(4)) as [number, number, number, number];
+    const [apiPort, brokerPort] = (await freeLoopbackPorts(2, nodeAddress)) as [number, number];
     const backendDir = join(demoDir, 'backend');
-    const backendArgs = ['--data-dir', backendDir, '--port', String(apiPort), '--broker-port', String(brokerPort)];
+    // On the node's bridge address: the controller runs in a Pod, which cannot reach loopback, and pool tokens carry this URL.
+    const backendArgs = ['--data-dir', backendDir, '--host', nodeAddress, '--port', String(apiPort), '--broker-port', String(brokerPort)];
     p.note(`as: npm run backend -- ${backendArgs.map((a) => quote(a === backendDir ? rel(a) : a)).join(' ')}`);
+    p.note(`(${nodeAddress} is the node's bridge address: Pods reach the host there, and nothing outside this machine does)`);
     backend = startChild('backend', process.execPath, ['--import', 'tsx', join('src', 'backend', 'main.ts'), ...backendArgs], {
       cwd: repoRoot,
       env: process.env,
@@ -297,33 +328,13 @@ async function demo(keep: boolean): Promise<void> {
     p.note(`API ${apiUrl}, broker ${ready[2]}; admin token in ${rel(join(backendDir, 'admin-token'))}, CA in ${rel(join(backendDir, 'ca.pem'))}`);
     const api = backendApi(apiUrl, readFileSync(join(backendDir, 'ca.pem'), 'utf8'), readFileSync(join(backendDir, 'admin-token'), 'utf8').trim());
 
-    // 4. Install.
-    p.step('the install: kubectl apply -f dist/manifests.yaml');
+    // 5. Install: the controller runs as a Pod.
+    p.step('the install: kubectl apply -f dist/manifests.yaml, with the locally built controller image');
     await kubectl(['apply', '-f', 'dist/manifests.yaml'], { cwd: repoRoot });
-    await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/workerpools.workers.spacelift.io', 'crd/workers.workers.spacelift.io']);
-    p.note('The Deployment above never gets a Pod here (no scheduler, no kubelet); the demo runs the controller as a local process instead.');
-
-    // 5. Controller.
-    p.step('the controller, as a local process (npm start)');
-    const metrics = existsSync(join(repoRoot, 'src', 'controller', 'metrics-server.ts'));
-    const controllerArgs = [
-      `--health-probe-bind-address=127.0.0.1:${healthPort}`,
-      ...(metrics ? [`--metrics-bind-address=127.0.0.1:${metricsPort}`, '--metrics-secure=false'] : []),
-    ];
-    const controllerLog = join(demoDir, 'controller.log');
-    p.note(`as: KUBECONFIG=${rel(plane.kubeconfigPath)} npm start -- ${controllerArgs.join(' ')}`);
-    p.note(`its log: ${rel(controllerLog)}`);
-    controller = startChild('controller', process.execPath, ['--import', 'tsx', join('src', 'controller', 'cli', 'main.ts'), ...controllerArgs], {
-      cwd: repoRoot,
-      env: { ...process.env, KUBECONFIG: plane.kubeconfigPath },
-      logFile: controllerLog,
-    });
-    state.controllerPid = controller.pid;
-    writeState();
-    signalGroup(watchdogPid, 'SIGKILL');
-    watchdogPid = spawnWatchdog(process.pid, [controller.pid, backend.pid], join(demoDir, 'watchdog.log')).pid;
-    await waitForHttpOk(controller, `http://127.0.0.1:${healthPort}/readyz`, 90_000);
-    p.note(`ready: http://127.0.0.1:${healthPort}/readyz answers ok (its caches are synced)`);
+    await kubectl(['-n', CONTROLLER_NAMESPACE, 'set', 'image', `deployment/${DEPLOYMENT}`, `manager=${images.controller.digestRef}`]);
+    p.note('the controller is a Pod on the node; its readiness probe (/readyz, through the kubelet) says when its caches are synced');
+    await kubectl(['-n', CONTROLLER_NAMESPACE, 'rollout', 'status', `deployment/${DEPLOYMENT}`, '--timeout=180s']);
+    await kubectl(['-n', CONTROLLER_NAMESPACE, 'get', 'deployments,pods', '-o', 'wide']);
 
     // 6. The pool.
     p.step(`a pool in the backend, its Secret, and a WorkerPool with poolSize ${POOL_SIZE}`);
@@ -359,14 +370,15 @@ async function demo(keep: boolean): Promise<void> {
     await kubectl(['get', 'workers']);
     const workers = JSON.parse(await kubectl(['get', 'workers', '-o', 'json'], { show: false })) as { items: { metadata: { name: string }; spec: { workerId: string } }[] };
 
-    // 7. Runs and the kubelet's part.
-    p.step(`two runs: the backend schedules them, the controller creates their Pods`);
+    // 7. Runs, run by the kubelet.
+    p.step('two runs: the backend schedules them, the controller creates their Pods, the kubelet runs them');
     const runIds: string[] = [];
-    for (let i = 0; i < 2; i++) {
-      const run = await api<{ id: string }>('POST', '/api/runs', { poolId: created.id });
-      runIds.push(run.id);
+    for (const script of RUN_SCRIPTS) {
+      const body = { poolId: created.id, runnerImage: images.standinRunner.ref, launcherImage: images.standinLauncher.ref, env: { KWC_STANDIN_SCRIPT: script } };
+      p.note(`POST ${apiUrl}/api/runs ${JSON.stringify(body)}`);
+      runIds.push((await api<{ id: string }>('POST', '/api/runs', body)).id);
     }
-    p.note(`submitted runs ${runIds.join(' and ')} (POST ${apiUrl}/api/runs {"poolId":"${created.id}"})`);
+    p.note(`submitted runs ${runIds.join(' and ')}; their worker containers run the stand-in runner image, which runs KWC_STANDIN_SCRIPT`);
     const podOf = async (runId: string): Promise<string> => {
       const list = JSON.parse(await kubectl(['get', 'pods', '-l', `workers.spacelift.io/run-id=${runId}`, '-o', 'json'], { show: false })) as PodList;
       const name = list.items[0]?.metadata.name;
@@ -374,21 +386,14 @@ async function demo(keep: boolean): Promise<void> {
       return name;
     };
     const pods = await waitUntil('the run Pods', 60_000, async () => Promise.all(runIds.map(podOf)));
-    p.note('No kubelet here: the demo plays it and writes the status a kubelet would (all containers started)');
-    writeFileSync(join(demoDir, 'pod-running.json'), JSON.stringify({ status: runningPodStatus() }));
-    for (const pod of pods) await kubectl(['patch', 'pod', pod, '--subresource=status', '--type=merge', '--patch-file=pod-running.json']);
     await waitUntil('both runs to be running in the backend', 60_000, async () => {
       const runs = await Promise.all(runIds.map((id) => api<RunView>('GET', `/api/runs/${id}`)));
+      if (runs.some((r) => ['finished', 'failed', 'stopped'].includes(r.state))) return true;
       return runs.every((r) => r.state === 'running') ? true : undefined;
     });
     await kubectl(['get', 'workers']);
-    for (const runId of runIds) await kubectl(['get', 'pods', '-l', `workers.spacelift.io/run-id=${runId}`]);
-    p.note(`Playing the kubelet again: run ${runIds[0]} ends with exit code 0, run ${runIds[1]} with exit code 1`);
-    writeFileSync(join(demoDir, 'pod-succeeded.json'), JSON.stringify({ status: endedPodStatus(0) }));
-    writeFileSync(join(demoDir, 'pod-failed.json'), JSON.stringify({ status: endedPodStatus(1) }));
-    await kubectl(['patch', 'pod', pods[0] as string, '--subresource=status', '--type=merge', '--patch-file=pod-succeeded.json']);
-    await kubectl(['patch', 'pod', pods[1] as string, '--subresource=status', '--type=merge', '--patch-file=pod-failed.json']);
-    const ended = await waitUntil('both runs to end in the backend', 60_000, async () => {
+    for (const runId of runIds) await kubectl(['get', 'pods', '-l', `workers.spacelift.io/run-id=${runId}`, '-o', 'wide']);
+    const ended = await waitUntil('both runs to end in the backend', 90_000, async () => {
       const runs = await Promise.all(runIds.map((id) => api<RunView>('GET', `/api/runs/${id}`)));
       return runs.every((r) => ['finished', 'failed', 'stopped'].includes(r.state)) ? runs : undefined;
     });
@@ -411,26 +416,39 @@ async function demo(keep: boolean): Promise<void> {
     await kubectl(['get', 'workerpools']);
     await kubectl(['get', 'workers']);
     for (const runId of runIds) await kubectl(['get', 'pods', '-l', `workers.spacelift.io/run-id=${runId}`]);
-    p.note('the successful run\'s Pod is deleted when it ends; the failed one is kept (failedPodsHistoryLimit, 5 per worker by default)');
+    p.note("the successful run's Pod is deleted when it ends; the failed one is kept (failedPodsHistoryLimit, 5 per worker by default):");
+    await kubectl(['logs', pods[1] as string, '-c', 'worker']);
     const failedRun = ended[1] as RunView;
     const failedWorker = workers.items.find((w) => w.spec.workerId === failedRun.workerId);
     if (failedWorker !== undefined) {
       const workerName = failedWorker.metadata.name;
       await waitUntil(`the RunFailed event of worker ${workerName}`, 30_000, async () => {
-        const events = JSON.parse(await kubectl(['events', '--namespace', NAMESPACE, `workers/${workerName}`, '-o', 'json'], { show: false })) as { items: { reason?: string }[] };
+        const events = JSON.parse(await kubectl(['events', '--namespace', NAMESPACE, '--for', `worker/${workerName}`, '-o', 'json'], { show: false })) as { items: { reason?: string }[] };
         return events.items.some((e) => e.reason === 'RunFailed') ? true : undefined;
       });
-      await kubectl(['events', '--namespace', NAMESPACE, `workers/${workerName}`]);
-    }
-    if (metrics) {
-      const url = `http://127.0.0.1:${metricsPort}/metrics`;
-      const res = await httpGet(url);
-      if (res.status !== 200) throw new StepFailed(`GET ${url}: ${res.status} ${res.body.slice(0, 200)}`);
-      p.note(`a sample of the controller's metrics (GET ${url}: the spacelift_ series, histogram buckets left out):`);
-      p.output(res.body.split('\n').filter((l) => l.startsWith('spacelift_') && !/_bucket\{/.test(l)).slice(0, 20).join('\n'));
+      await kubectl(['events', '--namespace', NAMESPACE, '--for', `worker/${workerName}`]);
     }
 
-    // 9. Stop or keep.
+    // 9. Metrics, as a scraper gets them.
+    p.step('the metrics, through the Service, with a token of the metrics reader role');
+    await kubectl(['create', 'serviceaccount', 'demo-scraper', '--namespace', NAMESPACE]);
+    await kubectl(['create', 'clusterrolebinding', 'demo-scraper-metrics', '--clusterrole=kube-workerpool-controller-metrics-reader', `--serviceaccount=${NAMESPACE}:demo-scraper`]);
+    const token = (await kubectl(['create', 'token', 'demo-scraper', '--namespace', NAMESPACE], { show: false })).trim();
+    p.command(`kubectl -n ${CONTROLLER_NAMESPACE} port-forward service/kube-workerpool-controller-metrics :8443 &`);
+    const forward = startBackground(binaries.kubectl, ['-n', CONTROLLER_NAMESPACE, 'port-forward', 'service/kube-workerpool-controller-metrics', ':8443'], { cwd, env });
+    try {
+      const port = await waitUntil('kubectl port-forward', 30_000, async () => /Forwarding from 127\.0\.0\.1:(\d+) -> 8443/.exec(forward.output())?.[1]);
+      const url = `https://127.0.0.1:${port}/metrics`;
+      p.command(`curl -k -H "Authorization: Bearer $(kubectl create token demo-scraper)" ${url}`);
+      const res = await httpsGetInsecure(url, token);
+      if (res.status !== 200) throw new StepFailed(`GET ${url}: ${res.status} ${res.body.slice(0, 200)}`);
+      p.output(res.body.split('\n').filter((l) => l.startsWith('spacelift_') && !/_bucket\{/.test(l)).slice(0, 20).join('\n'));
+      p.note(`without a token: ${(await httpsGetInsecure(url)).status}`);
+    } finally {
+      forward.stop();
+    }
+
+    // 10. Stop or keep.
     if (keep) {
       p.step('left running (--keep)');
       signalGroup(watchdogPid, 'SIGKILL');
@@ -439,6 +457,7 @@ async function demo(keep: boolean): Promise<void> {
       finished = true;
       p.stop();
       const backendRel = rel(backendDir);
+      const script = 'echo hello from a run; exit 0';
       process.stdout.write(
         [
           '',
@@ -446,13 +465,13 @@ async function demo(keep: boolean): Promise<void> {
           `  export KUBECONFIG=${plane.kubeconfigPath}`,
           `  export PATH=${kubectlDir}:$PATH   # the kubectl of the same version`,
           '  kubectl get workerpools,workers,pods',
+          `  kubectl -n ${CONTROLLER_NAMESPACE} logs deployment/${DEPLOYMENT}`,
           `  kubectl scale workerpools ${POOL} --replicas=3`,
           '',
           `Backend API: ${apiUrl} (CA ${backendRel}/ca.pem, admin token file ${backendRel}/admin-token). Submit a run:`,
-          `  curl --cacert ${backendRel}/ca.pem -H "Authorization: Bearer $(cat ${backendRel}/admin-token)" -d '{"poolId":"${created.id}"}' ${apiUrl}/api/runs`,
-          '  (its Pod stays Pending: no kubelet; write its status as the demo did, e.g. with',
-          `   kubectl patch pod <name> --subresource=status --type=merge --patch-file=${rel(join(demoDir, 'pod-running.json'))})`,
-          `Logs: ${rel(join(demoDir, 'controller.log'))}, ${rel(join(demoDir, 'backend.log'))}, ${rel(state.clusterDir)}/kube-apiserver.log`,
+          `  curl --cacert ${backendRel}/ca.pem -H "Authorization: Bearer $(cat ${backendRel}/admin-token)" \\`,
+          `    -d '${JSON.stringify({ poolId: created.id, runnerImage: images.standinRunner.ref, launcherImage: images.standinLauncher.ref, env: { KWC_STANDIN_SCRIPT: script } })}' ${apiUrl}/api/runs`,
+          `Logs: ${rel(join(demoDir, 'backend.log'))}, ${rel(state.clusterDir)}/*.log (kube-apiserver, kubelet, containerd, ...)`,
           '',
           'Stop everything with: npm run demo -- --down',
           '',
@@ -464,7 +483,7 @@ async function demo(keep: boolean): Promise<void> {
     finished = true;
     await stopAll();
     cleanDemoDir();
-    p.note('controller, backend and control plane stopped');
+    p.note('backend and cluster stopped, the controller with it; the host is as before');
     p.stop();
     process.stdout.write(`\nDemo finished in ${p.elapsed}. Run it again with --keep to look around with kubectl yourself.\n`);
   } catch (err) {

@@ -1,15 +1,16 @@
 /**
- * `npm run demo` end to end, as a newcomer runs it (issue 8): its own control
- * plane (from the binaries the test setup already built), backend,
- * controller, a pool of two and two runs; exit code 0 and nothing left behind.
+ * `npm run demo` end to end, as a newcomer runs it (issues 8 and 14): its own
+ * cluster with a node (from the binaries and images the test setup already
+ * built), backend, the controller as a Pod, a pool of two and two runs that
+ * really run; exit code 0 and nothing left behind.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, inject, test } from 'vitest';
 import { repoRoot } from '../../src/cluster/binaries.js';
-import { canStartControlPlanes } from '../setup/cluster-access.js';
+import { canStartControlPlanes, testNode } from '../setup/cluster-access.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -47,8 +48,8 @@ function processesMentioning(text: string): string[] {
   return found;
 }
 
-describe.skipIf(!canStartControlPlanes())('npm run demo', () => {
-  test('runs the whole system, shows the pool table and the run pods, exits 0 and stops everything', async () => {
+describe.skipIf(!canStartControlPlanes() || testNode() === null)('npm run demo', () => {
+  test('runs the whole system: the controller is a Pod, the runs run on the node; shows what a user looks at, exits 0 and stops everything', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-test-'));
     dirs.push(dir);
     const started = Date.now();
@@ -56,21 +57,34 @@ describe.skipIf(!canStartControlPlanes())('npm run demo', () => {
     const seconds = (Date.now() - started) / 1000;
     expect(code, output).toBe(0);
     expect(output).toContain('cached: kubernetes');
-    expect(output).toContain('no kubelet');
+    // Nothing plays the kubelet any more.
+    expect(output).not.toMatch(/kubelet.play|plays? the kubelet|--subresource.status/i);
+    // A node of its own, Ready.
+    expect(output).toMatch(/^kwc-node\s+Ready\s/m);
+    // The controller is a Pod from the locally built image, installed from dist/manifests.yaml.
+    expect(output).toContain('$ kubectl apply -f dist/manifests.yaml');
+    expect(output).toMatch(/deployment\.apps\/kube-workerpool-controller\s+1\/1\s+1\s+1\s.*localhost\/kube-workerpool-controller@sha256:[0-9a-f]{64}/);
+    expect(output).toMatch(/^pod\/kube-workerpool-controller-\S+\s+1\/1\s+Running\s/m);
     expect(output).toMatch(/^NAME\s+DESIRED POOL SIZE\s+ACTUAL POOL SIZE\s/m);
     expect(output).toMatch(/^demo\s+2\s+2\s/m);
     expect(output).toMatch(/\$ kubectl create secret generic demo-credentials .*--from-literal=privateKey="\$\(base64 -w 0 < key.pem\)"/);
-    // A run pod, found by its run-id label, while it runs.
-    const runPod = /\$ kubectl get pods -l workers\.spacelift\.io\/run-id=(\w+)\nNAME\s+READY\s+STATUS.*\n(\w+)-run-1\s+2\/2\s+Running/.exec(output);
+    // A run pod, found by its run-id label, running on the node: init done, launcher-grpc and worker up.
+    const runPod = /\$ kubectl get pods -l workers\.spacelift\.io\/run-id=(\w+) -o wide\nNAME\s+READY\s+STATUS.*\n(\w+)-run-1\s+2\/2\s+Running\s+0\s+\S+\s+10\.244\.\d+\.\d+\s+kwc-node/.exec(output);
     expect(runPod, output).not.toBeNull();
     expect(runPod?.[2]).toBe(runPod?.[1]?.toLowerCase());
-    expect(output).toMatch(/finished/);
-    expect(output).toMatch(/RunFailed/);
-    expect(output).toMatch(/step 9\/9: stopping everything/);
+    // One run finished, one failed with its exit code, and the failed one's log, as kubectl logs shows it.
+    expect(output).toMatch(/^\w+\s+finished\s/m);
+    expect(output).toMatch(/^\w+\s+failed\s+\w+\s+1\s+worker container exited with code 1/m);
+    expect(output).toContain('Error: the provider refused the change');
+    expect(output).toMatch(/RunFailed\s+Worker\/demo-/);
+    // Metrics through the Service, with a reader token; none without.
+    expect(output).toMatch(/^spacelift_workerpool_controller_worker_total\{pool_ulid="\w+"\} 2$/m);
+    expect(output).toContain('without a token: 401');
+    expect(output).toMatch(/step 10\/10: stopping everything/);
     expect(processesMentioning(dir)).toEqual([]);
     expect(existsSync(join(dir, 'demo.json'))).toBe(false);
     process.stderr.write(`[demo test] npm run demo took ${seconds.toFixed(1)} s\n`);
-  }, 300_000);
+  }, 600_000);
 
   test('--keep leaves everything running for kubectl, and --down stops it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-keep-'));
@@ -80,20 +94,27 @@ describe.skipIf(!canStartControlPlanes())('npm run demo', () => {
       const kept = await runDemo(['--keep'], env, false);
       expect(kept.code, kept.output).toBe(0);
       expect(kept.output).toContain(`export KUBECONFIG=${join(dir, 'cluster', 'kubeconfig')}`);
-      expect(kept.output).toMatch(/Backend API: https:\/\/127\.0\.0\.1:\d+ \(CA .*ca\.pem, admin token file .*admin-token\)/);
+      expect(kept.output).toMatch(/Backend API: https:\/\/10\.244\.\d+\.1:\d+ \(CA .*ca\.pem, admin token file .*admin-token\)/);
       expect(kept.output).toContain('npm run demo -- --down');
-      // The control plane, the backend and the controller outlive the demo.
-      const state = JSON.parse(readFileSync(join(dir, 'demo.json'), 'utf8')) as { backendPid: number; controllerPid: number };
-      expect(processesMentioning(dir).length).toBeGreaterThanOrEqual(3);
-      for (const pid of [state.backendPid, state.controllerPid]) expect(() => process.kill(pid, 0)).not.toThrow();
+      // The cluster (its node too) and the backend outlive the demo; the controller is one of its Pods.
+      const state = JSON.parse(readFileSync(join(dir, 'demo.json'), 'utf8')) as { backendPid: number };
+      expect(processesMentioning(dir).length).toBeGreaterThanOrEqual(6);
+      expect(processesMentioning(dir).some((p) => /^\d+: containerd --config /.test(p))).toBe(true);
+      expect(() => process.kill(state.backendPid, 0)).not.toThrow();
+      const pods = await new Promise<string>((resolve) =>
+        execFile(inject('kubectlPath'), ['-n', 'spacelift-worker-controller-system', 'get', 'pods', '--no-headers'], { env: { ...process.env, KUBECONFIG: join(dir, 'cluster', 'kubeconfig') } }, (_e, stdout) => resolve(stdout)),
+      );
+      expect(pods).toMatch(/^kube-workerpool-controller-\S+\s+1\/1\s+Running/m);
     } finally {
       const down = await runDemo(['--down'], env, false);
       expect(down.code, down.output).toBe(0);
-      expect(down.output).toMatch(/stopped: controller .*, backend .*, control plane/);
+      expect(down.output).toMatch(/stopped: backend .*, cluster \(https:\/\/10\.244\.\d+\.1:\d+, node kwc-node\)/);
     }
     expect(processesMentioning(dir)).toEqual([]);
-  }, 300_000);
+  }, 600_000);
+});
 
+describe('npm run demo, when it cannot run', () => {
   test('fails with the step and the reason when a step fails, and leaves nothing running', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-fail-'));
     dirs.push(dir);
@@ -105,7 +126,7 @@ describe.skipIf(!canStartControlPlanes())('npm run demo', () => {
     const env = { ...process.env, KWC_DEMO_DIR: dir, KWC_BIN_CACHE: join(dir, 'no-binaries'), PATH: `${fakeBin}${delimiter}${process.env.PATH ?? ''}` };
     const { code, output, stderr } = await runDemo([], env, false);
     expect(code, output).toBe(1);
-    expect(stderr).toMatch(/demo FAILED at step 1\/9 \(Kubernetes binaries.*\): build-binaries\.sh failed/);
+    expect(stderr).toMatch(/demo FAILED at step 1\/10 \(Kubernetes binaries.*\): build-binaries\.sh failed/);
     // The build's own words, which say why, are on screen too.
     expect(output).toContain('build: fake go: no builds in this test');
     expect(processesMentioning(dir)).toEqual([]);

@@ -1,18 +1,21 @@
 /**
- * End-to-end harness: the shared real kube-apiserver, a reference backend
- * with its TLS broker in this process, and the controller as a child process
- * (so tests can SIGKILL it), watching only the test's own namespace.
+ * End-to-end harness: the shared real cluster (its node runs the run Pods),
+ * a reference backend with its TLS broker in this process, listening on the
+ * node's bridge address so that pods can reach it, and the controller as a
+ * child process (so tests can SIGKILL it), watching only the test's own
+ * namespace. Runs use the stand-in launcher and runner images (built by
+ * `npm run images`, imported into the node), whose worker runs the shell
+ * text the run's environment carries in KWC_STANDIN_SCRIPT.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
-import { endedPodStatus, runningPodStatus } from '../../src/cluster/kubelet-play.js';
 import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject } from '../../src/api/types.js';
 import { EVENTS, KubeClient, PODS, SECRETS, type Pod } from '../../src/runtime/k8s-client.js';
 import { createPool, startEnv, waitFor, type Env, type Pool } from '../integration/backend-harness.js';
-import { createTestNamespace, ensureInstalled, kubeconfigPath, kubectlOk, testKubeConfig } from '../setup/cluster-access.js';
+import { createTestNamespace, ensureInstalled, kubeconfigPath, kubectlOk, testKubeConfig, testNode } from '../setup/cluster-access.js';
 
 export { waitFor };
 
@@ -98,10 +101,40 @@ export interface E2E {
   workerSecrets(): Promise<number>;
   backendPool(id: string): Promise<{ id: string; pendingRuns: number; workers: { id: string; state: string; drained: boolean }[] }>;
   submitRun(poolId: string, body?: Record<string, unknown>): Promise<string>;
-  run(id: string): Promise<{ id: string; state: string; workerId: string | null; reason: string | null }>;
-  /** Plays the kubelet: writes a Pod's status. */
-  setPodStatus(name: string, status: Record<string, unknown>): Promise<void>;
+  /** A run of the stand-in images whose worker runs `script` (in the workspace, as PID 1). */
+  submitScriptRun(poolId: string, script: string, body?: Record<string, unknown>): Promise<string>;
+  run(id: string): Promise<RunView>;
+  /** Ends a run started with {@link WAITING_SCRIPT}: its worker exits with `exitCode`. */
+  endRun(podName: string, exitCode: number): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface RunView {
+  id: string;
+  state: string;
+  workerId: string | null;
+  reason: string | null;
+  exitCode?: number | null;
+  createdAt?: string;
+  updatedAt?: string;
+}
+
+/**
+ * A worker script that runs until the test ends it with `endRun` (or the Pod
+ * is stopped: it leaves promptly on SIGTERM, which PID 1 would otherwise ignore).
+ */
+export const WAITING_SCRIPT =
+  'trap "echo stopped by TERM; exit 143" TERM; echo started; until [ -e /opt/spacelift/workspace/ended ]; do sleep 0.2 & wait $!; done; exit "$(cat /opt/spacelift/workspace/ended)"';
+
+/**
+ * The stand-in images when there is a node; without one (KWC_NO_NODE=1) Pods
+ * never start, and names that no node will pull do as well.
+ */
+export function runImages(): { runnerImage: string; launcherImage: string } {
+  const node = testNode();
+  return node === null
+    ? { runnerImage: 'registry.example.com/runner:1.0', launcherImage: 'registry.example.com/launcher:1.0' }
+    : { runnerImage: node.images.standinRunner.ref, launcherImage: node.images.standinLauncher.ref };
 }
 
 /** The Secret's content for a backend pool; null for no Secret at all. Default: the documented one. */
@@ -114,7 +147,9 @@ export const CONTROLLER_TEST_FLAGS = ['--health-probe-bind-address=0', '--metric
 export async function startE2E(prefix: string, controllerArgs: readonly string[] = []): Promise<E2E> {
   await ensureInstalled();
   const namespace = await createTestNamespace(prefix);
-  const env = await startEnv('embedded', { redeliverMs: 1_000, offlineAfterMs: 20_000 });
+  const node = testNode();
+  // On the bridge address (when there is a node), where pods, the in-cluster controller included, reach it.
+  const env = await startEnv('embedded', { redeliverMs: 1_000, offlineAfterMs: 20_000, ...(node !== null ? { host: node.address } : {}) });
   const kc = testKubeConfig();
   const client = KubeClient.fromKubeConfig(kc);
   const controllers: ControllerProcess[] = [];
@@ -171,13 +206,17 @@ export async function startE2E(prefix: string, controllerArgs: readonly string[]
       if (res.status !== 201) throw new Error(`POST run: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body.id;
     },
+    async submitScriptRun(poolId, script, body = {}) {
+      const env = { ...((body.env as Record<string, string> | undefined) ?? {}), KWC_STANDIN_SCRIPT: script };
+      return e2e.submitRun(poolId, { ...runImages(), ...body, env });
+    },
     async run(id) {
-      const res = await env.admin<{ id: string; state: string; workerId: string | null; reason: string | null }>('GET', `/api/runs/${id}`);
+      const res = await env.admin<RunView>('GET', `/api/runs/${id}`);
       if (res.status !== 200) throw new Error(`GET run ${id}: ${res.status}`);
       return res.body;
     },
-    async setPodStatus(name, status) {
-      await client.mergePatch(PODS, namespace, name, { status }, { subresource: 'status' });
+    async endRun(podName, exitCode) {
+      await kubectlOk(['exec', '-n', namespace, podName, '-c', 'worker', '--', 'sh', '-c', `echo ${exitCode} > /opt/spacelift/workspace/ended`]);
     },
     async close() {
       for (const c of controllers) await c.kill('SIGKILL');
@@ -187,9 +226,3 @@ export async function startE2E(prefix: string, controllerArgs: readonly string[]
   };
   return e2e;
 }
-
-/** A Pod status as a kubelet would write it for a run whose containers all started. */
-export const runningStatus = (): Record<string, unknown> => runningPodStatus();
-
-/** The worker container ended with `exitCode`. */
-export const endedStatus = (exitCode: number): Record<string, unknown> => endedPodStatus(exitCode);

@@ -5,11 +5,13 @@
  * protocol client. No mocks: every connection is real TLS.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../src/backend/broker.js';
+import { HOST_PIECES } from '../../src/cluster/host-packages.js';
 import { writeMosquittoConfig } from '../../src/backend/mosquitto.js';
 import { startBackend, type BackendOptions, type RunningBackend } from '../../src/backend/server.js';
 import {
@@ -42,9 +44,12 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
   }
 }
 
+/** Debian installs mosquitto into /usr/sbin, which a user's PATH may lack (the test setup installs it there on first use). */
+const MOSQUITTO = existsSync(HOST_PIECES.mosquitto.files[0]) ? HOST_PIECES.mosquitto.files[0] : 'mosquitto';
+
 /** Fails with a clear message when mosquitto is missing, instead of skipping. */
 export function requireMosquitto(): void {
-  const probe = spawnSync('mosquitto', ['-h'], { encoding: 'utf8' });
+  const probe = spawnSync(MOSQUITTO, ['-h'], { encoding: 'utf8' });
   if (probe.error) {
     throw new Error('mosquitto is not installed (needed by the external-broker tests): apt-get install -y mosquitto');
   }
@@ -89,7 +94,7 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
       runAsUser: process.getuid?.() === 0 ? 'root' : undefined,
     });
     const output: string[] = [];
-    mosquitto = spawn('mosquitto', ['-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    mosquitto = spawn(MOSQUITTO, ['-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     mosquitto.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
     mosquitto.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
     const proc = mosquitto;

@@ -2,7 +2,9 @@
  * The documented install on a fresh cluster, the one `npm run cluster:up`
  * starts: `kubectl apply -f dist/manifests.yaml` creates everything, a second
  * apply changes nothing, and `kubectl get workerpools` works. Also proves the
- * cluster:up / cluster:down contract along the way.
+ * cluster:up / cluster:status / cluster:down contract along the way, with a
+ * node next to the shared test cluster's (its own bridge, pod range and
+ * ports), or with --no-node when the test run has no node.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -12,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../src/cluster/binaries.js';
 import type { ControlPlaneState } from '../../src/cluster/control-plane.js';
 import { isRunning } from '../../src/cluster/processes.js';
-import { MANIFESTS, canStartControlPlanes, kubectl, kubectlOk } from '../setup/cluster-access.js';
+import { MANIFESTS, canStartControlPlanes, kubectl, kubectlOk, testNode } from '../setup/cluster-access.js';
 
 interface CliResult {
   code: number;
@@ -20,11 +22,13 @@ interface CliResult {
   stderr: string;
 }
 
-function cli(command: 'up' | 'down', stateDir: string): Promise<CliResult> {
+const withNode = testNode() !== null;
+
+function cli(command: 'up' | 'down' | 'status', stateDir: string): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       join(repoRoot, 'node_modules', '.bin', 'tsx'),
-      [join(repoRoot, 'src', 'cluster', 'cli.ts'), command],
+      [join(repoRoot, 'src', 'cluster', 'cli.ts'), command, ...(command === 'up' && !withNode ? ['--no-node'] : [])],
       // Watching this worker's pid stops the cluster even if the run is killed before afterAll.
       { cwd: repoRoot, env: { ...process.env, KWC_CLUSTER_DIR: stateDir, KWC_CLUSTER_WATCH_PID: String(process.pid) } },
       (error, stdout, stderr) => resolve({ code: typeof error?.code === 'number' ? error.code : error ? 1 : 0, stdout, stderr }),
@@ -36,13 +40,21 @@ function readState(stateDir: string): ControlPlaneState {
   return JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as ControlPlaneState;
 }
 
-/** `kind/name` of every object in the manifests with its resourceVersion, as the server has it. */
+/**
+ * `kind/name` of every object in the manifests with its resourceVersion, as
+ * the server has it; for the Deployment its generation, since its controller
+ * keeps writing its status (which changes the resourceVersion, not the spec).
+ */
 async function resourceVersions(kubeconfig: string): Promise<string[]> {
   const out = await kubectlOk(
-    ['get', '-f', MANIFESTS, '-o', 'jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{"\\n"}{end}'],
+    ['get', '-f', MANIFESTS, '-o', 'jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}/{.metadata.generation}{"\\n"}{end}'],
     { kubeconfig },
   );
-  return out.trim().split('\n').sort();
+  return out
+    .trim()
+    .split('\n')
+    .map((line) => (line.startsWith('Deployment/') ? line.replace(/=\d+\//, '=') : line))
+    .sort();
 }
 
 const manifestObjectCount = readFileSync(MANIFESTS, 'utf8')
@@ -107,12 +119,39 @@ describe.skipIf(!canStartControlPlanes())('npm run cluster:up, then the document
     expect((await kubectl(['get', 'crd', 'workerpools.workers.spacelift.io'], { kubeconfig })).code).toBe(0);
   });
 
-  it('cluster:down stops kube-apiserver and etcd', async () => {
+  it('cluster:status shows each part', async () => {
+    const status = await cli('status', stateDir);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toBe(first.stdout);
+    expect(status.stderr).toMatch(/ok +etcd +v3\./);
+    expect(status.stderr).toMatch(/ok +kube-apiserver +v1\./);
+    if (withNode) {
+      for (const part of ['kube-controller-manager', 'kube-scheduler', 'containerd', 'kubelet', 'node kwc-node']) expect(status.stderr).toMatch(new RegExp(`ok +${part} `));
+      expect(status.stderr).toMatch(/pod network 10\.244\.\d+\.0\/24 on bridge kwc\d+/);
+    } else {
+      expect(status.stderr).toContain('no node (--no-node)');
+    }
+  });
+
+  it.skipIf(!withNode)('runs side by side with the test cluster: its own bridge, pod range and ports', () => {
+    const state = readState(stateDir);
+    expect(state.node?.bridge).not.toBe(`kwc${/10\.244\.(\d+)\./.exec(testNode()?.address ?? '')?.[1] ?? ''}`);
+    expect(state.node?.address).not.toBe(testNode()?.address);
+    expect(existsSync(`/sys/class/net/${state.node?.bridge ?? ''}`)).toBe(true);
+  });
+
+  it('cluster:down stops every part, and removes the node from the host', async () => {
     const running = readState(stateDir);
     const down = await cli('down', stateDir);
     expect(down.code, down.stderr).toBe(0);
-    expect(isRunning(running.apiserverPid)).toBe(false);
-    expect(isRunning(running.etcdPid)).toBe(false);
+    for (const pid of [running.apiserverPid, running.etcdPid, running.controllerManagerPid, running.schedulerPid, running.node?.kubeletPid, running.node?.containerdPid]) {
+      if (pid !== undefined) expect(isRunning(pid)).toBe(false);
+    }
     expect(existsSync(join(stateDir, 'state.json'))).toBe(false);
+    if (running.node !== undefined) {
+      expect(existsSync(`/sys/class/net/${running.node.bridge}`)).toBe(false);
+      expect(existsSync(`/run/kwc${running.node.index}`)).toBe(false);
+      expect(existsSync(`/sys/fs/cgroup/memory/kwc${running.node.index}`)).toBe(false);
+    }
   });
 });

@@ -8,24 +8,31 @@ import { freeLoopbackPorts } from '../../src/cluster/ports.js';
 
 describe('versions.env', () => {
   it('reads the pinned versions and ignores comments', () => {
-    expect(parseVersionsEnv('# pinned\nKUBE_VERSION=v1.34.4\n\nETCD_VERSION=v3.6.8\n')).toEqual({
+    expect(parseVersionsEnv('# pinned\nKUBE_VERSION=v1.34.4\n\nETCD_VERSION=v3.6.8\nCRICTL_VERSION=v1.34.0\nDEB_RUNC=1.1.5+ds1-1+deb12u1\n')).toEqual({
       kubernetes: 'v1.34.4',
       etcd: 'v3.6.8',
+      crictl: 'v1.34.0',
     });
   });
 
-  it('refuses a file without both versions', () => {
-    expect(() => parseVersionsEnv('KUBE_VERSION=v1.34.4\n')).toThrow(/ETCD_VERSION/);
+  it('refuses a file without every version, naming them', () => {
+    expect(() => parseVersionsEnv('KUBE_VERSION=v1.34.4\n')).toThrow(/ETCD_VERSION.*CRICTL_VERSION/);
   });
 
   it('caches binaries per version, so a version bump never reuses an old build', () => {
-    const a = binaryPaths({ KWC_BIN_CACHE: '/c', KWC_KUBE_VERSION: 'v1.34.4', KWC_ETCD_VERSION: 'v3.6.8' });
-    const b = binaryPaths({ KWC_BIN_CACHE: '/c', KWC_KUBE_VERSION: 'v1.35.0', KWC_ETCD_VERSION: 'v3.6.9' });
+    const a = binaryPaths({ KWC_BIN_CACHE: '/c', KWC_KUBE_VERSION: 'v1.34.4', KWC_ETCD_VERSION: 'v3.6.8', KWC_CRICTL_VERSION: 'v1.34.0' });
+    const b = binaryPaths({ KWC_BIN_CACHE: '/c', KWC_KUBE_VERSION: 'v1.35.0', KWC_ETCD_VERSION: 'v3.6.9', KWC_CRICTL_VERSION: 'v1.35.0' });
     expect(a.kubeApiserver).toBe('/c/kubernetes-v1.34.4/kube-apiserver');
+    expect(a.kubeControllerManager).toBe('/c/kubernetes-v1.34.4/kube-controller-manager');
+    expect(a.kubeScheduler).toBe('/c/kubernetes-v1.34.4/kube-scheduler');
+    expect(a.kubelet).toBe('/c/kubernetes-v1.34.4/kubelet');
     expect(a.kubectl).toBe('/c/kubernetes-v1.34.4/kubectl');
     expect(a.etcd).toBe('/c/etcd-v3.6.8/etcd');
+    expect(a.crictl).toBe('/c/cri-tools-v1.34.0/crictl');
     expect(b.kubeApiserver).not.toBe(a.kubeApiserver);
+    expect(b.kubelet).not.toBe(a.kubelet);
     expect(b.etcd).not.toBe(a.etcd);
+    expect(b.crictl).not.toBe(a.crictl);
   });
 });
 

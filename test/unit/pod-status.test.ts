@@ -2,6 +2,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, test } from 'vitest';
 import {
   classifyRunPod,
+  disruptionOf,
   stuckVerdict,
   withRecentEvents,
   type ContainerStatusView,
@@ -322,5 +323,28 @@ describe('withRecentEvents', () => {
   });
   test('no events: reason unchanged', () => {
     expect(withRecentEvents('x', [])).toBe('x');
+  });
+});
+
+describe('disruptionOf', () => {
+  test('names an eviction through the Eviction API (kubectl drain)', () => {
+    const p = pod({
+      phase: 'Running',
+      conditions: [{ type: 'DisruptionTarget', status: 'True', reason: 'EvictionByEvictionAPI', message: 'Eviction API: evicting' }],
+      init: [initDone, grpcUp],
+      worker: { running: { startedAt: T(-10) } },
+    });
+    expect(disruptionOf(p)).toBe('the run Pod was evicted before the run ended (EvictionByEvictionAPI: Eviction API: evicting)');
+  });
+
+  test('names a preemption or a node-pressure eviction by its reason', () => {
+    expect(disruptionOf(pod({ conditions: [{ type: 'DisruptionTarget', status: 'True', reason: 'TerminationByKubelet' }] }))).toBe(
+      'the run Pod was evicted before the run ended (TerminationByKubelet)',
+    );
+  });
+
+  test('is undefined without the condition, or with it False (a plain kubectl delete pod)', () => {
+    expect(disruptionOf(pod({ phase: 'Running' }))).toBeUndefined();
+    expect(disruptionOf(pod({ conditions: [{ type: 'DisruptionTarget', status: 'False', reason: 'EvictionByEvictionAPI' }] }))).toBeUndefined();
   });
 });

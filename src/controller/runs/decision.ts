@@ -6,7 +6,7 @@
  */
 import { ANNOTATION_STOP_REQUESTED } from '../../api/constants.js';
 import type { RunStatus } from '../../protocol/index.js';
-import { classifyRunPod, stuckVerdict, type RunPodView } from './pod-status.js';
+import { classifyRunPod, disruptionOf, stuckVerdict, type RunPodView } from './pod-status.js';
 
 export const TERMINAL: ReadonlySet<RunStatus> = new Set(['finished', 'failed', 'stopped']);
 
@@ -22,14 +22,6 @@ export interface RunDecision {
   readonly recheckAfterMs?: number;
 }
 
-/** A Pod deleted on purpose by Kubernetes carries a DisruptionTarget condition saying who and why. */
-function disruption(pod: RunPodWithMeta): string | undefined {
-  const c = pod.status?.conditions?.find((x) => x.type === 'DisruptionTarget' && x.status === 'True');
-  if (c === undefined) return undefined;
-  const message = c.message === undefined || c.message.trim() === '' ? '' : `: ${c.message.trim()}`;
-  return `${c.reason ?? 'DisruptionTarget'}${message}`;
-}
-
 export interface RunPodWithMeta extends RunPodView {
   readonly metadata?: RunPodView['metadata'] & { readonly deletionTimestamp?: string | Date; readonly annotations?: Readonly<Record<string, string>> };
 }
@@ -39,21 +31,17 @@ export function decideRun(pod: RunPodWithMeta, now: Date, stuckGraceMs: number):
   const stopRequested = pod.metadata?.annotations?.[ANNOTATION_STOP_REQUESTED] === 'true';
   const deleting = pod.metadata?.deletionTimestamp !== undefined;
   if (status.phase === 'succeeded') return { status: stopRequested ? 'stopped' : 'finished' };
+  // An eviction (kubectl drain), preemption or node-pressure eviction names itself; say so rather than how the worker died of it.
+  const evicted = stopRequested ? undefined : disruptionOf(pod);
+  if (evicted !== undefined && (deleting || status.phase === 'failed')) return { status: 'failed', reason: evicted, exitCode: status.exitCode };
   if (status.phase === 'failed') {
     if (stopRequested) return { status: 'stopped', reason: 'stopped on request', exitCode: status.exitCode };
     return { status: 'failed', reason: status.reason, exitCode: status.exitCode };
   }
   if (stopRequested && deleting) return { status: 'stopped', reason: 'stopped on request' };
   if (deleting) {
-    // Deleted before it ended: the run cannot go on. Kubernetes names its own evictions.
-    const evicted = disruption(pod);
-    return {
-      status: 'failed',
-      reason:
-        evicted === undefined
-          ? 'the run Pod was deleted before the run ended (evicted, node drained or deleted by hand)'
-          : `the run Pod was evicted before the run ended (${evicted})`,
-    };
+    // Deleted by someone else before it ended (`kubectl delete pod`): the run cannot go on.
+    return { status: 'failed', reason: 'the run Pod was deleted before the run ended (evicted, node drained or deleted by hand)' };
   }
   if (status.phase === 'running') return { status: 'running' };
   const verdict = stuckVerdict(pod, now, stuckGraceMs);

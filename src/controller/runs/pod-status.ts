@@ -309,6 +309,21 @@ export function classifyRunPod(pod: RunPodView, now: Date): RunPodStatus {
   return cannotStart === undefined ? { phase: 'pending' } : { phase: 'pending', cannotStart, stuckSince: cannotStart.since };
 }
 
+/**
+ * Why Kubernetes is taking the Pod away, when it says so: the
+ * `DisruptionTarget` condition that an eviction (`kubectl drain`, the
+ * Eviction API), a preemption, the taint manager or the kubelet's
+ * node-pressure eviction sets before the Pod is deleted or fails. Undefined
+ * for a plain `kubectl delete pod`.
+ */
+export function disruptionOf(pod: RunPodView): string | undefined {
+  const c = condition(pod, 'DisruptionTarget');
+  if (c?.status !== 'True') return undefined;
+  const reason = c.reason !== undefined && c.reason !== '' ? c.reason : 'DisruptionTarget';
+  const message = c.message !== undefined && c.message.trim() !== '' ? `: ${clip(c.message)}` : '';
+  return `the run Pod was evicted before the run ended (${reason}${message})`;
+}
+
 export type StuckVerdict =
   | {
       readonly fail: false;
