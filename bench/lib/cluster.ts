@@ -40,6 +40,8 @@ export interface BenchCluster {
   /** kube-apiserver and etcd pids, for CPU readings (own control plane only). */
   pids: { apiserver?: number; etcd?: number };
   versions?: { kubernetes: string; etcd: string };
+  /** Kills kube-apiserver and starts it again (own control plane only). */
+  restartApiServer?(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function startBenchCluster(options: ClusterOptions): Promise<BenchC
     client: KubeClient.fromKubeConfig(kc),
     pids: plane === undefined ? {} : { apiserver: plane.state.apiserverPid, etcd: plane.state.etcdPid },
     versions: plane?.state.versions,
+    ...(plane === undefined ? {} : { restartApiServer: () => plane.restartApiServer() }),
     async stop() {
       cluster.client.rest.close();
       await plane?.stop();

@@ -97,6 +97,11 @@ export interface ControlPlane {
   server: string;
   kubectlPath: string;
   state: ControlPlaneState;
+  /**
+   * Kills kube-apiserver (SIGKILL, as a crash would) and starts it again with
+   * the same flags; resolves once it is ready. For fault tests (the soak).
+   */
+  restartApiServer(): Promise<void>;
   stop(): Promise<void>;
   /**
    * For process 'exit' and signal handlers, where nothing asynchronous runs:
@@ -361,6 +366,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const files = writePki(dir, pki);
   const tls = { ca: pki.ca.certPem, cert: pki.admin.certPem, key: pki.admin.keyPem };
 
+  let restartApiServer = async (): Promise<void> => {
+    throw new Error('kube-apiserver is not running');
+  };
+
   // A free port can be taken between the probe and the bind; start again with new ones.
   for (let attempt = 1; ; attempt++) {
     try {
@@ -415,7 +424,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         options.readyTimeoutMs ?? 60_000,
       );
       log(`starting kube-apiserver ${binaries.versions.kubernetes} on ${server}`);
-      const apiserver = spawnInOwnGroup(binaries.kubeApiserver, apiserverArgs(files, etcdUrl, address, apiserverPort, withNode), logOf('kube-apiserver'));
+      const apiserverCommand = apiserverArgs(files, etcdUrl, address, apiserverPort, withNode);
+      const apiserver = spawnInOwnGroup(binaries.kubeApiserver, apiserverCommand, logOf('kube-apiserver'));
       state.apiserverPid = apiserver.pid;
       writeState(dir, state);
       if (options.watchParentPid !== undefined) {
@@ -424,18 +434,28 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
           : spawnWatchdog(options.watchParentPid, [apiserver.pid, etcd.pid], logOf('watchdog')).pid;
         writeState(dir, state);
       }
-      await waitUntil(
-        'kube-apiserver /readyz',
-        async () => {
-          const res = await call(`${server}/readyz`, { tls });
-          return res.status === 200 && res.body.trim() === 'ok';
-        },
-        [
-          { name: 'etcd', pid: etcd.pid, log: logOf('etcd') },
-          { name: 'kube-apiserver', pid: apiserver.pid, log: logOf('kube-apiserver') },
-        ],
-        options.readyTimeoutMs ?? 180_000,
-      );
+      const apiserverReady = (pid: number): Promise<void> =>
+        waitUntil(
+          'kube-apiserver /readyz',
+          async () => {
+            const res = await call(`${server}/readyz`, { tls });
+            return res.status === 200 && res.body.trim() === 'ok';
+          },
+          [
+            { name: 'etcd', pid: etcd.pid, log: logOf('etcd') },
+            { name: 'kube-apiserver', pid, log: logOf('kube-apiserver') },
+          ],
+          options.readyTimeoutMs ?? 180_000,
+        );
+      await apiserverReady(apiserver.pid);
+      restartApiServer = async () => {
+        signalGroup(state.apiserverPid, 'SIGKILL');
+        while (isRunning(state.apiserverPid)) await sleep(50);
+        const again = spawnInOwnGroup(binaries.kubeApiserver, apiserverCommand, logOf('kube-apiserver'));
+        state.apiserverPid = again.pid;
+        writeState(dir, state);
+        await apiserverReady(again.pid);
+      };
       writeFileSync(
         kubeconfigPath,
         renderAdminKubeconfig({ server, caCertPem: pki.ca.certPem, clientCertPem: pki.admin.certPem, clientKeyPem: pki.admin.keyPem }),
@@ -532,7 +552,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
       writeState(dir, state);
       log(net === undefined ? `ready: ${server}` : `ready: ${server}, node ${NODE_NAME} (pods on ${net.cidr}, bridge ${net.bridge})`);
-      return handle(state, binaries.kubectl, options, log);
+      return handle(state, binaries.kubectl, options, log, restartApiServer);
     } catch (error) {
       // The processes only: the bridge and the node's claim stay for a retry, and go below otherwise.
       teardown(state, { log, releaseHost: false });
@@ -546,7 +566,13 @@ function downCommand(dir: string, removeDir: boolean): string[] {
   return [process.execPath, '--import', 'tsx', join(repoRoot, 'src', 'cluster', 'cli.ts'), 'down', `--dir=${dir}`, ...(removeDir ? ['--remove-dir'] : [])];
 }
 
-function handle(state: ControlPlaneState, kubectlPath: string, options: ControlPlaneOptions, log: (line: string) => void): ControlPlane {
+function handle(
+  state: ControlPlaneState,
+  kubectlPath: string,
+  options: ControlPlaneOptions,
+  log: (line: string) => void,
+  restartApiServer: () => Promise<void>,
+): ControlPlane {
   let stopped = false;
   const removeDir = options.removeDirOnStop === true;
   const stopSync = (): void => {
@@ -567,6 +593,7 @@ function handle(state: ControlPlaneState, kubectlPath: string, options: ControlP
     server: state.server,
     kubectlPath,
     state,
+    restartApiServer,
     // The teardown blocks while it waits for processes to exit; in a child
     // process it leaves this one's event loop free (a test runner's workers
     // must hear from it meanwhile).
