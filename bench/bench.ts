@@ -24,7 +24,7 @@ import { WORKER_REF, WORKERPOOL_REF, type WorkerObject } from '../src/api/types.
 import { KubeClient, PODS, SECRETS, resourcePath, resource, type Pod } from '../src/runtime/k8s-client.js';
 import { generateRsaKeyPair } from '../src/protocol/keys.js';
 import { freePort } from '../src/backend/broker.js';
-import { diffCounts, perMinute, scrapeRequestCounts, type RequestCounts } from './lib/apiserver-metrics.js';
+import { diffCounts, perMinute, scrapeCodeCount, scrapeRequestCounts, type RequestCounts } from './lib/apiserver-metrics.js';
 import { startBenchBackend, type BenchBackend } from './lib/backend.js';
 import { createNamespace, install, kubectlRun, startBenchCluster, type BenchCluster, type RunImages } from './lib/cluster.js';
 import { buildController, COMPILED_MAIN } from './lib/build.js';
@@ -32,8 +32,8 @@ import { ControllerProcess } from './lib/controller.js';
 import { CpuMeter, memoryOf } from './lib/proc.js';
 import { nowMs, WatchThread, type WatchEvent } from './lib/watch.js';
 
-export type Phase = 'scale' | 'idle' | 'dispatch' | 'recovery';
-export const ALL_PHASES: readonly Phase[] = ['scale', 'idle', 'dispatch', 'recovery'];
+export type Phase = 'scale' | 'idle' | 'lifecycle' | 'dispatch' | 'failover' | 'recovery';
+export const ALL_PHASES: readonly Phase[] = ['scale', 'idle', 'lifecycle', 'dispatch', 'failover', 'recovery'];
 
 export interface BenchOptions {
   /** N: workers in the pool. */
@@ -146,6 +146,29 @@ export interface DispatchResult {
   samples?: [number, number][];
 }
 
+export interface LifecycleResult {
+  /** Short runs taken from submission to their end, one after another on idle workers. */
+  runs: number;
+  /** API writes per run, all resources together (create, patch, update, delete; the controller's and the kubelet's). */
+  writesPerRun: number;
+  /** The controller's writes per run, by "VERB resource[/subresource]". */
+  controllerWritesPerRun: Record<string, number>;
+  /** 409 answers to the controller during the runs (the end's write no longer races the kubelet's). */
+  conflicts: number;
+}
+
+export interface FailoverResult {
+  /** SIGKILL of the leader -> the standby holds the Lease, seconds. */
+  toLeaderSeconds: number;
+  /** -> its caches synced. */
+  toSyncedSeconds: number;
+  /** -> every worker's session re-announced to the backend from the new leader. */
+  toAdoptedSeconds: number;
+  leaseDurationSeconds: number;
+  workers: number;
+  busy: number;
+}
+
 export interface RecoveryResult {
   workers: number;
   busy: number;
@@ -176,6 +199,8 @@ export interface BenchResult {
   scale: ScaleResult;
   idle?: IdleResult;
   dispatch?: DispatchResult;
+  lifecycle?: LifecycleResult;
+  failover?: FailoverResult;
   recovery?: RecoveryResult;
   problems: string[];
 }
@@ -374,7 +399,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       background = diffCounts(before, await scrapeRequestCounts(cluster.kc));
     }
 
-    const controller = await startController(ctx, opts.phases.has('idle'), 'main');
+    const controller = await startController(ctx, opts.phases.has('idle') || opts.phases.has('failover'), 'main');
     await controller.waitForLog('caches synced');
     await poolStatusWhen(ctx, 'credentials accepted at poolSize 0', (s) => num(s.desiredPoolSize) === 0 && JSON.stringify(s.conditions ?? []).includes('CredentialsAccepted'), 60_000);
     await sleep(1000);
@@ -392,9 +417,14 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       problems,
     };
     if (opts.phases.has('idle')) result.idle = await idle(ctx, background, rssBase);
-    if (opts.phases.has('dispatch') || opts.phases.has('recovery')) {
+    if (opts.phases.has('lifecycle')) {
+      if (cluster.runImages === undefined) log('lifecycle: skipped, no node runs the run Pods at this size');
+      else result.lifecycle = await lifecycle(ctx, Math.min(20, opts.workers));
+    }
+    if (opts.phases.has('dispatch') || opts.phases.has('failover') || opts.phases.has('recovery')) {
       const dispatched = await dispatch(ctx, runs, bareNamespace);
       if (opts.phases.has('dispatch')) result.dispatch = dispatched.result;
+      if (opts.phases.has('failover')) result.failover = await failover(ctx, dispatched.runIds);
       if (opts.phases.has('recovery')) result.recovery = await recovery(ctx, dispatched.runIds);
     }
     result.load.end = loadavg()[0] ?? 0;
@@ -657,6 +687,90 @@ async function dispatch(ctx: Ctx, runs: number, bareNamespace: string): Promise<
       benchLoopDelay: { p50: round(loop.percentile(50) / 1e6, 1), p99: round(loop.percentile(99) / 1e6, 1), max: round(loop.max / 1e6, 1) },
     },
   };
+}
+
+/**
+ * What one run costs the API server from submission to end: `runs` short
+ * runs, one after another, each waited for to finish, with kube-apiserver's
+ * own request counters read before and after.
+ */
+async function lifecycle(ctx: Ctx, runs: number): Promise<LifecycleResult> {
+  const { opts, cluster, backend } = ctx;
+  const images = cluster.runImages;
+  if (images === undefined) throw new Error('lifecycle needs a node');
+  opts.log(`lifecycle: ${runs} short runs from submission to end, counting API writes`);
+  const before = await scrapeRequestCounts(cluster.kc);
+  const conflictsBefore = await conflictCount(cluster.kc);
+  for (let i = 0; i < runs; i++) {
+    const res = await backend.admin<{ id: string }>('POST', '/api/runs', { poolId: ctx.poolId, ...images, env: { KWC_STANDIN_SCRIPT: 'exit 0' } });
+    if (res.status !== 201) throw new Error(`submit run: HTTP ${res.status}`);
+    await until(`run ${res.body.id} finished`, async () => (await backend.admin<{ state: string }>('GET', `/api/runs/${res.body.id}`)).body.state === 'finished', 120_000, 100);
+  }
+  // The end's clean-up (the finished Pod deleted, the Worker idle again) lands just after the backend has the end.
+  await poolStatusWhen(ctx, 'every worker idle again', (s) => num(s.busyWorkers) === 0 && num(s.idleWorkers) === opts.workers, 60_000);
+  await sleep(3_000);
+  const writes = diffCounts(before, await scrapeRequestCounts(cluster.kc));
+  const isWrite = (key: string): boolean => /^(CREATE|POST|PATCH|UPDATE|PUT|DELETE|APPLY) /.test(key);
+  const ours = [...writes].filter(([k]) => isWrite(k) && CONTROLLER_RESOURCES.some((r) => k.split(' ')[1]?.startsWith(r)));
+  const total = [...writes].filter(([k]) => isWrite(k)).reduce((a, [, v]) => a + v, 0);
+  return {
+    runs,
+    writesPerRun: round(total / runs),
+    controllerWritesPerRun: Object.fromEntries(ours.map(([k, v]) => [k, round(v / runs)]).sort()),
+    conflicts: (await conflictCount(cluster.kc)) - conflictsBefore,
+  };
+}
+
+/** 409 answers kube-apiserver gave (to anyone) so far. */
+async function conflictCount(kc: BenchCluster['kc']): Promise<number> {
+  return scrapeCodeCount(kc, '409');
+}
+
+/**
+ * Failover: a standby controller campaigns beside the leader; the leader is
+ * SIGKILLed (no chance to release its Lease) and the standby's takeover is
+ * timed: the Lease, its caches, every worker's session re-announced.
+ */
+async function failover(ctx: Ctx, runIds: string[]): Promise<FailoverResult> {
+  const { opts, backend } = ctx;
+  const leader = ctx.controller;
+  const standby = await startController(ctx, true, 'standby');
+  await standby.waitForLog('starting');
+  await sleep(3_000);
+  const all = await workers(ctx);
+  const expected = new Set(all.map((w) => w.spec.workerId));
+  const adopted = new Set<string>();
+  let tKill = 0;
+  let tAdopted = 0;
+  // Each worker's session dies with the leader (the broker publishes its will, `offline`); the new
+  // leader's session then announces the worker again. Heartbeats still in flight at the kill do not count.
+  const gone = new Set<string>();
+  backend.tap.onReceive = (r) => {
+    if (tKill === 0 || r.message.type !== 'state' || !expected.has(r.workerId) || adopted.has(r.workerId)) return;
+    if (r.message.state === 'offline') gone.add(r.workerId);
+    else if (gone.has(r.workerId)) adopted.add(r.workerId);
+    if (adopted.size === expected.size) tAdopted = r.t;
+  };
+  opts.log(`failover: SIGKILL the leader with ${runIds.length} busy of ${expected.size} workers; a standby waits`);
+  tKill = nowMs();
+  await leader.kill('SIGKILL');
+  const became = await standby.waitForLog('became leader', 120_000);
+  const synced = await standby.waitForLog('caches synced', 120_000);
+  await until(`all ${expected.size} workers re-announced by the new leader`, () => tAdopted > 0, 120_000);
+  backend.tap.onReceive = undefined;
+  const at = (r: Record<string, unknown>): number => (typeof r.ts === 'string' ? Date.parse(r.ts) : NaN);
+  // Log timestamps are wall-clock ms; the kill is on the same clock (nowMs is performance-based, in epoch ms).
+  const seconds = (t: number): number => round((t - tKill) / 1000);
+  const result: FailoverResult = {
+    toLeaderSeconds: seconds(at(became)),
+    toSyncedSeconds: seconds(at(synced)),
+    toAdoptedSeconds: seconds(tAdopted),
+    leaseDurationSeconds: 15,
+    workers: expected.size,
+    busy: runIds.length,
+  };
+  opts.log(`failover: leader in ${result.toLeaderSeconds} s, caches synced in ${result.toSyncedSeconds} s, every worker back in ${result.toAdoptedSeconds} s`);
+  return result;
 }
 
 /** The controller's reconcile counters by kind, when it serves metrics. */

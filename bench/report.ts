@@ -80,6 +80,29 @@ export function rows(r: BenchResult): Row[] {
       met: i.workers >= 1000 ? yes(i.rssMiB <= GOALS.rssAt1000MiB) : `${yes(projected <= GOALS.rssAt1000MiB)} (projected ${f(projected, 0)} MiB)`,
     });
   }
+  const lc = r.lifecycle;
+  if (lc !== undefined) {
+    const ends = (lc.controllerWritesPerRun['PATCH pods'] ?? 0);
+    out.push({
+      measure: `API writes per run (${lc.runs} runs, submission to end)`,
+      result: `${f(lc.writesPerRun, 1)} in all, ${f(sum(lc.controllerWritesPerRun), 1)} by the controller`,
+      limit: `Pod patches ${f(ends, 1)} per run (the end, in one write); 409s ${lc.conflicts}`,
+      ratio: '-',
+      goal: 'one write per run end, no 409',
+      met: yes(ends <= 1 && lc.conflicts === 0),
+    });
+  }
+  const fo = r.failover;
+  if (fo !== undefined) {
+    out.push({
+      measure: `failover after the leader's SIGKILL (${fo.busy} busy of ${fo.workers})`,
+      result: `${f(fo.toAdoptedSeconds)} s to every worker back`,
+      limit: `lease ${fo.leaseDurationSeconds} s: Lease taken at ${f(fo.toLeaderSeconds)} s, caches synced at ${f(fo.toSyncedSeconds)} s`,
+      ratio: f(fo.toAdoptedSeconds / fo.leaseDurationSeconds),
+      goal: 'the lease duration, then a recovery',
+      met: yes(fo.toLeaderSeconds <= fo.leaseDurationSeconds + 3),
+    });
+  }
   const rc = r.recovery;
   if (rc !== undefined) {
     const clean = rc.duplicatePods === 0 && rc.reRegistered === 0 && rc.secretsRewritten === 0 && rc.wrongStatus.length === 0 && rc.runsNotRunning === 0;

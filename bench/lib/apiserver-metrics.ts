@@ -9,6 +9,19 @@ import type { KubeConfig } from '@kubernetes/client-node';
 export type RequestCounts = Map<string, number>;
 
 export async function scrapeRequestCounts(kc: KubeConfig): Promise<RequestCounts> {
+  return parseRequestCounts(await scrape(kc));
+}
+
+/** Requests answered with this HTTP code, all verbs and resources together. */
+export async function scrapeCodeCount(kc: KubeConfig, code: string): Promise<number> {
+  let total = 0;
+  for (const line of (await scrape(kc)).split('\n')) {
+    if (line.startsWith('apiserver_request_total{') && line.includes(`code="${code}"`)) total += Number(line.slice(line.lastIndexOf('}') + 1).trim());
+  }
+  return total;
+}
+
+async function scrape(kc: KubeConfig): Promise<string> {
   const opts: https.RequestOptions = {};
   await kc.applyToHTTPSOptions(opts);
   const server = kc.getCurrentCluster()?.server.replace(/\/+$/, '') ?? '';
@@ -22,7 +35,7 @@ export async function scrapeRequestCounts(kc: KubeConfig): Promise<RequestCounts
     req.on('error', reject);
     req.end();
   });
-  return parseRequestCounts(text);
+  return text;
 }
 
 export function parseRequestCounts(text: string): RequestCounts {
