@@ -248,7 +248,10 @@ async function applyHistory(ctx: ControllerContext, pool: WorkerPoolObject, pods
   }
   for (const name of plan.delete) {
     const pod = pods.find((p) => p.metadata?.name === name);
-    if (pod !== undefined) await releaseAndDelete(ctx.client, PODS, pod, FINALIZER_RUN_POD);
+    if (pod === undefined) continue;
+    // An end this process just wrote released the finalizer already; the cached copy does not show it yet.
+    if (ctx.runs.endOf(pod.metadata?.uid ?? '') !== undefined) await ignoreNotFound(ctx.client.delete(PODS, pod.metadata?.namespace, name));
+    else await releaseAndDelete(ctx.client, PODS, pod, FINALIZER_RUN_POD);
   }
   return plan.requeueAfterMs;
 }
