@@ -185,7 +185,7 @@ function listNetns(): string[] {
   }
 }
 
-/** IPv4 networks already on the host, as `a.b.c.` prefixes of /24s in 10.244/16. */
+/** Node numbers taken on this host: by a `10.244.<N>.x` address or route, or a `kwc<N>` link (ours or not). */
 function usedIndexes(): Set<number> {
   const used = new Set<number>();
   const text = runCommandSync('ip', ['-4', '-o', 'addr', 'show']).stdout + runCommandSync('ip', ['-4', 'route', 'show']).stdout;

@@ -23,8 +23,7 @@ import { delimiter, dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { binariesPresent, binaryPaths, ensureBinaries, repoRoot } from '../cluster/binaries.js';
-import { readControlPlaneState, startControlPlane, stopControlPlaneFromState, type ControlPlane } from '../cluster/control-plane.js';
-import { ensureHostPieces, NODE_PIECES } from '../cluster/host-packages.js';
+import { nodePreflight, readControlPlaneState, startControlPlane, stopControlPlaneFromState, type ControlPlane } from '../cluster/control-plane.js';
 import { withDirectoryLock } from '../cluster/lock.js';
 import { freeLoopbackPorts } from '../cluster/ports.js';
 import { signalGroup, spawnWatchdog, stopGroup } from '../cluster/processes.js';
@@ -239,8 +238,9 @@ async function demo(keep: boolean): Promise<void> {
   );
 
   try {
-    // 1. Binaries.
+    // 1. Binaries (after the node's preflight: without root nothing would come of them).
     p.step('Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, crictl)');
+    await nodePreflight((line) => p.note(line));
     const wanted = binaryPaths();
     if (binariesPresent(wanted)) {
       p.note(`cached: kubernetes ${wanted.versions.kubernetes}, etcd ${wanted.versions.etcd} in ${rel(dirname(dirname(wanted.kubectl)))}`);
@@ -255,8 +255,7 @@ async function demo(keep: boolean): Promise<void> {
 
     // 2. Host pieces and images.
     p.step('host pieces (Debian packages) and images (npm run images)');
-    await ensureHostPieces(NODE_PIECES, { what: 'the demo (its node runs containers)', log: (line) => p.note(line) });
-    p.note(`containerd, runc, the CNI plugins and nftables are installed`);
+    p.note('containerd, runc, the CNI plugins and nftables are installed (from Debian, on first use)');
     const images = await buildImages(['pause', 'controller', 'standinLauncher', 'standinRunner'], { log: (line) => p.note(line) });
     p.output(table([
       ['IMAGE', 'REFERENCE (by content digest)'],

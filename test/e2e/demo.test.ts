@@ -5,11 +5,12 @@
  * really run; exit code 0 and nothing left behind.
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, describe, expect, inject, test } from 'vitest';
 import { repoRoot } from '../../src/cluster/binaries.js';
+import { isRoot } from '../../src/cluster/host-packages.js';
 import { canStartControlPlanes, testNode } from '../setup/cluster-access.js';
 
 const dirs: string[] = [];
@@ -129,6 +130,24 @@ describe('npm run demo, when it cannot run', () => {
     expect(stderr).toMatch(/demo FAILED at step 1\/10 \(Kubernetes binaries.*\): build-binaries\.sh failed/);
     // The build's own words, which say why, are on screen too.
     expect(output).toContain('build: fake go: no builds in this test');
+    expect(processesMentioning(dir)).toEqual([]);
+  }, 60_000);
+
+  test.skipIf(!isRoot() || !existsSync('/usr/sbin/runuser'))('without root: stops at step 1 naming root and what to do, having built and started nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-no-root-'));
+    dirs.push(dir);
+    chmodSync(dir, 0o777);
+    const result = await new Promise<{ code: number; output: string }>((resolve) =>
+      execFile(
+        '/usr/sbin/runuser',
+        ['-u', 'nobody', '--', process.execPath, '--import', 'tsx', join('src', 'demo', 'main.ts')],
+        { cwd: repoRoot, env: { ...process.env, HOME: dir, KWC_DEMO_DIR: join(dir, 'demo') } },
+        (error, stdout, stderr) => resolve({ code: typeof error?.code === 'number' ? error.code : 0, output: stdout + stderr }),
+      ),
+    );
+    expect(result.code, result.output).toBe(1);
+    expect(result.output).toMatch(/demo FAILED at step 1\/10 \(Kubernetes binaries.*\): the local node \(containerd and a kubelet\) needs root/);
+    expect(result.output).not.toContain('build:');
     expect(processesMentioning(dir)).toEqual([]);
   }, 60_000);
 
