@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { JsonSyntaxError, parseJson } from '../protocol/json.js';
 import { MemoryNonceStore, verifySignedRequest, type ErrorBody, type NonceStore } from '../protocol/registration.js';
 import { bearerMatches } from './admin-token.js';
 import type { Logger } from './log.js';
@@ -160,9 +161,10 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
       if (raw.length > 0) {
         let parsed: unknown;
         try {
-          parsed = JSON.parse(raw.toString('utf8'));
+          parsed = parseJson(raw.toString('utf8'));
         } catch (err) {
-          throw new ApiError(400, 'bad-request', `request body is not JSON: ${(err as Error).message}`);
+          if (err instanceof JsonSyntaxError) throw new ApiError(400, 'bad-request', `request body is not JSON: ${err.message}`);
+          throw err;
         }
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ApiError(400, 'bad-request', 'request body must be a JSON object');
         body = parsed as Record<string, unknown>;

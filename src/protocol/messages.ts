@@ -1,3 +1,4 @@
+import { JsonSyntaxError, parseJson } from './json.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 /**
@@ -220,9 +221,11 @@ export function parseMessage<T extends ProtocolMessage = ProtocolMessage>(
   let data: unknown;
   try {
     const text = typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
-    data = JSON.parse(text);
+    data = parseJson(text);
   } catch (err) {
-    return { ok: false, reason: `malformed JSON: ${(err as Error).message}` };
+    // The position only: a payload may carry a run's environment.
+    if (err instanceof JsonSyntaxError) return { ok: false, reason: `malformed JSON: ${err.message}` };
+    throw err;
   }
   if (!isObject(data)) return { ok: false, reason: `message must be a JSON object, got ${describe(data)}` };
   const type = data['type'];
