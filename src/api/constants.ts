@@ -78,3 +78,9 @@ export const ANNOTATION_STOP_REQUESTED = `${API_GROUP}/stop-requested`;
 export const WORKER_SECRET_KEY = 'tls.key';
 export const WORKER_SECRET_CERT = 'tls.crt';
 export const WORKER_SECRET_CA = 'ca.crt';
+/**
+ * During a certificate renewal: the new private key, stored before the
+ * backend is asked for its certificate, so that a controller killed in the
+ * middle finishes the renewal with the same key.
+ */
+export const WORKER_SECRET_NEXT_KEY = 'tls.key.next';
