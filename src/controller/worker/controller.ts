@@ -7,7 +7,7 @@
  * the Worker's id, so a controller killed at any step resumes where it was
  * without a second registration or key.
  */
-import { ANNOTATION_DRAINING, FINALIZER_RUN_POD, FINALIZER_WORKER, LABEL_RUN_ID, WORKER_KIND } from '../../api/constants.js';
+import { ANNOTATION_DRAINING, FINALIZER_RUN_POD, FINALIZER_WORKER, LABEL_RUN_ID, LABEL_WORKER_SECRET, WORKER_KIND } from '../../api/constants.js';
 import { BusyReason, CertificateReason, EventReason, RegisteredReason, WorkerCondition, type WorkerState } from '../../api/conditions.js';
 import { WORKER_REF, type WorkerObject, type WorkerPoolObject, type WorkerStatus } from '../../api/types.js';
 import {
@@ -28,6 +28,7 @@ import type { PoolCredentials } from '../backend/credentials.js';
 import { forReconcile, type ControllerContext } from '../context.js';
 import { objectKey, poolKeyOf } from '../keys.js';
 import { activeRunPod, cleanUpOrphans, podsOfWorker, syncRuns } from '../runs/controller.js';
+import { isSecretOf, notOwnedReason } from '../runs/ownership.js';
 import { certificateTimes, renewalTime, type CertificateTimes } from './certificate.js';
 import { buildWorkerSecret, certificatePatch, pendingKeyPatch, readWorkerSecret, renewedPatch, type WorkerSecretContent } from './secret.js';
 
@@ -52,6 +53,12 @@ export function watchWorkers(ctx: ControllerContext): void {
       queues.pools.addAfter(poolKeyOf(w), POOL_BATCH_MS);
     },
   });
+  // A Worker's own Secret changed or vanished (deleted or emptied by hand): the Worker makes it again.
+  const onSecret = (s: Secret): void => {
+    const owner = s.metadata?.labels?.[LABEL_WORKER_SECRET];
+    if (owner !== undefined && s.metadata?.namespace !== undefined) queues.workers.add(`${s.metadata.namespace}/${owner}`);
+  };
+  caches.secrets.addEventHandler({ onAdd: onSecret, onUpdate: (_o, s) => onSecret(s), onDelete: onSecret });
 }
 
 interface Access {
@@ -94,6 +101,12 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
   try {
     const secret = await ensureKey(ctx, key, worker, a.credentials.token.poolId);
     if (secret === undefined) return;
+    if ('conflict' in secret) {
+      // Someone else's Secret under the Worker's name: never adopted, never overwritten.
+      await ctx.events.record(worker, 'Warning', EventReason.WorkerSecretConflict, secret.conflict);
+      await writeStatus(ctx, worker, { registered: false, connected: false, state: 'Failed' }, { status: 'False', reason: RegisteredReason.SecretConflict, message: secret.conflict });
+      throw new RetryLaterError(secret.conflict, 60_000);
+    }
     content = ctx.registrations.complete(key, readWorkerSecret(secret));
     if (content.certificatePem === undefined || content.caPem === undefined) {
       const registered = await register(ctx, worker, a, content.privateKeyPem as string);
@@ -224,11 +237,17 @@ async function keepCertificateCurrent(ctx: ControllerContext, key: string, worke
   }
 }
 
-/** The Worker's Secret with its private key, made (and stored) before registration; undefined while the key is being made. */
-async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObject, poolId: string): Promise<Secret | undefined> {
+/**
+ * The Worker's Secret with its private key, made (and stored) before
+ * registration; undefined while the key is being made; a conflict when a
+ * Secret of that name exists that the Worker does not own.
+ */
+async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObject, poolId: string): Promise<Secret | { readonly conflict: string } | undefined> {
   const namespace = worker.metadata.namespace;
   const name = worker.metadata.name ?? '';
+  const conflict = { conflict: notOwnedReason('Secret', `${namespace ?? ''}/${name}`, worker) };
   const cached = ctx.caches.secrets.get(namespace, name);
+  if (cached !== undefined && !isSecretOf(cached, worker)) return conflict;
   if (cached !== undefined && readWorkerSecret(cached).privateKeyPem !== undefined) return cached;
   // Made outside this reconcile, which comes back when it is ready (see key-factory.ts).
   const keys = ctx.keys.take(key);
@@ -242,7 +261,11 @@ async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObje
     return await ctx.client.create(SECRETS, namespace, buildWorkerSecret(worker, poolId, keys.privateKeyPem));
   } catch (err) {
     // Made by an earlier attempt the cache has not shown yet: its key wins, ours is dropped unused.
-    if (isAlreadyExists(err)) return ctx.client.get(SECRETS, namespace, name);
+    // Or made by someone else: then it is not ours to use.
+    if (isAlreadyExists(err)) {
+      const existing = await ctx.client.get(SECRETS, namespace, name);
+      return isSecretOf(existing, worker) ? existing : conflict;
+    }
     throw err;
   }
 }
@@ -309,7 +332,9 @@ async function finalizeWorker(ctx: ControllerContext, key: string, worker: Worke
   }
 
   // No reliance on the garbage collector: the Secret and ended run Pods go now.
-  await ignoreNotFound(ctx.client.delete(SECRETS, namespace, worker.metadata.name ?? ''));
+  // Only its own: a Secret someone else put under the Worker's name is left alone.
+  const own = ctx.caches.secrets.get(namespace, worker.metadata.name ?? '');
+  if (own !== undefined && isSecretOf(own, worker)) await ignoreNotFound(ctx.client.delete(SECRETS, namespace, worker.metadata.name ?? ''));
   for (const pod of pods) await releaseAndDelete(ctx.client, PODS, pod, FINALIZER_RUN_POD);
   await removeFinalizer(ctx.client, WORKER_REF, worker, FINALIZER_WORKER);
   ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND }).info('worker deregistered', { workerId: worker.spec.workerId });
