@@ -45,8 +45,12 @@ export class ControllerAdmissionPolicy extends Construct {
       metadata: { name: props.name },
       spec: {
         failurePolicy: 'Fail',
+        // Written with the API server's defaults, so that applying the install again changes nothing.
         matchConstraints: {
-          resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE', 'DELETE'], resources: ['pods', 'secrets'] }],
+          matchPolicy: 'Equivalent',
+          namespaceSelector: {},
+          objectSelector: {},
+          resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE', 'DELETE'], resources: ['pods', 'secrets'], scope: '*' }],
         },
         matchConditions: [{ name: 'controller-service-account', expression: `request.userInfo.username == '${user}'` }],
         variables: [{ name: 'target', expression: "request.operation == 'DELETE' ? oldObject : object" }],

@@ -16,7 +16,8 @@ beforeAll(async () => {
   e2e = await startE2E('e2e-runs');
   e2e.startController(['--stuck-pod-grace=3s']);
   pool = await e2e.createWorkerPool('runs', 2, {
-    allowedRunnerImageHosts: ['registry.example.com'],
+    // The launcher image the backend chooses (public.ecr.aws by default) is checked too.
+    allowedRunnerImageHosts: ['registry.example.com', 'public.ecr.aws'],
     pod: {
       activeDeadlineSeconds: 4200,
       labels: { team: 'platform' },

@@ -99,7 +99,7 @@ describe('props', () => {
     expect(at(policy, 'spec.matchConditions')).toEqual([
       { name: 'controller-service-account', expression: "request.userInfo.username == 'system:serviceaccount:spacelift-worker-controller-system:kube-workerpool-controller'" },
     ]);
-    expect(at(policy, 'spec.matchConstraints.resourceRules')).toEqual([{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE', 'DELETE'], resources: ['pods', 'secrets'] }]);
+    expect(at(policy, 'spec.matchConstraints.resourceRules')).toEqual([{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE', 'DELETE'], resources: ['pods', 'secrets'], scope: '*' }]);
     expect(at(policy, 'spec.failurePolicy')).toBe('Fail');
     expect(at(find(objects, 'ValidatingAdmissionPolicyBinding', 'kube-workerpool-controller-managed-objects'), 'spec')).toEqual({
       policyName: 'kube-workerpool-controller-managed-objects',
