@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import { CONTROLLER_NAME, DEFAULT_CONTROLLER_NAMESPACE } from '../src/api/constants.js';
 import { DEFAULT_METRICS_CERT_DIR } from '../src/controller/cli/flags.js';
+import { ControllerAdmissionPolicy } from './admission-policy.js';
 import { ControllerRbac } from './rbac.js';
 import { WorkerCrd } from './worker-crd.js';
 import { WorkerPoolCrd } from './workerpool-crd.js';
@@ -84,6 +85,14 @@ export interface WorkerPoolControllerProps {
    */
   readonly includeCrds?: boolean;
   /**
+   * Install a ValidatingAdmissionPolicy (and its binding) that refuses Pods
+   * and Secrets the controller's ServiceAccount creates, changes or deletes
+   * unless they carry the controller's managed-by label and a controller owner
+   * reference to a Worker. Needs Kubernetes 1.30 or newer.
+   * @default true
+   */
+  readonly admissionPolicy?: boolean;
+  /**
    * Prefix of the names of every object of the install.
    * @default "kube-workerpool-controller"
    */
@@ -144,6 +153,9 @@ export class WorkerPoolController extends Construct {
     }
     new k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata: { name, namespace, labels } });
     new ControllerRbac(this, 'Rbac', { name, namespace, serviceAccountName: name, watchNamespaces });
+    if (props.admissionPolicy ?? true) {
+      new ControllerAdmissionPolicy(this, 'AdmissionPolicy', { name: `${name}-managed-objects`, namespace, serviceAccountName: name });
+    }
 
     const args = [
       `--metrics-bind-address=${metricsPort === 0 ? '0' : `:${metricsPort}`}`,

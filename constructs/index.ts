@@ -7,4 +7,6 @@ export { WorkerPoolCrd, MAX_POOL_NAME_LENGTH } from './workerpool-crd.js';
 export { WorkerCrd } from './worker-crd.js';
 export { ControllerRbac } from './rbac.js';
 export type { ControllerRbacProps } from './rbac.js';
+export { ControllerAdmissionPolicy } from './admission-policy.js';
+export type { ControllerAdmissionPolicyProps } from './admission-policy.js';
 export * as api from './api.js';

@@ -223,7 +223,14 @@ export function toJson_WorkerPoolProps(obj: WorkerPoolProps | undefined): Record
  */
 export interface WorkerPoolSpec {
   /**
-   * Registry hosts runner images may come from; a run whose image is from another host fails without a Pod. Empty allows every host.
+   * Protected variables a run's environment from the backend may set in the worker container: PATH, LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, HTTP_PROXY, HTTPS_PROXY, NO_PROXY, ALL_PROXY, FTP_PROXY (any case). By default the backend sets none of them.
+   *
+   * @schema WorkerPoolSpec#allowedRunEnvVars
+   */
+  readonly allowedRunEnvVars?: string[];
+
+  /**
+   * Registry hosts the images chosen by the backend may come from (the runner image, and the launcher image unless spec.pod.launcherImage pins one); a run whose image is from another host fails without a Pod. Images set in this spec are not checked. Empty allows every host.
    *
    * @schema WorkerPoolSpec#allowedRunnerImageHosts
    */
@@ -307,6 +314,7 @@ export interface WorkerPoolSpec {
 export function toJson_WorkerPoolSpec(obj: WorkerPoolSpec | undefined): Record<string, any> | undefined {
   if (obj === undefined) { return undefined; }
   const result = {
+    'allowedRunEnvVars': obj.allowedRunEnvVars?.map(y => y),
     'allowedRunnerImageHosts': obj.allowedRunnerImageHosts?.map(y => y),
     'autoscaling': toJson_WorkerPoolSpecAutoscaling(obj.autoscaling),
     'failedPodsHistoryLimit': obj.failedPodsHistoryLimit,

@@ -60,6 +60,17 @@ export const AutoscalingReason = {
 export const WorkerCondition = {
   Registered: 'Registered',
   Busy: 'Busy',
+  CertificateValid: 'CertificateValid',
+} as const;
+
+/** Reasons of a Worker's CertificateValid condition. */
+export const CertificateReason = {
+  /** True: valid, renewed when two thirds of its lifetime have passed. */
+  Current: 'Current',
+  /** True: still valid, but the last renewal failed (also a WorkerCertificateRenewalFailed event); retried. */
+  RenewalFailed: 'RenewalFailed',
+  /** False: expired and not renewed; the broker refuses the worker until a renewal succeeds. */
+  Expired: 'Expired',
 } as const;
 
 /** Reasons of a Worker's Registered condition. */
@@ -70,6 +81,8 @@ export const RegisteredReason = {
   BackendUnreachable: 'BackendUnreachable',
   CredentialsUnavailable: 'CredentialsUnavailable',
   CannotDeregister: 'CannotDeregister',
+  /** A Secret with the Worker's name exists and is not owned by it: the controller will not adopt it. */
+  SecretConflict: 'SecretConflict',
 } as const;
 
 /** Reasons of a Worker's Busy condition. */
@@ -90,6 +103,12 @@ export const EventReason = {
   RunFailed: 'RunFailed',
   /** On a WorkerPool whose autoscaler changed its recommendation. */
   PoolAutoscaled: 'PoolAutoscaled',
+  /** On a Worker whose certificate was renewed (Normal). */
+  WorkerCertificateRenewed: 'WorkerCertificateRenewed',
+  /** On a Worker whose certificate renewal failed; the current certificate stays in use. */
+  WorkerCertificateRenewalFailed: 'WorkerCertificateRenewalFailed',
+  /** On a Worker whose credentials Secret exists but is not its own (another owner, or none). */
+  WorkerSecretConflict: 'WorkerSecretConflict',
 } as const;
 
 /** `status.state` of a Worker. */

@@ -88,3 +88,10 @@ export const RUN_POD_DISRUPTION_ANNOTATIONS: Readonly<Record<string, string>> = 
   'cluster-autoscaler.kubernetes.io/safe-to-evict': 'false',
   'karpenter.sh/do-not-disrupt': 'true',
 };
+
+/**
+ * During a certificate renewal: the new private key, stored before the
+ * backend is asked for its certificate, so that a controller killed in the
+ * middle finishes the renewal with the same key.
+ */
+export const WORKER_SECRET_NEXT_KEY = 'tls.key.next';

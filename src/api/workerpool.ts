@@ -139,10 +139,14 @@ export const WORKERPOOL_SPEC_SCHEMA = obj(
     successfulPodsHistoryTTL: duration('How long a successful run Pod is kept after it ends.'),
     failedPodsHistoryTTL: duration('How long a failed run Pod is kept after it ends.'),
     allowedRunnerImageHosts: arr(
-      'Registry hosts runner images may come from; a run whose image is from another host fails without a Pod. Empty allows every host.',
+      'Registry hosts the images chosen by the backend may come from (the runner image, and the launcher image unless spec.pod.launcherImage pins one); a run whose image is from another host fails without a Pod. Images set in this spec are not checked. Empty allows every host.',
       str('A registry host, e.g. "public.ecr.aws" or "registry.example.com:5000".', {
         pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$',
       }),
+    ),
+    allowedRunEnvVars: arr(
+      'Protected variables a run\'s environment from the backend may set in the worker container: PATH, LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, HTTP_PROXY, HTTPS_PROXY, NO_PROXY, ALL_PROXY, FTP_PROXY (any case). By default the backend sets none of them.',
+      str('A variable name.', { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
     ),
     pod: podSpec,
     autoscaling,

@@ -1,13 +1,26 @@
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MemoryNonceStore, verifySignedRequest, type ErrorBody, type NonceStore } from '../protocol/registration.js';
+import { JsonSyntaxError, parseJson } from '../protocol/json.js';
+import { MemoryNonceStore, SIGNATURE_HEADERS, verifySignedRequest, type ErrorBody, type NonceStore } from '../protocol/registration.js';
 import { bearerMatches } from './admin-token.js';
 import type { Logger } from './log.js';
 import { ApiError, type BackendService } from './service.js';
 import type { StateStore } from './store.js';
 
-const MAX_BODY = 1024 * 1024;
+/** Largest request body; the biggest legitimate one (a run with a large environment) is far below. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/**
+ * A pool-signed request without the body-hash header must be read before its
+ * signature can be checked: such bodies are capped much lower (a CSR is ~1 KiB).
+ */
+const MAX_UNAUTHENTICATED_BODY_BYTES = 16 * 1024;
 
 type Auth = 'admin' | 'pool' | 'admin-or-pool' | 'none';
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
 
 interface Route {
   method: string;
@@ -107,19 +120,22 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
     send(res, err.status, body);
   };
 
-  const readBody = (req: IncomingMessage): Promise<Buffer> =>
+  const readBody = (req: IncomingMessage, limit: number): Promise<Buffer> =>
     new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
-      req.on('data', (c: Buffer) => {
+      const onData = (c: Buffer): void => {
         size += c.length;
-        if (size > MAX_BODY) {
-          reject(new ApiError(413, 'bad-request', `request body larger than ${MAX_BODY} bytes`));
-          req.destroy();
+        if (size > limit) {
+          // Stop reading; the 413 goes out with Connection: close and the socket ends after it.
+          req.off('data', onData);
+          req.pause();
+          reject(new ApiError(413, 'bad-request', `request body larger than ${limit} bytes`));
           return;
         }
         chunks.push(c);
-      });
+      };
+      req.on('data', onData);
       req.on('end', () => resolve(Buffer.concat(chunks)));
       req.on('error', reject);
     });
@@ -138,31 +154,48 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
           : new ApiError(404, 'not-found', `no such endpoint: ${method} ${url.pathname}`);
       }
       const params = (hit.m as RegExpExecArray).slice(1).map((p) => decodeURIComponent(p));
-      const raw = await readBody(req);
       const { auth } = hit.r;
       const isAdmin = bearerMatches(req.headers.authorization, opts.adminToken);
       if (auth === 'admin' && !isAdmin) {
         throw new ApiError(401, 'unauthorized', req.headers.authorization ? 'the bearer token is not the admin token' : 'missing Authorization: Bearer <admin token> (see <data-dir>/admin-token)');
       }
-      if (auth === 'pool' || (auth === 'admin-or-pool' && !isAdmin)) {
+      const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+      if (declared !== undefined && declared > MAX_BODY_BYTES) throw new ApiError(413, 'bad-request', `request body of ${declared} bytes is larger than ${MAX_BODY_BYTES}`);
+      const signed = auth === 'pool' || (auth === 'admin-or-pool' && !isAdmin);
+      // The signature covers the body's hash: with the hash in a header it is checked before a byte
+      // of the body is read, so nobody without the pool key makes the backend buffer anything.
+      const claimedHash = header(req, SIGNATURE_HEADERS.contentSha256);
+      let raw: Buffer | undefined;
+      if (signed && claimedHash === undefined) raw = await readBody(req, MAX_UNAUTHENTICATED_BODY_BYTES);
+      if (signed) {
         const verdict = verifySignedRequest({
           method,
           path: url.pathname,
           headers: req.headers,
-          body: raw,
+          body: raw ?? { sha256: claimedHash as string },
           expectedPoolId: params[0] as string,
           publicKeyFor: (poolId) => service.poolPublicKey(poolId),
           nonces,
         });
-        if (!verdict.ok) throw new ApiError(verdict.status, verdict.status === 404 ? 'unknown-pool' : 'unauthorized', verdict.reason);
+        if (!verdict.ok) throw new ApiError(verdict.status, 'unauthorized', verdict.reason);
+        // Read-only calls change nothing else: their nonce must be on disk before the answer, or a
+        // crash right after it would let the captured request be replayed.
+        if (method === 'GET') await opts.store.persist();
+      }
+      if (raw === undefined) {
+        raw = auth === 'none' ? Buffer.alloc(0) : await readBody(req, MAX_BODY_BYTES);
+        if (signed && createHash('sha256').update(raw).digest('hex') !== claimedHash) {
+          throw new ApiError(401, 'unauthorized', `the body does not match header ${SIGNATURE_HEADERS.contentSha256}: the request was altered`);
+        }
       }
       let body: Record<string, unknown> = {};
       if (raw.length > 0) {
         let parsed: unknown;
         try {
-          parsed = JSON.parse(raw.toString('utf8'));
+          parsed = parseJson(raw.toString('utf8'));
         } catch (err) {
-          throw new ApiError(400, 'bad-request', `request body is not JSON: ${(err as Error).message}`);
+          if (err instanceof JsonSyntaxError) throw new ApiError(400, 'bad-request', `request body is not JSON: ${err.message}`);
+          throw err;
         }
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ApiError(400, 'bad-request', 'request body must be a JSON object');
         body = parsed as Record<string, unknown>;
@@ -174,7 +207,11 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
       const apiErr = err instanceof ApiError ? err : new ApiError(500, 'internal', 'internal error');
       if (!(err instanceof ApiError)) log.error('request failed', { method, path: url.pathname, error: (err as Error).message });
       status = apiErr.status;
+      // An answer given before the body was read ends the connection: the unread body must not be
+      // parsed as the next request, and whoever sent it gets no free keep-alive.
+      if (!req.complete) res.setHeader('connection', 'close');
       if (!res.headersSent) fail(res, apiErr);
+      if (!req.complete) res.once('finish', () => req.socket.destroySoon());
       if (apiErr.status === 401 || apiErr.status === 404) log.warn('request refused', { method, path: url.pathname, status, reason: apiErr.message });
     } finally {
       log.debug('request', { method, path: url.pathname, status, ms: Date.now() - started });

@@ -1,5 +1,8 @@
 import { createServer as createNetServer } from 'node:net';
-import { createServer as createTlsServer, TLSSocket, type Server } from 'node:tls';
+import { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type TLSSocket, type Server } from 'node:tls';
+import { MAX_MESSAGE_BYTES } from '../protocol/messages.js';
+import { PacketSizeLimit } from './packet-limit.js';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { BACKEND_IDENTITY } from './ca.js';
 import { mayPublish, maySubscribe, type BrokerIdentity } from './acl.js';
@@ -12,9 +15,32 @@ export interface EmbeddedBrokerOptions {
   certPem: string;
   keyPem: string;
   topicNamespace: string;
-  /** The pool of a registered worker, or undefined if it is not (or no longer) registered. */
-  workerPool: (workerId: string) => string | undefined;
+  /** The pool and current certificate serial of a registered worker, or undefined if it is not (or no longer) registered. */
+  workerAuth: (workerId: string) => WorkerAuth | undefined;
+  /** Largest MQTT packet accepted; a client announcing a bigger one is disconnected before it is buffered. */
+  maxPacketBytes?: number;
+  /** The TLS handshake must finish within this; default 10 s. */
+  handshakeTimeoutMs?: number;
   log: Logger;
+}
+
+/** What the broker checks a worker's certificate against. */
+export interface WorkerAuth {
+  readonly poolId: string;
+  /** Serial of the one certificate the backend last issued to the worker, normalized by {@link normalizeSerial}. */
+  readonly serial: string;
+}
+
+/**
+ * Default largest MQTT packet: the protocol's largest message plus room for
+ * the topic and headers. Also written into the generated mosquitto.conf.
+ */
+export const DEFAULT_MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 4096;
+
+/** Certificate serials compare as numbers: lower-case hex without leading zeros (Node and forge spell them differently). */
+export function normalizeSerial(hex: string): string {
+  const s = hex.toLowerCase().replace(/^0+/, '');
+  return s === '' ? '0' : s;
 }
 
 export interface EmbeddedBroker {
@@ -41,12 +67,15 @@ function authError(message: string): AuthenticateError {
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const { log } = opts;
   const identities = new WeakMap<Client, BrokerIdentity>();
+  // aedes sees the packet-size guard, not the TLS socket; the certificate is read from the socket.
+  const tlsOf = new WeakMap<object, TLSSocket>();
   const clients = new Map<string, Client>();
 
   const broker = await Aedes.createBroker({
     authenticate(client, _username, _password, done) {
-      const socket = client.conn;
-      const cn = socket instanceof TLSSocket ? socket.getPeerCertificate().subject?.CN : undefined;
+      const socket = tlsOf.get(client.conn);
+      const peer = socket?.getPeerCertificate();
+      const cn = peer?.subject?.CN;
       if (typeof cn !== 'string' || cn.length === 0) return done(authError('client certificate has no CN'), false);
       if (client.id !== cn) {
         log.warn('broker refused client: client id differs from certificate CN', { clientId: client.id, cn });
@@ -56,11 +85,20 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         identities.set(client, { kind: 'backend' });
         return done(null, true);
       }
-      const poolId = opts.workerPool(cn);
-      if (poolId === undefined) {
+      const registered = opts.workerAuth(cn);
+      if (registered === undefined) {
         log.warn('broker refused client: not a registered worker', { clientId: cn });
         return done(authError('not a registered worker'), false);
       }
+      // The certificate must be the one issued at the worker's latest registration in its pool: an
+      // older one (re-keyed, renewed) or one from a registration of the same id elsewhere is revoked.
+      const serial = normalizeSerial(peer?.serialNumber ?? '');
+      const ou = peer?.subject?.OU;
+      if (serial !== registered.serial || ou !== registered.poolId) {
+        log.warn('broker refused client: certificate is not the one registered for this worker', { clientId: cn, serial, pool: ou });
+        return done(authError('certificate revoked: not the one registered for this worker'), false);
+      }
+      const poolId = registered.poolId;
       identities.set(client, { kind: 'worker', workerId: cn, poolId });
       done(null, true);
     },
@@ -87,6 +125,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   });
 
   const sockets = new Set<TLSSocket>();
+  const maxPacketBytes = opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
   const server: Server = createTlsServer(
     {
       ca: opts.caPem,
@@ -94,11 +133,21 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       key: opts.keyPem,
       requestCert: true,
       rejectUnauthorized: true,
+      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
     },
     (socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
-      broker.handle(socket);
+      socket.on('error', () => undefined);
+      const limit = new PacketSizeLimit(maxPacketBytes, (announced) => {
+        log.warn('broker disconnected a client: packet too large', { cn: socket.getPeerCertificate().subject?.CN, announced, maxPacketBytes });
+        socket.destroy();
+      });
+      limit.on('error', () => undefined);
+      const conn = Duplex.from({ readable: socket.pipe(limit), writable: socket });
+      socket.on('close', () => conn.destroy());
+      tlsOf.set(conn, socket);
+      broker.handle(conn);
     },
   );
   server.on('tlsClientError', (err) => log.debug('broker TLS handshake failed', { error: err.message }));

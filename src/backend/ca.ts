@@ -1,17 +1,18 @@
-import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import forge from 'node-forge';
 import { generateRsaKeyPair, signNatively } from '../protocol/keys.js';
+import { buildCrl, type RevokedCertificate } from './crl.js';
 
 /** CN of the backend's own MQTT identity; worker ids (ULIDs) can never equal it. */
 export const BACKEND_IDENTITY = 'backend';
 
-/** Lifetime of worker client certificates. The controller keeps them in a Secret and does not renew them. */
-export const WORKER_CERT_DAYS = 5 * 365;
-
 const DAY_MS = 24 * 3600 * 1000;
+
+/** Default lifetime of worker client certificates; the controller renews each one well before it ends. */
+export const DEFAULT_WORKER_CERT_LIFETIME_MS = 30 * DAY_MS;
 
 /** An issued certificate with its freshly generated key. */
 export interface IssuedKeyPair {
@@ -26,10 +27,10 @@ function serial(): string {
   return b.toString('hex');
 }
 
-function validity(cert: forge.pki.Certificate, days: number): void {
+function validity(cert: forge.pki.Certificate, lifetimeMs: number): void {
   // Backdated a little so that a peer with a slightly slow clock accepts it at once.
   cert.validity.notBefore = new Date(Date.now() - 5 * 60 * 1000);
-  cert.validity.notAfter = new Date(Date.now() + days * DAY_MS);
+  cert.validity.notAfter = new Date(Date.now() + lifetimeMs);
 }
 
 /**
@@ -59,7 +60,7 @@ export class CertificateAuthority {
     const cert = forge.pki.createCertificate();
     cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
     cert.serialNumber = serial();
-    validity(cert, 20 * 365);
+    validity(cert, 20 * 365 * DAY_MS);
     const subject = [
       { name: 'commonName', value: `workerpool reference backend CA ${randomBytes(4).toString('hex')}` },
       { name: 'organizationName', value: 'kube-workerpool-controller' },
@@ -79,11 +80,11 @@ export class CertificateAuthority {
     return new CertificateAuthority(certPem, cert, createPrivateKey(privateKeyPem));
   }
 
-  private build(publicKey: forge.pki.PublicKey, subject: forge.pki.CertificateField[], days: number, extensions: object[]): string {
+  private build(publicKey: forge.pki.PublicKey, subject: forge.pki.CertificateField[], lifetimeMs: number, extensions: object[]): string {
     const cert = forge.pki.createCertificate();
     cert.publicKey = publicKey;
     cert.serialNumber = serial();
-    validity(cert, days);
+    validity(cert, lifetimeMs);
     cert.setSubject(subject);
     cert.setIssuer(this.cert.subject.attributes);
     cert.setExtensions([
@@ -99,7 +100,7 @@ export class CertificateAuthority {
   async issueServer(hosts: readonly string[], commonName: string): Promise<IssuedKeyPair> {
     const { privateKeyPem, publicKeyPem } = await generateRsaKeyPair();
     const altNames = hosts.map((h) => (isIP(h) ? { type: 7, ip: h } : { type: 2, value: h }));
-    const certPem = this.build(forge.pki.publicKeyFromPem(publicKeyPem), [{ name: 'commonName', value: commonName }], 2 * 365, [
+    const certPem = this.build(forge.pki.publicKeyFromPem(publicKeyPem), [{ name: 'commonName', value: commonName }], 2 * 365 * DAY_MS, [
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
       { name: 'extKeyUsage', serverAuth: true },
       { name: 'subjectAltName', altNames },
@@ -110,7 +111,7 @@ export class CertificateAuthority {
   /** A client certificate (with a new key) for the backend's own broker identity. */
   async issueBackendClient(): Promise<IssuedKeyPair> {
     const { privateKeyPem, publicKeyPem } = await generateRsaKeyPair();
-    const certPem = this.issueClient(forge.pki.publicKeyFromPem(publicKeyPem), BACKEND_IDENTITY, undefined, 2 * 365);
+    const certPem = this.issueClient(forge.pki.publicKeyFromPem(publicKeyPem), BACKEND_IDENTITY, undefined, 2 * 365 * DAY_MS);
     return { certPem, keyPem: privateKeyPem };
   }
 
@@ -119,12 +120,25 @@ export class CertificateAuthority {
    * CN = `commonName` (the worker id, which the broker uses as the identity),
    * OU = the pool id, for people reading the certificate.
    */
-  issueClient(publicKey: forge.pki.PublicKey, commonName: string, poolId?: string, days = WORKER_CERT_DAYS): string {
+  issueClient(publicKey: forge.pki.PublicKey, commonName: string, poolId?: string, lifetimeMs = DEFAULT_WORKER_CERT_LIFETIME_MS): string {
     const subject: forge.pki.CertificateField[] = [{ name: 'commonName', value: commonName }];
     if (poolId !== undefined) subject.push({ name: 'organizationalUnitName', value: poolId });
-    return this.build(publicKey, subject, days, [
+    return this.build(publicKey, subject, lifetimeMs, [
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
       { name: 'extKeyUsage', clientAuth: true },
     ]);
+  }
+
+  /** A client certificate (with a new key) for `commonName`, valid `lifetimeMs`; the backend uses it to take over a revoked worker's connection. */
+  async issueShortLived(commonName: string, lifetimeMs: number): Promise<IssuedKeyPair & { serial: string; notAfter: string }> {
+    const { privateKeyPem, publicKeyPem } = await generateRsaKeyPair();
+    const certPem = this.issueClient(forge.pki.publicKeyFromPem(publicKeyPem), commonName, undefined, lifetimeMs);
+    const x509 = new X509Certificate(certPem);
+    return { certPem, keyPem: privateKeyPem, serial: x509.serialNumber, notAfter: new Date(x509.validTo).toISOString() };
+  }
+
+  /** The CA's revocation list of `revoked` (see `crl.ts`). */
+  crl(revoked: readonly RevokedCertificate[], number: number, thisUpdate: Date, nextUpdate: Date): string {
+    return buildCrl({ caCertPem: this.certPem, caKey: this.key, revoked, number, thisUpdate, nextUpdate });
   }
 }

@@ -3,9 +3,11 @@
  *
  * The backend handles pool keys, worker certificates and the admin token;
  * none of them may reach a log. Call sites log ids only, and as a second line
- * of defence every string field is checked: PEM blocks and registered secrets
- * are replaced by `[redacted]`.
+ * of defence every line goes through the project's one redaction
+ * (`src/runtime/redact.ts`, the controller's too), with the registered
+ * secrets added.
  */
+import { redact, redactText } from '../runtime/redact.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -28,24 +30,11 @@ export function createLogger(opts: { sink?: LogSink; level?: LogLevel; component
   const min = LEVELS[opts.level ?? 'info'];
   const secrets: string[] = [];
 
-  const clean = (v: unknown, depth: number): unknown => {
-    if (typeof v === 'string') {
-      if (v.includes('-----BEGIN') || secrets.some((s) => v.includes(s))) return '[redacted]';
-      return v;
-    }
-    if (v instanceof Error) return clean(v.message, depth);
-    if (depth > 4 || v === null || typeof v !== 'object') return v;
-    if (Array.isArray(v)) return v.map((x) => clean(x, depth + 1));
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = clean(x, depth + 1);
-    return out;
-  };
-
   const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (LEVELS[level] < min) return;
-    const record: Record<string, unknown> = { time: new Date().toISOString(), level, msg: clean(msg, 0) };
+    const record: Record<string, unknown> = { time: new Date().toISOString(), level, msg: redactText(msg, { secrets }) };
     if (opts.component) record['component'] = opts.component;
-    if (fields) Object.assign(record, clean(fields, 0));
+    if (fields) Object.assign(record, redact(fields, { secrets }));
     sink(JSON.stringify(record));
   };
 

@@ -1,13 +1,16 @@
 /**
  * `npm run backend -- --data-dir <dir> [--port N] [--broker-port N] [--external-broker URL]
- *    [--host ADDR] [--public-host NAME] [--log-level debug|info|warn|error]`
+ *    [--host ADDR] [--public-host NAME] [--log-level debug|info|warn|error]
+ *    [--worker-cert-lifetime 720h] [--crl-file PATH] [--crl-reload-command CMD]`
  * `npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port N] [--host ADDR] [--name HOST]... [--user USER]`
  *
  * Prints exactly one line on stdout when ready:
  *   backend ready: api=<url> broker=<url>
  * Logs are JSON lines on stderr.
  */
+import { execFile } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { parseDuration } from '../runtime/duration.js';
 import { writeMosquittoConfig } from './mosquitto.js';
 import { startBackend } from './server.js';
 import type { LogLevel } from './log.js';
@@ -16,6 +19,7 @@ function usage(message: string): never {
   process.stderr.write(
     `${message}\n\nusage: npm run backend -- --data-dir <dir> [--port 9443] [--broker-port 8883] [--external-broker mqtts://host:port]\n` +
       `                      [--host 127.0.0.1] [--public-host <name>] [--log-level info]\n` +
+      `                      [--worker-cert-lifetime 720h] [--crl-file <path>] [--crl-reload-command <shell command>]\n` +
       `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--name <dns or ip>]... [--user <unix user>]\n`,
   );
   process.exit(2);
@@ -26,6 +30,15 @@ function port(v: string | undefined, flag: string, dflt: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) usage(`${flag} must be a port number 0-65535, got ${JSON.stringify(v)}`);
   return n;
+}
+
+function runReload(command: string): Promise<void> {
+  return new Promise((resolve) => {
+    execFile('/bin/sh', ['-c', command], { timeout: 30_000 }, (err, _out, stderr) => {
+      if (err) process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'CRL reload command failed', error: err.message, stderr: stderr.slice(0, 500) }) + '\n');
+      resolve();
+    });
+  });
 }
 
 async function main(): Promise<void> {
@@ -44,6 +57,9 @@ async function main(): Promise<void> {
         out: { type: 'string' },
         user: { type: 'string' },
         name: { type: 'string', multiple: true },
+        'worker-cert-lifetime': { type: 'string' },
+        'crl-file': { type: 'string' },
+        'crl-reload-command': { type: 'string' },
       },
     });
   } catch (err) {
@@ -73,6 +89,18 @@ async function main(): Promise<void> {
   const ext = values['external-broker'];
   if (ext !== undefined && !/^mqtts:\/\/[^/]+:\d+\/?$/.test(ext)) usage(`--external-broker must look like mqtts://host:port, got ${JSON.stringify(ext)}`);
 
+  let workerCertLifetimeMs: number | undefined;
+  const lifetime = values['worker-cert-lifetime'];
+  if (lifetime !== undefined) {
+    try {
+      workerCertLifetimeMs = parseDuration(lifetime);
+    } catch (err) {
+      usage(`--worker-cert-lifetime must be a duration such as 720h, got ${JSON.stringify(lifetime)}: ${(err as Error).message}`);
+    }
+    if (workerCertLifetimeMs < 3600_000) usage(`--worker-cert-lifetime must be at least 1h, got ${JSON.stringify(lifetime)}`);
+  }
+  const reload = values['crl-reload-command'];
+
   const backend = await startBackend({
     dataDir,
     host: values.host,
@@ -82,6 +110,10 @@ async function main(): Promise<void> {
     brokerPort: port(values['broker-port'], '--broker-port', 8883),
     externalBroker: ext,
     logLevel: level as LogLevel,
+    workerCertLifetimeMs,
+    crlFile: values['crl-file'],
+    // e.g. "systemctl reload mosquitto" or "pkill -HUP -x mosquitto": mosquitto rereads its crlfile on SIGHUP.
+    onCrlWritten: reload === undefined ? undefined : () => runReload(reload),
   });
   process.stdout.write(`backend ready: api=${backend.apiUrl} broker=${backend.brokerUrl}\n`);
 

@@ -1,10 +1,13 @@
 import { mkdir, chmod } from 'node:fs/promises';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { CrlWriter } from './crl.js';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { Socket } from 'node:net';
 import { DEFAULT_TOPIC_NAMESPACE } from '../protocol/version.js';
 import { loadOrCreateAdminToken } from './admin-token.js';
 import { createApiHandler } from './api.js';
-import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
+import { DEFAULT_MAX_PACKET_BYTES, startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
 import { connectBus, type Bus } from './bus.js';
 import { CertificateAuthority } from './ca.js';
 import { createLogger, type LogLevel, type LogSink } from './log.js';
@@ -38,7 +41,45 @@ export interface BackendOptions {
   redeliverMs?: number;
   /** Silence after which a worker counts as offline; default 100 s. */
   offlineAfterMs?: number;
+  /** What bad clients cannot exceed; see {@link BackendLimits}. */
+  limits?: Partial<BackendLimits>;
+  /** Lifetime of worker certificates; default 30 days. The controller renews them at two thirds. */
+  workerCertLifetimeMs?: number;
+  /** A run whose worker rejects its schedule this many times fails; default 3. */
+  maxScheduleRejections?: number;
+  /**
+   * With an external broker: a file the backend keeps its CRL in (besides
+   * `<dataDir>/crl.pem`), e.g. the `crlfile` of the mosquitto configuration.
+   */
+  crlFile?: string;
+  /** Called after each CRL write, to make the broker reload it (mosquitto: SIGHUP). */
+  onCrlWritten?: () => void | Promise<void>;
 }
+
+/**
+ * Bounds that keep a client without credentials from exhausting the backend
+ * (docs/backend.md#limits).
+ */
+export interface BackendLimits {
+  /** The whole request head must arrive within this; default 10 s. */
+  headersTimeoutMs: number;
+  /** The whole request (head and body) must arrive within this; default 30 s. */
+  requestTimeoutMs: number;
+  /** The TLS handshake must finish within this, on the API and the embedded broker; default 10 s. */
+  handshakeTimeoutMs: number;
+  /** Open API connections at most; more are closed at once. Default 512. */
+  maxConnections: number;
+  /** Largest MQTT packet the embedded broker accepts (and the generated mosquitto.conf); default {@link DEFAULT_MAX_PACKET_BYTES}. */
+  maxPacketBytes: number;
+}
+
+export const DEFAULT_LIMITS: BackendLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 512,
+  maxPacketBytes: DEFAULT_MAX_PACKET_BYTES,
+};
 
 export interface RunningBackend {
   /** `https://host:port` */
@@ -80,7 +121,20 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
 
   // The API listens first so the pool tokens can carry its real port.
   const sockets = new Set<Socket>();
-  const server: Server = createHttpsServer({ cert: serverPair.certPem, key: serverPair.keyPem });
+  const limits: BackendLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const server: Server = createHttpsServer({
+    cert: serverPair.certPem,
+    key: serverPair.keyPem,
+    handshakeTimeout: limits.handshakeTimeoutMs,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: 5_000,
+    // How often the two timeouts above are checked; Node's default (30 s) would let a slow client hold a socket much longer.
+    connectionsCheckingInterval: 1_000,
+    maxHeaderSize: 16 * 1024,
+  });
+  server.maxConnections = limits.maxConnections;
+  server.on('tlsClientError', (err) => log.debug('API TLS handshake failed', { error: err.message }));
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -109,11 +163,25 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
       certPem: serverPair.certPem,
       keyPem: serverPair.keyPem,
       topicNamespace: ns,
-      workerPool: (id) => service?.workerPool(id),
+      workerAuth: (id) => service?.workerAuth(id),
+      maxPacketBytes: limits.maxPacketBytes,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
       log,
     });
     brokerUrl = `mqtts://${urlHost(publicHost)}:${broker.port}`;
   }
+
+  // Every certificate the backend no longer accepts, for brokers that read a CRL (docs/mosquitto.md).
+  const crl = new CrlWriter(
+    [path.join(opts.dataDir, 'crl.pem'), ...(opts.crlFile ? [opts.crlFile] : [])],
+    (number, thisUpdate, nextUpdate) => ca.crl(service?.revokedCertificates() ?? [], number, thisUpdate, nextUpdate),
+    () => ++store.data.crlNumber,
+    opts.onCrlWritten,
+    (err) => log.error('CRL write failed', { error: err.message }),
+  );
+  await crl.update();
+  const crlRefresh = setInterval(() => void crl.update(), 24 * 3600_000);
+  crlRefresh.unref();
 
   service = new BackendService({
     store,
@@ -126,7 +194,15 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
     defaultLauncherImage: opts.defaultLauncherImage ?? 'public.ecr.aws/spacelift/launcher:latest',
     redeliverMs: opts.redeliverMs,
     offlineAfterMs: opts.offlineAfterMs,
-    onWorkerRemoved: (id) => broker?.kick(id),
+    workerCertLifetimeMs: opts.workerCertLifetimeMs,
+    maxScheduleRejections: opts.maxScheduleRejections,
+    onRevoked: () => void crl.update(),
+    onWorkerRemoved: (id) => {
+      if (broker) broker.kick(id);
+      // An external broker checks the CRL at connect time only: a connection made before the
+      // revocation is taken over (same client id) and closed, so the worker is out at once.
+      else void crl.update().then(() => kickByTakeover(id));
+    },
   });
   const svc = service;
   const counters = (): Record<string, number> => ({ ...svc.counters, onlineWorkers: svc.onlineWorkers() });
@@ -142,6 +218,35 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
     throw err;
   }
   svc.setSender(bus);
+
+  /**
+   * Ends an external broker's connection of a deregistered worker: the CA
+   * issues a certificate for the worker's id valid for a minute, a clean
+   * session connects with it (the broker closes the old connection with that
+   * client id and drops its session), disconnects, and that certificate is
+   * revoked too.
+   */
+  async function kickByTakeover(workerId: string): Promise<void> {
+    try {
+      const kicker = await ca.issueShortLived(workerId, 60_000);
+      await new Promise<void>((resolve) => {
+        const c = mqtt.connect(busUrl, { clientId: workerId, clean: true, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000, ca: ca.certPem, cert: kicker.certPem, key: kicker.keyPem, rejectUnauthorized: true });
+        const done = (): void => {
+          c.end(true);
+          resolve();
+        };
+        c.once('connect', () => c.end(false, {}, () => resolve()));
+        c.once('error', done);
+        c.once('close', done);
+      });
+      service?.revokeExtra(workerId, kicker.serial, kicker.notAfter);
+      await store.persist();
+      await crl.update();
+      log.info('deregistered worker disconnected from the broker', { workerId });
+    } catch (err) {
+      log.warn('could not disconnect a deregistered worker from the broker', { workerId, error: (err as Error).message });
+    }
+  }
 
   const handler = createApiHandler({ service: svc, store, adminToken, log, counters });
   server.on('request', (req, res) => void handler(req, res));
@@ -162,6 +267,7 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
       if (stopped) return;
       stopped = true;
       clearInterval(ticker);
+      clearInterval(crlRefresh);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await closed;

@@ -1,7 +1,10 @@
-import forge from 'node-forge';
+import { X509Certificate } from 'node:crypto';
+import type forge from 'node-forge';
 import { generateRsaKeyPair, verifyCsrPem } from '../protocol/keys.js';
 import { ACCEPTED_WORKER_ID, type RegisterResponse, type PoolStats, type ErrorCode } from '../protocol/registration.js';
-import type { RunStatusMessage, ScheduleMessage, StateMessage, StopMessage, WorkerState } from '../protocol/messages.js';
+import { checkMessage, encodeMessage, MAX_MESSAGE_BYTES, type RejectMessage, type RunStatusMessage, type ScheduleMessage, type StateMessage, type StopMessage, type WorkerState } from '../protocol/messages.js';
+import { normalizeSerial, type WorkerAuth } from './broker.js';
+import type { RevokedCertificate } from './crl.js';
 import { encodePoolToken } from '../protocol/token.js';
 import { PROTOCOL_VERSION } from '../protocol/version.js';
 import type { CertificateAuthority } from './ca.js';
@@ -53,8 +56,14 @@ export interface ServiceOptions {
   offlineAfterMs?: number;
   /** First re-send of an unacknowledged schedule/stop; doubles up to 5 min. Default 5 s. */
   redeliverMs?: number;
-  /** Called after a worker is deregistered (the embedded broker disconnects it). */
+  /** Called after a worker is deregistered (the broker disconnects it). */
   onWorkerRemoved?: (workerId: string) => void;
+  /** Called after a certificate was revoked and the change is on disk (the CRL is rewritten). */
+  onRevoked?: () => void;
+  /** Lifetime of worker certificates; default 30 days. */
+  workerCertLifetimeMs?: number;
+  /** A run whose worker rejects its schedule this many times fails; default 3. */
+  maxScheduleRejections?: number;
 }
 
 /** What the API shows of a run. */
@@ -154,9 +163,28 @@ export class BackendService {
 
   // ---- workers -----------------------------------------------------------
 
-  /** The pool a registered worker belongs to (the broker's authentication uses it). */
-  workerPool(workerId: string): string | undefined {
-    return this.data.workers[workerId]?.poolId;
+  /** The pool and current certificate serial of a registered worker (the broker's authentication uses them). */
+  workerAuth(workerId: string): WorkerAuth | undefined {
+    const w = this.data.workers[workerId];
+    return w === undefined ? undefined : { poolId: w.poolId, serial: normalizeSerial(w.certSerial) };
+  }
+
+  /** Certificates revoked and not yet expired, for the CRL. */
+  revokedCertificates(): RevokedCertificate[] {
+    return Object.entries(this.data.revoked).map(([serial, r]) => ({ serial, revokedAt: new Date(r.revokedAt) }));
+  }
+
+  /** Revokes a certificate the backend issued outside registration (see `kickByTakeover`); persisted by the caller. */
+  revokeExtra(workerId: string, serial: string, expiresAt: string): void {
+    this.revoke(workerId, serial, expiresAt);
+  }
+
+  /** Marks a certificate as no longer valid; persisted by the caller. */
+  private revoke(workerId: string, serial: string | undefined, expiresAt: string | undefined): void {
+    if (serial === undefined || serial === '') return;
+    // Records from before certificates had a known end are kept for the longest lifetime a certificate ever had.
+    const expires = expiresAt ?? new Date(Date.now() + 5 * 366 * 24 * 3600_000).toISOString();
+    this.data.revoked[normalizeSerial(serial)] = { revokedAt: new Date().toISOString(), expiresAt: expires, workerId };
   }
 
   private poolWorkers(poolId: string): WorkerRecord[] {
@@ -198,6 +226,11 @@ export class BackendService {
     if (existing && existing.poolId !== poolId) {
       throw new ApiError(409, 'conflict', `worker id ${JSON.stringify(requestedId)} is already registered in another pool`);
     }
+    // An id is never reused in another pool, even after deregistration: brokers key identities by id alone.
+    const retiredIn = typeof requestedId === 'string' ? this.data.retiredWorkers[requestedId] : undefined;
+    if (retiredIn !== undefined && retiredIn !== poolId) {
+      throw new ApiError(409, 'conflict', `worker id ${JSON.stringify(requestedId)} was used in another pool and cannot be registered again`);
+    }
     if (typeof csrPem !== 'string') throw new ApiError(400, 'bad-request', 'field "csr" must be a PEM certificate request string');
     let publicKey: forge.pki.rsa.PublicKey;
     try {
@@ -206,16 +239,22 @@ export class BackendService {
       throw new ApiError(400, 'bad-request', (err as Error).message);
     }
     const workerId = typeof requestedId === 'string' ? requestedId : ulid();
-    const certificatePem = this.opts.ca.issueClient(publicKey, workerId, poolId);
-    const serial = forge.pki.certificateFromPem(certificatePem).serialNumber;
+    const certificatePem = this.opts.ca.issueClient(publicKey, workerId, poolId, this.opts.workerCertLifetimeMs);
+    const issued = new X509Certificate(certificatePem);
+    const serial = normalizeSerial(issued.serialNumber);
+    const notAfter = new Date(issued.validTo).toISOString();
     if (existing) {
-      // A repeated registration keeps the worker's drain state and runs.
+      // A repeated registration (a new key, a renewal) keeps the worker's drain state and runs; only
+      // the new certificate is valid from now on.
+      this.revoke(workerId, existing.certSerial, existing.certNotAfter);
       existing.certSerial = serial;
+      existing.certNotAfter = notAfter;
     } else {
-      this.data.workers[workerId] = { id: workerId, poolId, drained: false, registeredAt: new Date().toISOString(), certSerial: serial };
+      this.data.workers[workerId] = { id: workerId, poolId, drained: false, registeredAt: new Date().toISOString(), certSerial: serial, certNotAfter: notAfter };
     }
     await this.opts.store.persist();
-    this.opts.log.info(existing ? 'worker registered again' : 'worker registered', { poolId, workerId });
+    if (existing) this.opts.onRevoked?.();
+    this.opts.log.info(existing ? 'worker registered again' : 'worker registered', { poolId, workerId, serial, notAfter });
     return { workerId, certificatePem, caPem: this.opts.ca.certPem };
   }
 
@@ -224,16 +263,19 @@ export class BackendService {
    * it had accepted fails, since nobody will report on it any more.
    */
   async deregister(poolId: string, workerId: string): Promise<void> {
-    this.worker(poolId, workerId);
+    const record = this.worker(poolId, workerId);
     const run = this.activeRun(workerId);
     if (run) {
       if (run.state === 'scheduled') this.requeue(run);
       else this.finish(run, 'failed', `worker ${workerId} was deregistered while the run was in progress`);
     }
     delete this.data.workers[workerId];
+    this.data.retiredWorkers[workerId] = poolId;
+    this.revoke(workerId, record.certSerial, record.certNotAfter);
     this.presence.delete(workerId);
     await this.opts.store.persist();
     this.opts.log.info('worker deregistered', { poolId, workerId });
+    this.opts.onRevoked?.();
     this.opts.onWorkerRemoved?.(workerId);
     this.scheduleAll();
   }
@@ -261,41 +303,32 @@ export class BackendService {
   async createRun(input: { poolId: unknown; runnerImage?: unknown; launcherImage?: unknown; env?: unknown; timeouts?: unknown }): Promise<{ id: string }> {
     if (typeof input.poolId !== 'string') throw new ApiError(400, 'bad-request', 'field "poolId" must be a string');
     this.pool(input.poolId);
-    const image = (field: string, v: unknown, dflt: string): string => {
-      if (v === undefined) return dflt;
-      if (typeof v !== 'string' || !/^\S+$/.test(v)) throw new ApiError(400, 'bad-request', `field "${field}" must be an image reference without spaces`);
-      return v;
+    // Checked with the workers' own validators: a run they would refuse is refused here, with the
+    // field named, instead of being re-sent to a worker that rejects it forever.
+    const draft = {
+      type: 'schedule',
+      version: PROTOCOL_VERSION,
+      runId: ulid(),
+      runnerImage: input.runnerImage ?? this.opts.defaultRunnerImage,
+      launcherImage: input.launcherImage ?? this.opts.defaultLauncherImage,
+      env: input.env ?? {},
+      timeouts: input.timeouts ?? {},
     };
-    const env: Record<string, string> = {};
-    if (input.env !== undefined) {
-      if (typeof input.env !== 'object' || input.env === null || Array.isArray(input.env)) {
-        throw new ApiError(400, 'bad-request', 'field "env" must be an object of strings');
-      }
-      for (const [k, v] of Object.entries(input.env)) {
-        if (typeof v !== 'string' || !/^[^=\s][^=]*$/.test(k)) throw new ApiError(400, 'bad-request', `field "env.${k}" must be a string with a valid name`);
-        env[k] = v;
-      }
-    }
-    const timeouts: ScheduleMessage['timeouts'] = {};
-    if (input.timeouts !== undefined) {
-      if (typeof input.timeouts !== 'object' || input.timeouts === null) throw new ApiError(400, 'bad-request', 'field "timeouts" must be an object');
-      for (const key of ['runSeconds', 'logsSeconds'] as const) {
-        const v = (input.timeouts as Record<string, unknown>)[key];
-        if (v === undefined) continue;
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ApiError(400, 'bad-request', `field "timeouts.${key}" must be a positive integer`);
-        timeouts[key] = v;
-      }
-    }
+    const checked = checkMessage<ScheduleMessage>(draft, ['schedule']);
+    if (!checked.ok) throw new ApiError(400, 'bad-request', checked.reason.replace(/^invalid "schedule" message: /, ''));
+    const size = encodeMessage(checked.message).length;
+    if (size > MAX_MESSAGE_BYTES) throw new ApiError(400, 'bad-request', `the run's schedule message would be ${size} bytes, more than ${MAX_MESSAGE_BYTES}: fields "env" and the images are too large`);
+    const { runnerImage, launcherImage, env, timeouts } = checked.message;
     const now = new Date().toISOString();
     const run: RunRecord = {
-      id: ulid(),
+      id: checked.message.runId,
       poolId: input.poolId,
       state: 'queued',
       workerId: null,
       reason: null,
       exitCode: null,
-      runnerImage: image('runnerImage', input.runnerImage, this.opts.defaultRunnerImage),
-      launcherImage: image('launcherImage', input.launcherImage, this.opts.defaultLauncherImage),
+      runnerImage,
+      launcherImage,
       env,
       timeouts,
       stopRequested: false,
@@ -468,7 +501,7 @@ export class BackendService {
   }
 
   /** Handles a validated message from a worker; resolves once its effects are durable. */
-  async handleWorkerMessage(topic: string, poolId: string, workerId: string, msg: StateMessage | RunStatusMessage): Promise<void> {
+  async handleWorkerMessage(topic: string, poolId: string, workerId: string, msg: StateMessage | RunStatusMessage | RejectMessage): Promise<void> {
     const worker = this.data.workers[workerId];
     if (!worker || worker.poolId !== poolId) {
       this.rejectMessage(topic, worker ? `worker ${workerId} belongs to another pool` : `worker ${workerId} is not registered`);
@@ -493,8 +526,27 @@ export class BackendService {
       return;
     }
     p.online = true;
-    await this.applyRunStatus(worker, msg);
+    if (msg.type === 'reject') await this.applyReject(worker, msg);
+    else await this.applyRunStatus(worker, msg);
     this.schedulePool(poolId);
+  }
+
+  /**
+   * The worker refused a schedule. Re-sending it unchanged cannot help for
+   * long: after `maxScheduleRejections` the run fails with the worker's reason
+   * and the worker is free for the next run.
+   */
+  private async applyReject(worker: WorkerRecord, msg: RejectMessage): Promise<void> {
+    const run = this.data.runs[msg.runId];
+    if (!run || run.workerId !== worker.id || run.state !== 'scheduled') {
+      this.opts.log.warn('schedule rejection for a run not awaiting this worker ignored', { workerId: worker.id, runId: msg.runId });
+      return;
+    }
+    run.rejections = (run.rejections ?? 0) + 1;
+    const max = this.opts.maxScheduleRejections ?? 3;
+    this.opts.log.warn('worker rejected a schedule', { runId: run.id, workerId: worker.id, rejections: run.rejections, reason: msg.reason });
+    if (run.rejections >= max) this.finish(run, 'failed', `the worker rejected the run's schedule ${run.rejections} times: ${msg.reason}`);
+    await this.opts.store.persist();
   }
 
   private async reconcileWorkerState(worker: WorkerRecord, msg: StateMessage, now: number, cameOnline: boolean): Promise<void> {

@@ -21,7 +21,18 @@ export interface WorkerRecord {
   poolId: string;
   drained: boolean;
   registeredAt: string;
+  /** Serial (hex) of the one certificate of this worker that brokers accept: the latest issued. */
   certSerial: string;
+  /** When that certificate expires (ISO). */
+  certNotAfter?: string;
+}
+
+/** A certificate that must no longer be accepted, until it would have expired anyway. */
+export interface RevocationRecord {
+  revokedAt: string;
+  /** The certificate's notAfter (ISO): after it the entry leaves the CRL. */
+  expiresAt: string;
+  workerId: string;
 }
 
 export interface RunRecord {
@@ -36,6 +47,8 @@ export interface RunRecord {
   env: Record<string, string>;
   timeouts: ScheduleMessage['timeouts'];
   stopRequested: boolean;
+  /** Times the assigned worker answered its schedule with `reject`. */
+  rejections?: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -48,10 +61,16 @@ export interface StateData {
   runs: Record<string, RunRecord>;
   /** `<poolId>/<nonce>` -> expiry (ms); replay protection across restarts. */
   nonces: Record<string, number>;
+  /** Serial (normalized hex) -> revocation; the CRL is made from it. */
+  revoked: Record<string, RevocationRecord>;
+  /** Deregistered worker id -> its pool: an id is never registered in another pool again. */
+  retiredWorkers: Record<string, string>;
+  /** Number of the last CRL written (monotonic). */
+  crlNumber: number;
 }
 
 function empty(): StateData {
-  return { version: 1, pools: {}, workers: {}, runs: {}, nonces: {} };
+  return { version: 1, pools: {}, workers: {}, runs: {}, nonces: {}, revoked: {}, retiredWorkers: {}, crlNumber: 0 };
 }
 
 /**
@@ -108,6 +127,7 @@ export class StateStore {
   private async write(): Promise<void> {
     const now = Date.now();
     for (const [k, exp] of Object.entries(this.data.nonces)) if (exp <= now) delete this.data.nonces[k];
+    for (const [k, r] of Object.entries(this.data.revoked)) if (Date.parse(r.expiresAt) <= now) delete this.data.revoked[k];
     const text = JSON.stringify(this.data);
     const tmp = `${this.file}.tmp`;
     const fh = await open(tmp, 'w', 0o600);

@@ -7,7 +7,7 @@ import type { WorkerObject, WorkerPoolObject } from '../api/types.js';
 import type { RunStatus } from '../protocol/index.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { Informer } from '../runtime/informer.js';
-import type { KubeClient, Pod, PodDisruptionBudget, Secret } from '../runtime/k8s-client.js';
+import type { KubeClient, Pod, PodDisruptionBudget } from '../runtime/k8s-client.js';
 import type { Logger } from '../runtime/log.js';
 import type { WorkQueue } from '../runtime/queue.js';
 import type { BackendAccess } from './backend/access.js';
@@ -16,6 +16,7 @@ import type { SessionManager } from './backend/sessions.js';
 import { objectKey } from './keys.js';
 import type { Expectations } from './pool/expectations.js';
 import type { RunTracker } from './runs/tracker.js';
+import type { SecretCache } from './secret-cache.js';
 import type { KeyFactory } from './worker/key-factory.js';
 import type { Registrations } from './worker/registrations.js';
 
@@ -27,7 +28,8 @@ export interface Caches {
   readonly workers: Informer<WorkerObject>;
   /** Only run Pods (selected by the managed-by label), indexed by the worker label. */
   readonly pods: Informer<Pod>;
-  readonly secrets: Informer<Secret>;
+  /** Only the Workers' own Secrets and those pools reference (see `secret-cache.ts`). */
+  readonly secrets: SecretCache;
   /** Only the PodDisruptionBudgets the controller made (selected by the managed-by label). */
   readonly budgets: Informer<PodDisruptionBudget>;
 }

@@ -10,7 +10,7 @@ import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject } 
 import type { ToWorkerMessage } from '../protocol/index.js';
 import { EventRecorder } from '../runtime/events.js';
 import { Informer } from '../runtime/informer.js';
-import { POD_DISRUPTION_BUDGETS, PODS, SECRETS, type KubeClient, type Pod, type PodDisruptionBudget, type Secret } from '../runtime/k8s-client.js';
+import { POD_DISRUPTION_BUDGETS, PODS, type KubeClient, type Pod, type PodDisruptionBudget } from '../runtime/k8s-client.js';
 import { kubeListWatch } from '../runtime/list-watch.js';
 import type { Logger } from '../runtime/log.js';
 import { WorkQueue, type ReconcileReport } from '../runtime/queue.js';
@@ -25,6 +25,7 @@ import { Expectations } from './pool/expectations.js';
 import { watchRunPods } from './runs/controller.js';
 import { handleWorkerMessage } from './runs/messages.js';
 import { RunTracker } from './runs/tracker.js';
+import { referencedSecretKeys, SecretCache } from './secret-cache.js';
 import { reconcileWorker, watchWorkers } from './worker/controller.js';
 import { KeyFactory } from './worker/key-factory.js';
 import { Registrations } from './worker/registrations.js';
@@ -58,7 +59,7 @@ export class Manager {
       pools: new Informer<WorkerPoolObject>(kubeListWatch(client, WORKERPOOL_REF), informerOptions('workerpools')),
       workers: new Informer<WorkerObject>(kubeListWatch(client, WORKER_REF), informerOptions('workers')),
       pods: new Informer<Pod>(kubeListWatch(client, PODS, { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE}` }), informerOptions('run-pods')),
-      secrets: new Informer<Secret>(kubeListWatch(client, SECRETS), informerOptions('secrets')),
+      secrets: new SecretCache(client, namespaces, log),
       budgets: new Informer<PodDisruptionBudget>(
         kubeListWatch(client, POD_DISRUPTION_BUDGETS, { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY_VALUE}` }),
         informerOptions('pod-disruption-budgets'),
@@ -123,6 +124,11 @@ export class Manager {
     const all = [caches.pools, caches.workers, caches.pods, caches.secrets, caches.budgets];
     for (const informer of all) informer.start();
     await Promise.all(all.map((i) => i.waitForSync(signal)));
+    // The Secrets the pools reference, watched one by one, and kept in step with the pools.
+    const track = (): void => caches.secrets.track(referencedSecretKeys(caches.pools.list()));
+    track();
+    caches.pools.addEventHandler({ onAdd: track, onUpdate: track, onDelete: track });
+    await caches.secrets.waitForSync(signal);
     // Handlers only now: a reconcile on a half-filled cache would, say, call a Secret missing that is not.
     // addEventHandler replays every cached object, so nothing listed is missed.
     watchPools(this.ctx);

@@ -78,6 +78,13 @@ export const PERMISSIONS: readonly Permission[] = [
   {
     scope: 'watched',
     apiGroup: '',
+    resources: ['configmaps'],
+    verbs: ['get'],
+    why: "read the keys of the ConfigMaps a pool's workerContainer.envFrom names, which a run's environment may not override",
+  },
+  {
+    scope: 'watched',
+    apiGroup: '',
     resources: ['events'],
     verbs: ['list', 'create', 'patch'],
     why: 'record events users must see; list a stuck pod events to report why it failed',

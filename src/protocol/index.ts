@@ -5,6 +5,7 @@
 export * from './version.js';
 export * from './ids.js';
 export * from './base64.js';
+export * from './json.js';
 export * from './token.js';
 export * from './keys.js';
 export * from './topics.js';

@@ -1,3 +1,4 @@
+import { JsonSyntaxError, parseJson } from './json.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 /**
@@ -67,14 +68,27 @@ export interface RunStatusMessage {
   exitCode?: number;
 }
 
+/**
+ * worker -> backend: the worker cannot act on a `schedule` as sent (it fails
+ * the worker's validation, e.g. a field beyond the worker's limits). The
+ * backend fails the run after a few of these instead of re-sending it forever.
+ */
+export interface RejectMessage {
+  type: 'reject';
+  version: typeof PROTOCOL_VERSION;
+  runId: string;
+  /** The worker's validation error. */
+  reason: string;
+}
+
 export type ToWorkerMessage = ScheduleMessage | StopMessage;
-export type ToBackendMessage = StateMessage | RunStatusMessage;
+export type ToBackendMessage = StateMessage | RunStatusMessage | RejectMessage;
 export type ProtocolMessage = ToWorkerMessage | ToBackendMessage;
 export type MessageType = ProtocolMessage['type'];
 
 /** Message types each direction may carry. */
 export const TO_WORKER_TYPES: readonly MessageType[] = ['schedule', 'stop'];
-export const TO_BACKEND_TYPES: readonly MessageType[] = ['state', 'run-status'];
+export const TO_BACKEND_TYPES: readonly MessageType[] = ['state', 'run-status', 'reject'];
 
 export type ParseResult<T> = { ok: true; message: T } | { ok: false; reason: string };
 
@@ -116,11 +130,11 @@ function oneOf<T extends string>(o: Obj, field: string, allowed: readonly T[]): 
   return v as T;
 }
 
-function optInt(o: Obj, field: string, min: number, max: number): number | undefined {
+function optInt(o: Obj, field: string, min: number, max: number, path = field): number | undefined {
   const v = o[field];
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v)) invalid(`field "${field}" must be an integer, got ${describe(v)}`);
-  if (v < min || v > max) invalid(`field "${field}" must be between ${min} and ${max}, got ${v}`);
+  if (typeof v !== 'number' || !Number.isInteger(v)) invalid(`field "${path}" must be an integer, got ${describe(v)}`);
+  if (v < min || v > max) invalid(`field "${path}" must be between ${min} and ${max}, got ${v}`);
   return v;
 }
 
@@ -137,15 +151,23 @@ function isObject(v: unknown): v is Obj {
 }
 
 const IMAGE = /^[^\s]+$/;
-const ENV_NAME = /^[^=\s][^=]*$/;
+/** Printable ASCII without spaces and `=`: what Kubernetes accepts as a variable name, and nothing that could break a line. */
+export const ENV_NAME_PATTERN = /^[!-<>-~]{1,256}$/;
+/** Longest runner or launcher image reference. */
+export const MAX_IMAGE_LENGTH = 1024;
+/** Most variables in a schedule's `env`. */
+export const MAX_ENV_VARS = 1024;
+/** Longest timeout a schedule may carry (7 days). */
+export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 
 function parseEnv(o: Obj): Record<string, string> {
   const v = o['env'];
   if (v === undefined) invalid('field "env" is missing');
   if (!isObject(v)) invalid(`field "env" must be an object of strings, got ${describe(v)}`);
   const env: Record<string, string> = {};
+  if (Object.keys(v).length > MAX_ENV_VARS) invalid(`field "env" has more than ${MAX_ENV_VARS} variables`);
   for (const [k, val] of Object.entries(v)) {
-    if (!ENV_NAME.test(k)) invalid(`field "env" has an invalid variable name ${JSON.stringify(k)}`);
+    if (!ENV_NAME_PATTERN.test(k)) invalid(`field "env" has an invalid variable name ${JSON.stringify(k.slice(0, 80))} (printable ASCII without spaces or "=", at most 256)`);
     if (typeof val !== 'string') invalid(`field "env.${k}" must be a string, got ${describe(val)}`);
     env[k] = val;
   }
@@ -157,8 +179,8 @@ function parseTimeouts(o: Obj): ScheduleMessage['timeouts'] {
   if (v === undefined) return {};
   if (!isObject(v)) invalid(`field "timeouts" must be an object, got ${describe(v)}`);
   const out: ScheduleMessage['timeouts'] = {};
-  const run = optInt(v, 'runSeconds', 1, 7 * 24 * 3600);
-  const logs = optInt(v, 'logsSeconds', 1, 7 * 24 * 3600);
+  const run = optInt(v, 'runSeconds', 1, MAX_TIMEOUT_SECONDS, 'timeouts.runSeconds');
+  const logs = optInt(v, 'logsSeconds', 1, MAX_TIMEOUT_SECONDS, 'timeouts.logsSeconds');
   if (run !== undefined) out.runSeconds = run;
   if (logs !== undefined) out.logsSeconds = logs;
   return out;
@@ -172,8 +194,8 @@ function parseBody(type: MessageType, o: Obj): ProtocolMessage {
         type,
         version,
         runId: reqStr(o, 'runId', { pattern: RUN_ID_PATTERN }),
-        runnerImage: reqStr(o, 'runnerImage', { max: 1024, pattern: IMAGE }),
-        launcherImage: reqStr(o, 'launcherImage', { max: 1024, pattern: IMAGE }),
+        runnerImage: reqStr(o, 'runnerImage', { max: MAX_IMAGE_LENGTH, pattern: IMAGE }),
+        launcherImage: reqStr(o, 'launcherImage', { max: MAX_IMAGE_LENGTH, pattern: IMAGE }),
         env: parseEnv(o),
         timeouts: parseTimeouts(o),
       };
@@ -185,6 +207,8 @@ function parseBody(type: MessageType, o: Obj): ProtocolMessage {
       if (runId !== undefined) msg.runId = runId;
       return msg;
     }
+    case 'reject':
+      return { type, version, runId: reqStr(o, 'runId', { pattern: RUN_ID_PATTERN }), reason: reqStr(o, 'reason', { max: 4096 }) };
     case 'run-status': {
       const msg: RunStatusMessage = {
         type,
@@ -220,10 +244,24 @@ export function parseMessage<T extends ProtocolMessage = ProtocolMessage>(
   let data: unknown;
   try {
     const text = typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
-    data = JSON.parse(text);
+    data = parseJson(text);
   } catch (err) {
-    return { ok: false, reason: `malformed JSON: ${(err as Error).message}` };
+    // The position only: a payload may carry a run's environment.
+    if (err instanceof JsonSyntaxError) return { ok: false, reason: `malformed JSON: ${err.message}` };
+    throw err;
   }
+  return checkMessage<T>(data, allowed);
+}
+
+/**
+ * Validates a message already parsed from JSON: the checks of
+ * {@link parseMessage} without the size limit. The backend runs its API input
+ * through it, so that it never queues a run its workers would refuse.
+ */
+export function checkMessage<T extends ProtocolMessage = ProtocolMessage>(
+  data: unknown,
+  allowed: readonly MessageType[] = [...TO_WORKER_TYPES, ...TO_BACKEND_TYPES],
+): ParseResult<T> {
   if (!isObject(data)) return { ok: false, reason: `message must be a JSON object, got ${describe(data)}` };
   const type = data['type'];
   if (typeof type !== 'string') return { ok: false, reason: `field "type" must be a string, got ${describe(type)}` };

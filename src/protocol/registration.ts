@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 
 /**
  * Pool-signed requests: how the controller proves to the backend that a
@@ -24,7 +24,15 @@ export const SIGNATURE_HEADERS = {
   timestamp: 'x-wp-timestamp',
   nonce: 'x-wp-nonce',
   signature: 'x-wp-signature',
+  /**
+   * Lowercase hex SHA-256 of the body, as signed. Lets the backend check the
+   * signature before it reads the body; it then checks that the body matches.
+   */
+  contentSha256: 'x-wp-content-sha256',
 } as const;
+
+/** The headers every signed request must carry; the body hash is sent too but not required of older clients. */
+const REQUIRED_HEADERS = [SIGNATURE_HEADERS.poolId, SIGNATURE_HEADERS.timestamp, SIGNATURE_HEADERS.nonce, SIGNATURE_HEADERS.signature];
 
 /** Paths of the pool-signed endpoints. */
 export const workerApiPaths = {
@@ -128,9 +136,10 @@ export function canonicalRequest(parts: {
   poolId: string;
   timestamp: string;
   nonce: string;
-  body: Uint8Array;
+  /** The body, or its lowercase hex SHA-256. */
+  body: Uint8Array | { readonly sha256: string };
 }): string {
-  const bodyHash = createHash('sha256').update(parts.body).digest('hex');
+  const bodyHash = 'sha256' in parts.body ? parts.body.sha256 : createHash('sha256').update(parts.body).digest('hex');
   return [SIGNATURE_SCHEME, parts.method.toUpperCase(), parts.path, parts.poolId, parts.timestamp, parts.nonce, bodyHash].join('\n');
 }
 
@@ -154,6 +163,7 @@ export function signRequest(req: {
   const text = canonicalRequest({ method: req.method, path: req.path, poolId: req.poolId, timestamp, nonce, body: req.body });
   const signature = cryptoSign('sha256', Buffer.from(text, 'utf8'), key).toString('base64');
   return {
+    [SIGNATURE_HEADERS.contentSha256]: createHash('sha256').update(req.body).digest('hex'),
     [SIGNATURE_HEADERS.poolId]: req.poolId,
     [SIGNATURE_HEADERS.timestamp]: timestamp,
     [SIGNATURE_HEADERS.nonce]: nonce,
@@ -180,7 +190,16 @@ export class MemoryNonceStore implements NonceStore {
   }
 }
 
-export type VerifyResult = { ok: true; poolId: string } | { ok: false; status: 401 | 404; reason: string };
+export type VerifyResult = { ok: true; poolId: string } | { ok: false; status: 401; reason: string };
+
+let decoyKey: KeyObject | undefined;
+/** Verified against for unknown pools, so that they cost the same work as known ones. */
+function decoy(): KeyObject {
+  decoyKey ??= generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
+  return decoyKey;
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 const NONCE = /^[A-Za-z0-9_-]{16,128}$/;
 const TIMESTAMP = /^\d{1,16}$/;
@@ -195,7 +214,8 @@ export function verifySignedRequest(req: {
   method: string;
   path: string;
   headers: Record<string, string | string[] | undefined>;
-  body: Uint8Array;
+  /** The body, or (to check before reading it) the hash its sender claims in {@link SIGNATURE_HEADERS.contentSha256}. */
+  body: Uint8Array | { readonly sha256: string };
   expectedPoolId: string;
   publicKeyFor: (poolId: string) => string | KeyObject | undefined;
   nonces: NonceStore;
@@ -206,7 +226,7 @@ export function verifySignedRequest(req: {
     const v = req.headers[name];
     return Array.isArray(v) ? v[0] : v;
   };
-  for (const name of Object.values(SIGNATURE_HEADERS)) {
+  for (const name of REQUIRED_HEADERS) {
     if (!header(name)) return { ok: false, status: 401, reason: `request is not signed: header ${name} is missing` };
   }
   const poolId = header(SIGNATURE_HEADERS.poolId) as string;
@@ -216,8 +236,12 @@ export function verifySignedRequest(req: {
   if (poolId !== req.expectedPoolId) {
     return { ok: false, status: 401, reason: `signed pool id ${JSON.stringify(poolId)} does not match the pool in the path ${JSON.stringify(req.expectedPoolId)}` };
   }
-  const pub = req.publicKeyFor(poolId);
-  if (pub === undefined) return { ok: false, status: 404, reason: `pool ${JSON.stringify(poolId)} does not exist on this backend` };
+  if ('sha256' in req.body && !SHA256_HEX.test(req.body.sha256)) {
+    return { ok: false, status: 401, reason: `header ${SIGNATURE_HEADERS.contentSha256} must be the lowercase hex SHA-256 of the body` };
+  }
+  // An unknown pool gets the answer of a wrong key, after the same work: whether a pool exists is
+  // nobody's business before the signature holds.
+  const pub = req.publicKeyFor(poolId) ?? decoy();
   if (!TIMESTAMP.test(timestamp)) return { ok: false, status: 401, reason: `header ${SIGNATURE_HEADERS.timestamp} must be milliseconds since the epoch, got ${JSON.stringify(timestamp.slice(0, 40))}` };
   if (!NONCE.test(nonce)) return { ok: false, status: 401, reason: `header ${SIGNATURE_HEADERS.nonce} must be 16-128 characters of [A-Za-z0-9_-]` };
   const text = canonicalRequest({ method: req.method, path: req.path, poolId, timestamp, nonce, body: req.body });

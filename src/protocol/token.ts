@@ -1,6 +1,7 @@
 import { createPrivateKey } from 'node:crypto';
 import forge from 'node-forge';
 import { Base64DecodeError, decodeBase64Strict } from './base64.js';
+import { JsonSyntaxError, parseJson } from './json.js';
 import { DEFAULT_TOPIC_NAMESPACE, PROTOCOL_VERSION } from './version.js';
 
 /**
@@ -117,9 +118,11 @@ export function parsePoolToken(text: string): PoolToken {
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(raw.toString('utf8'));
+    parsed = parseJson(raw.toString('utf8'));
   } catch (err) {
-    fail(`token is not base64-encoded JSON: ${(err as Error).message}`);
+    // The position only: the decoded text is the Secret's content.
+    if (err instanceof JsonSyntaxError) fail(`token is not base64-encoded JSON: the decoded text is ${err.message}`);
+    throw err;
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     fail('token is not base64-encoded JSON: the decoded value is not a JSON object');

@@ -4,7 +4,9 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import {
   encodeMessage,
   parseMessage,
+  RUN_ID_PATTERN,
   TO_WORKER_TYPES,
+  type RejectMessage,
   type RunStatusMessage,
   type StateMessage,
   type ToWorkerMessage,
@@ -210,7 +212,7 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
     await new Promise<void>((resolve) => this.client.end(true, {}, () => resolve()));
   }
 
-  private publish(msg: StateMessage | RunStatusMessage): Promise<void> {
+  private publish(msg: StateMessage | RunStatusMessage | RejectMessage): Promise<void> {
     return new Promise((resolve, reject) => {
       this.client.publish(this.outTopic, encodeMessage(msg), { qos: 1 }, (err) => (err ? reject(err) : resolve()));
     });
@@ -272,6 +274,13 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
     }
     if (!result.ok) {
       this.reject(result.reason, packet.topic);
+      // A schedule we cannot act on is re-sent until accepted: say so, and the backend fails the run
+      // after a few rejections instead of keeping this worker busy forever.
+      const runId = rejectedScheduleRunId(payload);
+      if (runId !== undefined) {
+        const reject: RejectMessage = { type: 'reject', version: PROTOCOL_VERSION, runId, reason: result.reason.slice(0, 4096) };
+        await this.publish(reject).catch((err: Error) => this.log.warn('could not report a rejected schedule', { workerId: this.workerId, runId, error: err.message }));
+      }
       return;
     }
     try {
@@ -285,5 +294,17 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
     this.rejected++;
     this.log.warn('message rejected', { workerId: this.workerId, topic, reason });
     this.emit('rejected', { reason, topic });
+  }
+}
+
+/** The run id of a payload that looks like a `schedule` with a well-formed `runId`, whatever else is wrong with it. */
+function rejectedScheduleRunId(payload: Uint8Array): string | undefined {
+  try {
+    const data: unknown = JSON.parse(Buffer.from(payload).toString('utf8'));
+    if (typeof data !== 'object' || data === null) return undefined;
+    const { type, runId } = data as { type?: unknown; runId?: unknown };
+    return type === 'schedule' && typeof runId === 'string' && RUN_ID_PATTERN.test(runId) ? runId : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -2,7 +2,12 @@
  * Conditions in the standard Kubernetes shape. `lastTransitionTime` moves only
  * when the status flips, so that rewriting the same condition is not a change
  * and costs no API request.
+ *
+ * Messages go through the one redaction (`redact.ts`): they quote causes, and
+ * `kubectl describe` must never show a credential.
  */
+import { redactText } from './redact.js';
+
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 /** metav1.Condition. */
@@ -33,6 +38,7 @@ export function setCondition(
   const previous = index >= 0 ? list[index] : undefined;
   const condition: Condition = {
     ...next,
+    message: redactText(next.message),
     observedGeneration,
     lastTransitionTime:
       previous !== undefined && previous.status === next.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z'),

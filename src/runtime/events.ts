@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { EVENTS, type CoreEvent, type KubeClient } from './k8s-client.js';
 import type { Logger } from './log.js';
+import { redactText } from './redact.js';
 
 export interface EventTarget {
   readonly apiVersion: string;
@@ -40,7 +41,9 @@ export class EventRecorder {
   ) {}
 
   /** Never throws: an event that cannot be written is logged, not allowed to fail a reconcile. */
-  async record(target: EventTarget, type: EventType, reason: string, message: string): Promise<void> {
+  async record(target: EventTarget, type: EventType, reason: string, rawMessage: string): Promise<void> {
+    // Messages quote causes (API errors, backend answers): they go through the one redaction.
+    const message = redactText(rawMessage);
     const namespace = target.metadata.namespace ?? 'default';
     const key = `${target.metadata.uid}\0${type}\0${reason}\0${message}`;
     const now = Date.now();

@@ -3,8 +3,8 @@
  *
  * Redaction is a safety net, not the primary defence: code should never log
  * secrets, but a stray `log.info('...', { secret })` must not leak a pool key
- * into a log aggregator. Sensitive-looking keys and PEM bodies (plain or base64)
- * are replaced wherever they appear in the fields, however deeply nested.
+ * into a log aggregator. Every line goes through the project's one redaction
+ * (`redact.ts`), shared with Events, conditions and the reference backend.
  *
  * @module
  */
@@ -29,51 +29,9 @@ export interface LoggerOptions {
   readonly now?: () => Date;
 }
 
-export const REDACTED = '[redacted]';
+import { redact } from './redact.js';
 
-// Matched against the key with separators removed and lower-cased, at its end,
-// so `clientCert`, `tls.key`, `apiToken` are caught while `secretName`/`tokenRef` are not.
-const SENSITIVE_KEY_SUFFIXES = [
-  'token',
-  'key',
-  'cert',
-  'certificate',
-  'crt',
-  'pem',
-  'password',
-  'passphrase',
-  'secret',
-  'authorization',
-  'credentials',
-];
-// "-----BEGIN" in clear and in base64 at each of the three byte alignments.
-const SENSITIVE_TEXT = /-----BEGIN|LS0tLS1CRUdJT|0tLS0tQkVHSU|tLS0tLUJFR0lO/;
-
-function isSensitiveKey(key: string): boolean {
-  const k = key.toLowerCase().replace(/[^a-z0-9]/g, '');
-  return SENSITIVE_KEY_SUFFIXES.some((s) => k.endsWith(s));
-}
-
-/** Returns a copy of `value` with sensitive keys and key material replaced by {@link REDACTED}. */
-export function redact(value: unknown, seen: WeakSet<object> = new WeakSet()): unknown {
-  if (typeof value === 'string') return SENSITIVE_TEXT.test(value) ? REDACTED : value;
-  if (typeof value === 'bigint') return value.toString();
-  if (value instanceof Error) {
-    const code = (value as { code?: unknown }).code;
-    return redact({ name: value.name, message: value.message, ...(code === undefined ? {} : { code }) }, seen);
-  }
-  if (value instanceof Date) return value.toISOString();
-  if (Buffer.isBuffer(value)) return REDACTED; // raw bytes in a log line are key material more often than not
-  if (value === null || typeof value !== 'object') return value;
-  if (seen.has(value)) return '[circular]';
-  seen.add(value);
-  if (Array.isArray(value)) return value.map((v) => redact(v, seen));
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    out[k] = isSensitiveKey(k) && v !== undefined && v !== null && v !== '' ? REDACTED : redact(v, seen);
-  }
-  return out;
-}
+export { REDACTED, redact } from './redact.js';
 
 const LEVEL_RANK: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warn: 2, error: 3 };
 

@@ -103,6 +103,11 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
       return output.join('').includes(' running');
     });
     options.externalBroker = brokerUrl;
+    // The backend keeps mosquitto's crlfile current and makes it reload, as docs/mosquitto.md says.
+    options.crlFile = path.join(dir, 'mosquitto', 'crl.pem');
+    options.onCrlWritten = () => {
+      if (proc.exitCode === null) proc.kill('SIGHUP');
+    };
   } else {
     options.brokerPort = await freePort();
   }

@@ -31,6 +31,7 @@ export const mustAllowInWatchedNamespaces: Check[] = [
   ['patch', 'workers', W],
   ['patch', 'workers', { ...W, subresource: 'status' }],
   ['get', 'secrets'],
+  ['get', 'configmaps'],
   ['watch', 'secrets'],
   ['create', 'secrets'],
   ['patch', 'secrets'],

@@ -93,6 +93,21 @@ describe('props', () => {
     expect(manager({ metricsPort: 0 }).args).toContain('--metrics-bind-address=0');
   });
 
+  test('an admission policy confines the ServiceAccount to managed Pods and Secrets; admissionPolicy false leaves it out', () => {
+    const objects = synthController();
+    const policy = find(objects, 'ValidatingAdmissionPolicy', 'kube-workerpool-controller-managed-objects');
+    expect(at(policy, 'spec.matchConditions')).toEqual([
+      { name: 'controller-service-account', expression: "request.userInfo.username == 'system:serviceaccount:spacelift-worker-controller-system:kube-workerpool-controller'" },
+    ]);
+    expect(at(policy, 'spec.matchConstraints.resourceRules')).toEqual([{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE', 'DELETE'], resources: ['pods', 'secrets'], scope: '*' }]);
+    expect(at(policy, 'spec.failurePolicy')).toBe('Fail');
+    expect(at(find(objects, 'ValidatingAdmissionPolicyBinding', 'kube-workerpool-controller-managed-objects'), 'spec')).toEqual({
+      policyName: 'kube-workerpool-controller-managed-objects',
+      validationActions: ['Deny'],
+    });
+    expect(synthController({ admissionPolicy: false }).map((o) => o.kind)).not.toContain('ValidatingAdmissionPolicy');
+  });
+
   test('includeCrds false and createNamespace false leave them out', () => {
     const kinds = synthController({ includeCrds: false, createNamespace: false }).map((o) => o.kind);
     expect(kinds).not.toContain('CustomResourceDefinition');

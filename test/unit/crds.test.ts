@@ -40,6 +40,7 @@ describe('WorkerPool CRD', () => {
   test('has every spec field of the product', () => {
     expect(Object.keys(at(poolSpec, 'properties') as object).sort()).toEqual(
       [
+        'allowedRunEnvVars',
         'allowedRunnerImageHosts',
         'autoscaling',
         'failedPodsHistoryLimit',

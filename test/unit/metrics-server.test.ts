@@ -88,11 +88,58 @@ describe('CachingAuthorizer', () => {
   });
 
   it('keeps at most maxEntries tokens, keyed by hash', async () => {
-    const auth = new CachingAuthorizer(fakeApi(), { maxEntries: 2 });
-    for (const t of ['a', 'b', 'c', 'alice']) await auth.check(t);
-    expect(auth.size).toBe(2);
+    const auth = new CachingAuthorizer(fakeApi(), { maxEntries: 1 });
+    for (const t of ['bob', 'alice']) await auth.check(t);
+    expect(auth.size).toBe(1);
     expect(tokenKey('alice')).toMatch(/^[0-9a-f]{64}$/);
     expect(tokenKey('alice')).not.toContain('alice');
+  });
+
+  it('refuses a token that failed without asking again for a while, apart from the good answers', async () => {
+    const api = fakeApi();
+    let now = 0;
+    const auth = new CachingAuthorizer(api, { failedTtlMs: 10_000, maxEntries: 8, now: () => now });
+    await auth.check('alice');
+    for (let i = 0; i < 3; i++) expect(await auth.check('mallory')).toEqual({ result: 'unauthenticated' });
+    expect(api.calls.filter((c) => c === 'tokenreview')).toHaveLength(2);
+    // A flood of distinct bogus tokens evicts no good answer.
+    for (let i = 0; i < 100; i++) await auth.check(`bogus-${i}`);
+    const before = api.calls.length;
+    expect(await auth.check('alice')).toEqual({ result: 'allowed', user: 'alice' });
+    expect(api.calls).toHaveLength(before);
+    now = 10_000;
+    await auth.check('mallory');
+    expect(api.calls).toHaveLength(before + 1);
+    // Tokens too long to be real cost no review.
+    expect(await auth.check('x'.repeat(10_000))).toEqual({ result: 'unauthenticated' });
+    expect(api.calls).toHaveLength(before + 1);
+  });
+
+  it('caps the reviews in flight: more distinct tokens at once are refused without a review', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let reviews = 0;
+    const slow: TokenAuthApi = {
+      async authenticate() {
+        reviews++;
+        await gate;
+        return undefined;
+      },
+      async authorize() {
+        return false;
+      },
+    };
+    const auth = new CachingAuthorizer(slow, { maxConcurrentReviews: 4 });
+    const checks = Array.from({ length: 50 }, (_, i) => auth.check(`bogus-${i}`));
+    // The first four are admitted and wait on the API; the other 46 are refused at once.
+    const refused = await Promise.allSettled(checks.slice(4));
+    expect(reviews).toBe(4);
+    expect(refused.filter((r) => r.status === 'rejected' && String(r.reason).includes('token reviews are in flight'))).toHaveLength(46);
+    release();
+    expect(await Promise.all(checks.slice(0, 4))).toEqual(Array(4).fill({ result: 'unauthenticated' }));
+    // With the reviews done, new tokens are reviewed again.
+    expect(await auth.check('bogus-new')).toEqual({ result: 'unauthenticated' });
+    expect(reviews).toBe(5);
   });
 });
 

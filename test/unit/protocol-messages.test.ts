@@ -49,7 +49,7 @@ describe('parseMessage', () => {
     expect(reason('{"type":"run-status","version":1,"runId":"a","status":"running","exitCode":1.5}')).toBe('invalid "run-status" message: field "exitCode" must be an integer, got number 1.5');
     expect(reason(JSON.stringify({ ...schedule, env: { A: 1 } }))).toBe('invalid "schedule" message: field "env.A" must be a string, got number 1');
     expect(reason(JSON.stringify({ ...schedule, env: ['A'] }))).toBe('invalid "schedule" message: field "env" must be an object of strings, got array');
-    expect(reason(JSON.stringify({ ...schedule, timeouts: { runSeconds: 0 } }))).toBe('invalid "schedule" message: field "runSeconds" must be between 1 and 604800, got 0');
+    expect(reason(JSON.stringify({ ...schedule, timeouts: { runSeconds: 0 } }))).toBe('invalid "schedule" message: field "timeouts.runSeconds" must be between 1 and 604800, got 0');
     expect(reason(JSON.stringify({ ...schedule, runnerImage: 'has space' }))).toBe('invalid "schedule" message: field "runnerImage" has an invalid value "has space"');
     expect(reason('x'.repeat(300 * 1024))).toMatch(/^message is 307200 bytes, more than 262144$/);
   });

@@ -48,7 +48,11 @@ describe('signed worker requests', () => {
   });
 
   test('refuse unknown pools, mismatched pool ids and missing headers', () => {
-    expect(verify(sign(pool.privateKey, NOW, 'P2'), { expectedPoolId: 'P2' })).toEqual({ ok: false, status: 404, reason: 'pool "P2" does not exist on this backend' });
+    expect(verify(sign(pool.privateKey, NOW, 'P2'), { expectedPoolId: 'P2' })).toEqual({
+      ok: false,
+      status: 401,
+      reason: 'request signature does not verify with the public key of pool P2: wrong pool private key, or the request was altered',
+    });
     expect(verify(sign(pool.privateKey, NOW, 'P2'))).toMatchObject({ ok: false, reason: expect.stringMatching(/does not match the pool in the path/) });
     const { ['x-wp-signature']: _s, ...unsigned } = sign();
     void _s;

@@ -190,16 +190,43 @@ describe('containers', () => {
   });
 
   test('a runner image from a disallowed host: typed error naming the host', () => {
-    const e = thrown(() => buildRunPod(input({}, { spec: { allowedRunnerImageHosts: ['ghcr.io'] } })));
+    const e = thrown(() => buildRunPod(input({}, { spec: { allowedRunnerImageHosts: ['ghcr.io', 'public.ecr.aws'] }, schedule: { runnerImage: 'evil.example.com/x:1' } })));
     expect(e).toBeInstanceOf(RunnerImageNotAllowedError);
-    expect((e as Error).message).toContain('"public.ecr.aws"');
+    expect((e as Error).message).toContain('"evil.example.com"');
     expect((e as Error).message).toContain('ghcr.io');
-    // The default image is checked too.
-    const e2 = thrown(() =>
-      buildRunPod(input({ defaultRunnerImage: 'evil.example.com/x' }, { spec: { allowedRunnerImageHosts: ['ghcr.io'] }, schedule: { runnerImage: '' } })),
-    );
-    expect((e2 as Error).message).toContain('"evil.example.com"');
     expect(() => buildRunPod(input({}, { spec: { allowedRunnerImageHosts: ['public.ecr.aws'] } }))).not.toThrow();
+  });
+
+  test('allowedRunnerImageHosts applies to the launcher image from the message too', () => {
+    const e = thrown(() =>
+      buildRunPod(input({}, { spec: { allowedRunnerImageHosts: ['public.ecr.aws'] }, schedule: { launcherImage: 'evil.example.com/launcher:1' } })),
+    );
+    expect(e).toBeInstanceOf(RunnerImageNotAllowedError);
+    expect((e as Error).message).toBe(
+      'launcher image "evil.example.com/launcher:1" is from registry host "evil.example.com", which is not in the pool\'s allowedRunnerImageHosts (public.ecr.aws)',
+    );
+  });
+
+  test("images the pool's own spec sets are the pool owner's choice, not checked", () => {
+    const pod = buildRunPod(
+      input(
+        { defaultRunnerImage: 'internal.example.com/runner:1', launcherImage: 'internal.example.com/launcher:1' },
+        { spec: { allowedRunnerImageHosts: ['public.ecr.aws'] }, schedule: { runnerImage: '', launcherImage: 'evil.example.com/launcher:1' } },
+      ),
+    );
+    expect(main(pod).image).toBe('internal.example.com/runner:1');
+    expect(init(pod, 'init').image).toBe('internal.example.com/launcher:1');
+  });
+
+  test('the message cannot set PATH, LD_PRELOAD or proxy variables unless the pool allows them, nor names from envFrom', () => {
+    const message = { PATH: '/tmp/evil', ld_preload: '/tmp/evil.so', LD_LIBRARY_PATH: '/tmp', HTTPS_PROXY: 'http://evil:3128', https_proxy: 'http://evil:3128', NO_PROXY: '*', FROM_SECRET: 'override', TF_LOG: 'debug' };
+    const pod = buildRunPod({ ...input({ workerContainer: { envFrom: [{ secretRef: { name: 'creds' } }] } }, { schedule: { env: message } }), envFromNames: ['FROM_SECRET'] });
+    const e = env(main(pod));
+    for (const name of ['PATH', 'ld_preload', 'LD_LIBRARY_PATH', 'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'FROM_SECRET']) expect(e[name], name).toBeUndefined();
+    expect(e.TF_LOG).toBe('debug');
+    const allowed = buildRunPod(input({}, { spec: { allowedRunEnvVars: ['https_proxy', 'NO_PROXY'] }, schedule: { env: message } }));
+    expect(env(main(allowed))).toMatchObject({ HTTPS_PROXY: 'http://evil:3128', https_proxy: 'http://evil:3128', NO_PROXY: '*' });
+    expect(env(main(allowed)).PATH).toBeUndefined();
   });
 
   test('container and volume names that clash are refused before the API does', () => {

@@ -7,7 +7,6 @@ import { TerminalBackendError } from '../../protocol/index.js';
 import type { WorkerPoolObject } from '../../api/types.js';
 import { PROTOCOL_CONNECTOR, type BackendApi, type BackendConnector } from './connector.js';
 import { readPoolCredentials, type CredentialsResult, type PoolCredentials } from './credentials.js';
-import type { Informer } from '../../runtime/informer.js';
 import { ignoreNotFound } from '../../runtime/errors.js';
 import { SECRETS, type KubeClient, type Secret } from '../../runtime/k8s-client.js';
 
@@ -24,7 +23,7 @@ export class BackendAccess {
   private readonly parsed = new Map<string, { readonly version: string; readonly result: CredentialsResult }>();
 
   constructor(
-    private readonly secrets: Informer<Secret>,
+    private readonly secrets: { get(namespace: string | undefined, name: string): Secret | undefined },
     private readonly kube: KubeClient,
     private readonly connector: BackendConnector = PROTOCOL_CONNECTOR,
   ) {}

@@ -32,6 +32,8 @@ export interface SessionSpec {
 interface Session {
   readonly connection: WorkerSession;
   readonly fingerprint: string;
+  /** Replacing a connected session: counts as connected until the new one connects (or fails to). */
+  handover: boolean;
   /** Last state announced, so that unchanged states cost no message. */
   state: string;
 }
@@ -60,7 +62,11 @@ export class SessionManager {
     const fingerprint = fingerprintOf(spec);
     const existing = this.sessions.get(workerKey);
     if (existing?.fingerprint === fingerprint) return;
-    if (existing !== undefined) void existing.connection.close();
+    // A replaced session (a renewed certificate, new credentials) ends with a clean DISCONNECT before
+    // the new one connects: a takeover would end it without one, and the broker would publish its
+    // will, telling the backend the worker went offline.
+    const handover = existing?.connection.connected === true;
+    const previous = existing === undefined ? undefined : Promise.race([existing.connection.close(), new Promise<void>((r) => setTimeout(r, 5_000).unref())]);
     const log = this.log.with({ worker: workerKey, workerId: spec.credentials.workerId });
     const connection = this.connector.session({
       brokerUrl: spec.brokerUrl,
@@ -71,15 +77,30 @@ export class SessionManager {
       logger: { info: (msg, fields) => log.info(msg, fields), warn: (msg, fields) => log.warn(msg, fields) },
     });
     let everConnected = false;
+    const session: Session = { connection, fingerprint, state: `${spec.initialState.state}/${spec.initialState.runId ?? ''}`, handover };
+    const endHandover = setTimeout(() => (session.handover = false), 30_000);
+    endHandover.unref();
     connection.on('connect', () => {
       if (everConnected) this.reconnects++;
       everConnected = true;
+      session.handover = false;
+      clearTimeout(endHandover);
       this.handlers.onConnectionChange(workerKey, true);
     });
-    connection.on('disconnect', () => this.handlers.onConnectionChange(workerKey, false));
+    connection.on('disconnect', () => {
+      session.handover = false;
+      this.handlers.onConnectionChange(workerKey, false);
+    });
     connection.on('rejected', ({ reason }) => this.handlers.onRejected(workerKey, reason));
-    this.sessions.set(workerKey, { connection, fingerprint, state: `${spec.initialState.state}/${spec.initialState.runId ?? ''}` });
-    connection.start();
+    this.sessions.set(workerKey, session);
+    if (previous === undefined) connection.start();
+    else {
+      void previous
+        .catch(() => undefined)
+        .then(() => {
+          if (this.sessions.get(workerKey)?.connection === connection) connection.start();
+        });
+    }
   }
 
   has(workerKey: string): boolean {
@@ -87,7 +108,8 @@ export class SessionManager {
   }
 
   isConnected(workerKey: string): boolean {
-    return this.sessions.get(workerKey)?.connection.connected ?? false;
+    const session = this.sessions.get(workerKey);
+    return session !== undefined && (session.connection.connected || session.handover);
   }
 
   /** Announces the worker's state to the backend (now if connected, else on reconnect). */

@@ -92,10 +92,16 @@ export type AuthDecision =
   | { readonly result: 'forbidden'; readonly user: string };
 
 export interface CachingAuthorizerOptions {
-  /** How long an answer is reused. Default 30 s. */
+  /** How long an answer for a token that authenticates is reused. Default 30 s. */
   readonly ttlMs?: number;
-  /** Most tokens remembered; the oldest answer goes first. Default 1024. */
+  /** Most such tokens remembered; the oldest answer goes first. Default 1024. */
   readonly maxEntries?: number;
+  /** How long a token that does not authenticate is refused without asking again. Default 10 s. */
+  readonly failedTtlMs?: number;
+  /** Most failed tokens remembered, apart from the good ones so that a flood of bogus tokens evicts none of those. Default 4096. */
+  readonly maxFailedEntries?: number;
+  /** Reviews in flight at most; a request needing another is answered 429 at once. Default 4. */
+  readonly maxConcurrentReviews?: number;
   readonly now?: () => number;
   readonly verb?: string;
   readonly path?: string;
@@ -106,16 +112,38 @@ export function tokenKey(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
+/** Too many token reviews in flight: answered 429, the client retries. */
+export class ReviewLimitError extends Error {
+  constructor(readonly limit: number) {
+    super(`${limit} token reviews are in flight; try again`);
+    this.name = 'ReviewLimitError';
+  }
+}
+
+/** Longer bearer tokens are refused without a review (service account tokens are about 1 KiB). */
+export const MAX_TOKEN_LENGTH = 8192;
+
 /**
  * Decides whether a bearer token may read the metrics, remembering answers
  * for `ttlMs` so that a Prometheus scraping every few seconds costs two API
  * calls per TTL, not per scrape. Concurrent checks of one token share the
  * calls. A failed API call is not remembered: the next request asks again.
+ *
+ * Bogus tokens cannot turn the endpoint into a TokenReview amplifier: a
+ * token that does not authenticate is refused without asking again for
+ * `failedTtlMs`, in a cache of its own (so a flood of distinct bogus tokens
+ * evicts no good answer), and at most `maxConcurrentReviews` reviews are in
+ * flight; beyond that a new token gets 429 at once.
  */
 export class CachingAuthorizer {
   private readonly answers = new Map<string, { at: number; decision: Promise<AuthDecision> }>();
+  private readonly failed = new Map<string, number>();
+  private inFlight = 0;
   private readonly ttlMs: number;
   private readonly maxEntries: number;
+  private readonly failedTtlMs: number;
+  private readonly maxFailedEntries: number;
+  private readonly maxConcurrentReviews: number;
   private readonly now: () => number;
   private readonly verb: string;
   private readonly path: string;
@@ -126,22 +154,41 @@ export class CachingAuthorizer {
   ) {
     this.ttlMs = options.ttlMs ?? 30_000;
     this.maxEntries = Math.max(1, options.maxEntries ?? 1024);
+    this.failedTtlMs = options.failedTtlMs ?? 10_000;
+    this.maxFailedEntries = Math.max(1, options.maxFailedEntries ?? 4096);
+    this.maxConcurrentReviews = Math.max(1, options.maxConcurrentReviews ?? 4);
     this.now = options.now ?? Date.now;
     this.verb = options.verb ?? 'get';
     this.path = options.path ?? METRICS_PATH;
   }
 
+  /** @throws {@link ReviewLimitError} when the token needs a review and too many are in flight */
   check(token: string): Promise<AuthDecision> {
+    if (token.length > MAX_TOKEN_LENGTH) return Promise.resolve({ result: 'unauthenticated' });
     const key = tokenKey(token);
     const now = this.now();
+    const failedAt = this.failed.get(key);
+    if (failedAt !== undefined && now - failedAt < this.failedTtlMs) return Promise.resolve({ result: 'unauthenticated' });
+    this.failed.delete(key);
     const cached = this.answers.get(key);
     if (cached !== undefined && now - cached.at < this.ttlMs) return cached.decision;
     this.answers.delete(key);
-    const decision = this.ask(token);
+    if (this.inFlight >= this.maxConcurrentReviews) return Promise.reject(new ReviewLimitError(this.maxConcurrentReviews));
+    this.inFlight++;
+    const decision = this.ask(token).finally(() => this.inFlight--);
     this.answers.set(key, { at: now, decision });
-    decision.catch(() => {
-      if (this.answers.get(key)?.decision === decision) this.answers.delete(key);
-    });
+    decision.then(
+      (d) => {
+        if (d.result !== 'unauthenticated' || this.answers.get(key)?.decision !== decision) return;
+        // Failed tokens live apart, briefly: they must not push good answers out.
+        this.answers.delete(key);
+        this.failed.set(key, this.now());
+        this.evictFailed(this.now());
+      },
+      () => {
+        if (this.answers.get(key)?.decision === decision) this.answers.delete(key);
+      },
+    );
     this.evict(now);
     return decision;
   }
@@ -151,11 +198,24 @@ export class CachingAuthorizer {
     return this.answers.size;
   }
 
+  /** Failed tokens remembered (for tests). */
+  get failedSize(): number {
+    return this.failed.size;
+  }
+
   private async ask(token: string): Promise<AuthDecision> {
     const user = await this.api.authenticate(token);
     if (user === undefined) return { result: 'unauthenticated' };
     const allowed = await this.api.authorize(user, this.verb, this.path);
     return allowed ? { result: 'allowed', user: user.username } : { result: 'forbidden', user: user.username };
+  }
+
+  private evictFailed(now: number): void {
+    for (const [k, at] of this.failed) {
+      if (now - at >= this.failedTtlMs) this.failed.delete(k);
+      else break; // insertion order: the rest are younger
+    }
+    while (this.failed.size > this.maxFailedEntries) this.failed.delete(this.failed.keys().next().value as string);
   }
 
   private evict(now: number): void {
@@ -289,6 +349,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       try {
         decision = await secure.authorizer.check(token);
       } catch (error) {
+        if (error instanceof ReviewLimitError) return send(res, 429, 'Too Many Requests: authentication is busy', { 'retry-after': '1' });
         log.warn('could not review a metrics request with the API server', { error });
         return send(res, 500, 'Internal Server Error: authentication or authorization failed');
       }

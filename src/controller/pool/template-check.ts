@@ -34,7 +34,8 @@ export async function checkPodTemplate(ctx: ControllerContext, pool: WorkerPoolO
   let pod;
   try {
     pod = buildRunPod({
-      pool: { name: pool.metadata.name ?? '', namespace, uid: pool.metadata.uid ?? '', spec: pool.spec, poolId },
+      // The images here are placeholders for the backend's: allowedRunnerImageHosts is the runs' business.
+      pool: { name: pool.metadata.name ?? '', namespace, uid: pool.metadata.uid ?? '', spec: { ...pool.spec, allowedRunnerImageHosts: undefined }, poolId },
       worker: { name: `${pool.metadata.name ?? ''}-template-check`, uid: '00000000-0000-0000-0000-000000000000', workerId: 'template-check' },
       schedule: {
         type: 'schedule',
@@ -47,7 +48,6 @@ export async function checkPodTemplate(ctx: ControllerContext, pool: WorkerPoolO
       },
     });
   } catch (err) {
-    // A runner image outside allowedRunnerImageHosts is the default image's problem only when one is set.
     if (err instanceof RunConfigError) return { valid: false, message: err.message };
     throw err;
   }

@@ -61,16 +61,16 @@ export type ImageCheck = { readonly ok: true } | { readonly ok: false; readonly 
  * @returns `{ ok: false, reason }` with a reason naming the image, its host and
  *   the allowed hosts, ready to be reported as the run's failure.
  */
-export function checkRunnerImageAllowed(image: string, allowedHosts: readonly string[] | undefined): ImageCheck {
+export function checkRunnerImageAllowed(image: string, allowedHosts: readonly string[] | undefined, what = 'runner image'): ImageCheck {
   if (allowedHosts === undefined || allowedHosts.length === 0) return { ok: true };
   const list = allowedHosts.join(', ');
   const host = registryHost(image);
   if (host === undefined) {
-    return { ok: false, reason: `runner image ${JSON.stringify(image)} is not a valid image reference (allowedRunnerImageHosts: ${list})` };
+    return { ok: false, reason: `${what} ${JSON.stringify(image)} is not a valid image reference (allowedRunnerImageHosts: ${list})` };
   }
   if (allowedHosts.some((h) => normalizeHost(h) === host)) return { ok: true };
   return {
     ok: false,
-    reason: `runner image ${JSON.stringify(image)} is from registry host "${host}", which is not in the pool's allowedRunnerImageHosts (${list})`,
+    reason: `${what} ${JSON.stringify(image)} is from registry host "${host}", which is not in the pool's allowedRunnerImageHosts (${list})`,
   };
 }

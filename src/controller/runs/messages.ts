@@ -15,6 +15,8 @@ import { describeApiError, ignoreNotFound, isAlreadyExists, isInvalid } from '..
 import { PODS, type Pod } from '../../runtime/k8s-client.js';
 import type { ControllerContext } from '../context.js';
 import { isEnded, podsOfWorker, runIdOf, runningRunPod } from './controller.js';
+import { envFromNames } from './env-from.js';
+import { isRunPodOf, notOwnedReason, podIsOurs } from './ownership.js';
 import { buildRunPod, RunConfigError, runPodName } from './run-pod.js';
 
 /** A message from the backend for one worker. Resolves once handled; the broker redelivers it otherwise. */
@@ -46,6 +48,10 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
   };
 
   const existing = ctx.caches.pods.get(namespace, runPodName(message.runId));
+  if (existing !== undefined && !isRunPodOf(existing, worker, message.runId)) {
+    await fail(notOwnedReason('Pod', runPodName(message.runId), worker));
+    return;
+  }
   // A late duplicate of a run that is over: the backend has its end already.
   if (existing !== undefined && isEnded(ctx, existing)) return;
   if (existing === undefined) {
@@ -61,6 +67,7 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
         pool: { name: pool.metadata.name ?? '', namespace, uid: pool.metadata.uid ?? '', spec: pool.spec, poolId },
         worker: { name: worker.metadata.name ?? '', uid: worker.metadata.uid ?? '', workerId: worker.spec.workerId },
         schedule: message,
+        envFromNames: await envFromNames(ctx.client, namespace, pool.spec),
       });
     } catch (err) {
       if (err instanceof RunConfigError) {
@@ -74,6 +81,11 @@ async function schedule(ctx: ControllerContext, workerKey: string, worker: Worke
       log.info('run pod created', { pod: pod.metadata?.name });
       ctx.observer?.onPodCreated?.(message.runId, receivedAt);
     } catch (err) {
+      // Not in the cache (it selects our label only): whoever made it, it is not ours unless it says so.
+      if (isAlreadyExists(err) && !(await podIsOurs(ctx, namespace, runPodName(message.runId), worker, message.runId))) {
+        await fail(notOwnedReason('Pod', runPodName(message.runId), worker));
+        return;
+      }
       if (!isAlreadyExists(err)) {
         if (isInvalid(err)) {
           await fail(`the API server refused the run Pod: ${describeApiError(err)}`);
@@ -95,6 +107,10 @@ async function stop(ctx: ControllerContext, worker: WorkerObject, message: StopM
   const namespace = worker.metadata.namespace ?? 'default';
   const pod = ctx.caches.pods.get(namespace, runPodName(message.runId));
   if (pod === undefined || isEnded(ctx, pod)) return;
+  if (!isRunPodOf(pod, worker, message.runId)) {
+    ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND }).warn('stop ignored', { runId: message.runId, reason: notOwnedReason('Pod', pod.metadata?.name ?? '', worker) });
+    return;
+  }
   const grace = ctx.caches.pools.get(namespace, worker.spec.poolName)?.spec.pod?.terminationGracePeriodSeconds;
   const name = pod.metadata?.name ?? '';
   const patched = await ignoreNotFound(ctx.client.mergePatch(PODS, namespace, name, { metadata: { annotations: { [ANNOTATION_STOP_REQUESTED]: 'true' } } }));

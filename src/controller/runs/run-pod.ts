@@ -138,6 +138,37 @@ export interface RunPodInput {
     readonly workerId: string;
   };
   readonly schedule: ScheduleMessage;
+  /**
+   * Variables the worker container gets from the pool's `envFrom` sources (the
+   * keys of those ConfigMaps and Secrets, with their prefixes): the message may
+   * not set them, since `env` would win over `envFrom`.
+   */
+  readonly envFromNames?: readonly string[];
+}
+
+/**
+ * Variables a run's environment from the backend may not set unless the pool
+ * lists them in `spec.allowedRunEnvVars`: they change what runs (PATH, the
+ * dynamic loader) or where the run's traffic goes (proxies). Compared
+ * case-insensitively.
+ */
+export const PROTECTED_RUN_ENV: readonly string[] = [
+  'PATH',
+  'LD_PRELOAD',
+  'LD_LIBRARY_PATH',
+  'LD_AUDIT',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'ALL_PROXY',
+  'FTP_PROXY',
+];
+
+/** Whether the message's `env` may set `name` under this pool's spec. */
+export function protectedRunEnv(name: string, allowed: readonly string[] | undefined): boolean {
+  const upper = name.toUpperCase();
+  if (!PROTECTED_RUN_ENV.includes(upper)) return false;
+  return !(allowed ?? []).some((a) => a.toUpperCase() === upper);
 }
 
 /** What the pool may set on `init`, `launcher-grpc` and `worker`. */
@@ -280,6 +311,25 @@ export function resolveRunnerImage(spec: WorkerPoolSpec, schedule: Pick<Schedule
 export function resolveLauncherImage(spec: WorkerPoolSpec, schedule: Pick<ScheduleMessage, 'launcherImage'>): string {
   const pinned = spec.pod?.launcherImage?.trim() ?? '';
   return pinned !== '' ? pinned : schedule.launcherImage;
+}
+
+/**
+ * `spec.allowedRunnerImageHosts` applies to every image of the run Pod that
+ * the backend's message chose (the runner, and the launcher unless the pool
+ * pins it): a compromised backend must not run an image of its choice with
+ * the pool's mounts and `envFrom` Secrets. Images the pool's own spec sets
+ * (`defaultRunnerImage`, `launcherImage`) are the pool owner's choice.
+ */
+function checkMessageImages(spec: WorkerPoolSpec, schedule: ScheduleMessage, runnerImage: string, launcherImage: string): void {
+  const allowed = spec.allowedRunnerImageHosts;
+  if (runnerImage === schedule.runnerImage.trim()) {
+    const check = checkRunnerImageAllowed(runnerImage, allowed);
+    if (!check.ok) throw new RunnerImageNotAllowedError(runnerImage, check.reason);
+  }
+  if (launcherImage === schedule.launcherImage && (spec.pod?.launcherImage?.trim() ?? '') === '') {
+    const check = checkRunnerImageAllowed(launcherImage, allowed, 'launcher image');
+    if (!check.ok) throw new RunnerImageNotAllowedError(launcherImage, check.reason);
+  }
 }
 
 /** Pod security defaults, used unless `spec.pod.securityContext` replaces them as a whole. */
@@ -434,9 +484,8 @@ export function buildRunPod(input: RunPodInput): V1Pod {
   const settings = podSettings(spec);
 
   const runnerImage = resolveRunnerImage(spec, schedule);
-  const allowed = checkRunnerImageAllowed(runnerImage, spec.allowedRunnerImageHosts);
-  if (!allowed.ok) throw new RunnerImageNotAllowedError(runnerImage, allowed.reason);
   const launcherImage = resolveLauncherImage(spec, schedule);
+  checkMessageImages(spec, schedule, runnerImage, launcherImage);
   const timeouts = resolveRunTimeouts(spec, schedule.timeouts);
 
   const ourContainers = [CONTAINER_INIT, CONTAINER_LAUNCHER_GRPC, CONTAINER_WORKER];
@@ -462,9 +511,10 @@ export function buildRunPod(input: RunPodInput): V1Pod {
     ENV_RUN_TIMEOUT,
     ENV_LOGS_TIMEOUT,
     ...settings.worker.env.map((e) => e.name),
+    ...(input.envFromNames ?? []),
   ]);
   const messageEnv: V1EnvVar[] = Object.entries(schedule.env)
-    .filter(([name]) => !reserved.has(name))
+    .filter(([name]) => !reserved.has(name) && !protectedRunEnv(name, spec.allowedRunEnvVars))
     .map(([name, value]) => ({ name, value }));
   // The timeout variables the pool set with a literal value were inputs of resolveRunTimeouts; its result replaces them.
   const consumed = new Set(timeouts.env.map((e) => e.name));

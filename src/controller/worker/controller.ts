@@ -7,8 +7,8 @@
  * the Worker's id, so a controller killed at any step resumes where it was
  * without a second registration or key.
  */
-import { ANNOTATION_DRAINING, FINALIZER_RUN_POD, FINALIZER_WORKER, LABEL_RUN_ID, WORKER_KIND } from '../../api/constants.js';
-import { BusyReason, EventReason, RegisteredReason, WorkerCondition, type WorkerState } from '../../api/conditions.js';
+import { ANNOTATION_DRAINING, FINALIZER_RUN_POD, FINALIZER_WORKER, LABEL_RUN_ID, LABEL_WORKER_SECRET, WORKER_KIND } from '../../api/constants.js';
+import { BusyReason, CertificateReason, EventReason, RegisteredReason, WorkerCondition, type WorkerState } from '../../api/conditions.js';
 import { WORKER_REF, type WorkerObject, type WorkerPoolObject, type WorkerStatus } from '../../api/types.js';
 import {
   createCsr,
@@ -17,7 +17,7 @@ import {
   tokenTopicNamespace,
   type WorkerState as ProtocolWorkerState,
 } from '../../protocol/index.js';
-import { setCondition, type Condition } from '../../runtime/conditions.js';
+import { setCondition, type Condition, type ConditionInput } from '../../runtime/conditions.js';
 import { ignoreNotFound, isAlreadyExists } from '../../runtime/errors.js';
 import { hasFinalizer, releaseAndDelete, removeFinalizer } from '../../runtime/finalizers.js';
 import { statusChanged } from '../../runtime/status.js';
@@ -28,7 +28,9 @@ import type { PoolCredentials } from '../backend/credentials.js';
 import { forReconcile, type ControllerContext } from '../context.js';
 import { objectKey, poolKeyOf } from '../keys.js';
 import { activeRunPod, cleanUpOrphans, podsOfWorker, syncRuns } from '../runs/controller.js';
-import { buildWorkerSecret, certificatePatch, readWorkerSecret } from './secret.js';
+import { isSecretOf, notOwnedReason } from '../runs/ownership.js';
+import { certificateTimes, renewalTime, type CertificateTimes } from './certificate.js';
+import { buildWorkerSecret, certificatePatch, pendingKeyPatch, readWorkerSecret, renewedPatch, type WorkerSecretContent } from './secret.js';
 
 const BACKEND_RETRY_MS = 10_000;
 
@@ -51,6 +53,12 @@ export function watchWorkers(ctx: ControllerContext): void {
       queues.pools.addAfter(poolKeyOf(w), POOL_BATCH_MS);
     },
   });
+  // A Worker's own Secret changed or vanished (deleted or emptied by hand): the Worker makes it again.
+  const onSecret = (s: Secret): void => {
+    const owner = s.metadata?.labels?.[LABEL_WORKER_SECRET];
+    if (owner !== undefined && s.metadata?.namespace !== undefined) queues.workers.add(`${s.metadata.namespace}/${owner}`);
+  };
+  caches.secrets.addEventHandler({ onAdd: onSecret, onUpdate: (_o, s) => onSecret(s), onDelete: onSecret });
 }
 
 interface Access {
@@ -94,6 +102,12 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
   try {
     const secret = await ensureKey(ctx, key, worker, a.credentials.token.poolId);
     if (secret === undefined) return;
+    if ('conflict' in secret) {
+      // Someone else's Secret under the Worker's name: never adopted, never overwritten.
+      await ctx.events.record(worker, 'Warning', EventReason.WorkerSecretConflict, secret.conflict);
+      await writeStatus(ctx, worker, { registered: false, connected: false, state: 'Failed' }, { status: 'False', reason: RegisteredReason.SecretConflict, message: secret.conflict });
+      throw new RetryLaterError(secret.conflict, 60_000);
+    }
     content = ctx.registrations.complete(key, readWorkerSecret(secret));
     if (content.certificatePem === undefined || content.caPem === undefined) {
       const registered = await register(ctx, worker, a, content.privateKeyPem as string);
@@ -107,6 +121,8 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
     ctx.observer?.onWorkerCreationFailed?.(err);
     throw err;
   }
+  const certificate = await keepCertificateCurrent(ctx, key, worker, a, content);
+  content = certificate.content;
 
   const runs = await syncRuns(ctx, worker, a.pool);
   const draining = worker.metadata.annotations?.[ANNOTATION_DRAINING] === 'true';
@@ -141,15 +157,98 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
     worker,
     { registered: true, connected: ctx.sessions.isConnected(key), state, currentRunID: runs.activeRunId },
     { status: 'True', reason: RegisteredReason.Registered, message: `registered as ${worker.spec.workerId}` },
+    certificate.condition,
   );
-  return runs.requeueAfter === undefined ? undefined : { requeueAfter: runs.requeueAfter };
+  const after = [runs.requeueAfter, certificate.recheckAfterMs].filter((ms): ms is number => ms !== undefined);
+  return after.length === 0 ? undefined : { requeueAfter: Math.min(...after) };
 }
 
-/** The Worker's Secret with its private key, made (and stored) before registration; undefined while the key is being made. */
-async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObject, poolId: string): Promise<Secret | undefined> {
+/** Longest wait between two looks at a certificate (timers this long are fine, but a clock may jump). */
+const CERT_RECHECK_MAX_MS = 6 * 3600_000;
+/** A failed renewal is retried after this long (or sooner, before the certificate expires). */
+const RENEWAL_RETRY_MS = 60_000;
+
+interface CertificateState {
+  readonly content: WorkerSecretContent;
+  readonly condition?: Omit<ConditionInput, 'type'>;
+  readonly recheckAfterMs?: number;
+}
+
+/**
+ * Renews the worker's certificate once two thirds of its lifetime have
+ * passed, without interrupting the worker: the new key is stored before the
+ * backend is asked (a controller killed meanwhile finishes with the same key),
+ * the new key and certificate replace the old ones in one write, and the
+ * session then switches over with a clean disconnect (no will: the backend
+ * does not see the worker go offline) while its persistent session keeps any
+ * message sent meanwhile. The backend revokes the old certificate when it
+ * issues the new one. A failure is a Warning event and the CertificateValid
+ * condition, retried; the current certificate stays in use until it expires.
+ */
+async function keepCertificateCurrent(ctx: ControllerContext, key: string, worker: WorkerObject, a: Access, content: WorkerSecretContent): Promise<CertificateState> {
+  const times = certificateTimes(content.certificatePem);
+  // Not an X.509 certificate this process can read (a test double's): nothing to renew.
+  if (times === undefined) return { content };
+  const now = Date.now();
+  const renewAt = renewalTime(times);
+  const until = new Date(times.notAfter).toISOString();
+  const current = (t: CertificateTimes): Omit<ConditionInput, 'type'> => ({
+    status: 'True',
+    reason: CertificateReason.Current,
+    message: `certificate ${t.serial.toLowerCase()} valid until ${new Date(t.notAfter).toISOString()}; renewed after ${new Date(renewalTime(t)).toISOString()}`,
+  });
+  if (content.nextPrivateKeyPem === undefined && now < renewAt) {
+    return { content, condition: current(times), recheckAfterMs: Math.min(renewAt - now, CERT_RECHECK_MAX_MS) };
+  }
   const namespace = worker.metadata.namespace;
   const name = worker.metadata.name ?? '';
+  try {
+    let next = content.nextPrivateKeyPem;
+    if (next === undefined) {
+      // Made outside this reconcile like the first key; the factory brings the worker back when it is ready.
+      const pair = ctx.keys.take(key);
+      if (pair === undefined) return { content, condition: current(times) };
+      await ctx.client.mergePatch(SECRETS, namespace, name, pendingKeyPatch(pair.privateKeyPem));
+      next = pair.privateKeyPem;
+    }
+    const res = await a.backend.register(createCsr(next, worker.spec.workerId), worker.spec.workerId, { signal: ctx.signal });
+    await ctx.client.mergePatch(SECRETS, namespace, name, renewedPatch(next, res.certificatePem, res.caPem));
+    const renewed = { privateKeyPem: next, certificatePem: res.certificatePem, caPem: res.caPem };
+    ctx.registrations.written(key, { ...renewed, replaces: content.certificatePem });
+    const fresh = certificateTimes(res.certificatePem);
+    const message = `certificate renewed: ${fresh === undefined ? 'new certificate' : `${fresh.serial.toLowerCase()} valid until ${new Date(fresh.notAfter).toISOString()}`}`;
+    ctx.log.with({ namespace, name, kind: WORKER_KIND }).info('worker certificate renewed', { workerId: worker.spec.workerId, serial: fresh?.serial });
+    await ctx.events.record(worker, 'Normal', EventReason.WorkerCertificateRenewed, message);
+    if (fresh === undefined) return { content: renewed };
+    return { content: renewed, condition: current(fresh), recheckAfterMs: Math.min(Math.max(renewalTime(fresh) - Date.now(), 1_000), CERT_RECHECK_MAX_MS) };
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    const cause = err instanceof Error ? err.message : String(err);
+    const expired = now >= times.notAfter;
+    const message = expired
+      ? `certificate renewal failed: ${cause}; the certificate expired at ${until} and the broker refuses it until a renewal succeeds`
+      : `certificate renewal failed: ${cause}; the current certificate stays in use until ${until}`;
+    ctx.log.with({ namespace, name, kind: WORKER_KIND }).warn('worker certificate renewal failed', { workerId: worker.spec.workerId, cause });
+    await ctx.events.record(worker, 'Warning', EventReason.WorkerCertificateRenewalFailed, message);
+    return {
+      content,
+      condition: { status: expired ? 'False' : 'True', reason: expired ? CertificateReason.Expired : CertificateReason.RenewalFailed, message },
+      recheckAfterMs: expired ? RENEWAL_RETRY_MS : Math.min(RENEWAL_RETRY_MS, Math.max(times.notAfter - now, 1_000)),
+    };
+  }
+}
+
+/**
+ * The Worker's Secret with its private key, made (and stored) before
+ * registration; undefined while the key is being made; a conflict when a
+ * Secret of that name exists that the Worker does not own.
+ */
+async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObject, poolId: string): Promise<Secret | { readonly conflict: string } | undefined> {
+  const namespace = worker.metadata.namespace;
+  const name = worker.metadata.name ?? '';
+  const conflict = { conflict: notOwnedReason('Secret', `${namespace ?? ''}/${name}`, worker) };
   const cached = ctx.caches.secrets.get(namespace, name);
+  if (cached !== undefined && !isSecretOf(cached, worker)) return conflict;
   if (cached !== undefined && readWorkerSecret(cached).privateKeyPem !== undefined) return cached;
   // Made outside this reconcile, which comes back when it is ready (see key-factory.ts).
   const keys = ctx.keys.take(key);
@@ -163,7 +262,11 @@ async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObje
     return await ctx.client.create(SECRETS, namespace, buildWorkerSecret(worker, poolId, keys.privateKeyPem));
   } catch (err) {
     // Made by an earlier attempt the cache has not shown yet: its key wins, ours is dropped unused.
-    if (isAlreadyExists(err)) return ctx.client.get(SECRETS, namespace, name);
+    // Or made by someone else: then it is not ours to use.
+    if (isAlreadyExists(err)) {
+      const existing = await ctx.client.get(SECRETS, namespace, name);
+      return isSecretOf(existing, worker) ? existing : conflict;
+    }
     throw err;
   }
 }
@@ -230,15 +333,24 @@ async function finalizeWorker(ctx: ControllerContext, key: string, worker: Worke
   }
 
   // No reliance on the garbage collector: the Secret and ended run Pods go now.
-  await ignoreNotFound(ctx.client.delete(SECRETS, namespace, worker.metadata.name ?? ''));
+  // Only its own: a Secret someone else put under the Worker's name is left alone.
+  const own = ctx.caches.secrets.get(namespace, worker.metadata.name ?? '');
+  if (own !== undefined && isSecretOf(own, worker)) await ignoreNotFound(ctx.client.delete(SECRETS, namespace, worker.metadata.name ?? ''));
   for (const pod of pods) await releaseAndDelete(ctx.client, PODS, pod, FINALIZER_RUN_POD);
   await removeFinalizer(ctx.client, WORKER_REF, worker, FINALIZER_WORKER);
   ctx.log.with({ namespace, name: worker.metadata.name, kind: WORKER_KIND }).info('worker deregistered', { workerId: worker.spec.workerId });
 }
 
-async function writeStatus(ctx: ControllerContext, worker: WorkerObject, next: WorkerStatus, registered: Omit<Condition, 'type' | 'lastTransitionTime' | 'observedGeneration'>): Promise<void> {
+async function writeStatus(
+  ctx: ControllerContext,
+  worker: WorkerObject,
+  next: WorkerStatus,
+  registered: Omit<Condition, 'type' | 'lastTransitionTime' | 'observedGeneration'>,
+  certificate?: Omit<ConditionInput, 'type'>,
+): Promise<void> {
   const generation = worker.metadata.generation;
   let conditions = setCondition(worker.status?.conditions, { type: WorkerCondition.Registered, ...registered }, generation);
+  if (certificate !== undefined) conditions = setCondition(conditions, { ...certificate, type: WorkerCondition.CertificateValid }, generation);
   const busy = next.state === 'Busy' || (next.state === 'Draining' && next.currentRunID !== undefined);
   conditions = setCondition(
     conditions,

@@ -12,6 +12,7 @@ import {
   WORKER_SECRET_CA,
   WORKER_SECRET_CERT,
   WORKER_SECRET_KEY,
+  WORKER_SECRET_NEXT_KEY,
 } from '../../api/constants.js';
 import type { WorkerObject } from '../../api/types.js';
 import type { Secret } from '../../runtime/k8s-client.js';
@@ -21,6 +22,8 @@ export interface WorkerSecretContent {
   readonly privateKeyPem?: string;
   readonly certificatePem?: string;
   readonly caPem?: string;
+  /** The key of a renewal in progress. */
+  readonly nextPrivateKeyPem?: string;
 }
 
 const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
@@ -48,10 +51,21 @@ export function certificatePatch(certificatePem: string, caPem: string): { data:
   return { data: { [WORKER_SECRET_CERT]: b64(certificatePem), [WORKER_SECRET_CA]: b64(caPem) } };
 }
 
+/** The merge patch that stores a renewal's new key before its certificate is asked for. */
+export function pendingKeyPatch(privateKeyPem: string): { data: Record<string, string> } {
+  return { data: { [WORKER_SECRET_NEXT_KEY]: b64(privateKeyPem) } };
+}
+
+/** The merge patch that completes a renewal: the new key and certificate replace the old ones in one write. */
+export function renewedPatch(privateKeyPem: string, certificatePem: string, caPem: string): { data: Record<string, string | null> } {
+  return { data: { [WORKER_SECRET_KEY]: b64(privateKeyPem), [WORKER_SECRET_CERT]: b64(certificatePem), [WORKER_SECRET_CA]: b64(caPem), [WORKER_SECRET_NEXT_KEY]: null } };
+}
+
 export function readWorkerSecret(secret: Secret | undefined): WorkerSecretContent {
   const get = (key: string): string | undefined => {
     const value = secret?.data?.[key];
     return value === undefined || value === '' ? undefined : Buffer.from(value, 'base64').toString('utf8');
   };
-  return { privateKeyPem: get(WORKER_SECRET_KEY), certificatePem: get(WORKER_SECRET_CERT), caPem: get(WORKER_SECRET_CA) };
+  const next = get(WORKER_SECRET_NEXT_KEY);
+  return { privateKeyPem: get(WORKER_SECRET_KEY), certificatePem: get(WORKER_SECRET_CERT), caPem: get(WORKER_SECRET_CA), ...(next === undefined ? {} : { nextPrivateKeyPem: next }) };
 }

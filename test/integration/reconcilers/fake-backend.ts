@@ -5,6 +5,7 @@
  * unreachable on demand. Everything on the Kubernetes side stays real.
  */
 import { EventEmitter } from 'node:events';
+import forge from 'node-forge';
 import type { BackendApi, BackendConnector, WorkerSession } from '../../../src/controller/backend/connector.js';
 import {
   PROTOCOL_VERSION,
@@ -147,6 +148,15 @@ export class FakeBackend implements BackendConnector {
   longPolls = true;
   /** Calls of watchPoolStats so far. */
   watchCalls = 0;
+  /**
+   * Set: registrations get real X.509 certificates (from a throw-away CA) valid this long,
+   * so that the controller has something to renew. Unset: placeholder text.
+   */
+  certLifetimeMs: number | undefined;
+  /** Registrations fail (500) with this message while set. */
+  registrationFails: string | undefined;
+  /** Serials of the certificates issued, per worker, oldest first. */
+  readonly issued = new Map<string, string[]>();
   private registrations = 0;
 
   client(options: BackendClientOptions): BackendApi {
@@ -160,12 +170,16 @@ export class FakeBackend implements BackendConnector {
       register: async (csr: string, workerId?: string): Promise<RegisterResponse> => {
         guard('register worker');
         if (!csr.includes('CERTIFICATE REQUEST')) throw new TerminalBackendError('register worker: backend answered 400: not a CSR', 400);
+        if (this.registrationFails !== undefined) throw new RetryableBackendError(`register worker: backend answered 500: ${this.registrationFails}`, 500);
         const id = workerId ?? `w${++this.registrations}`;
         const worker = this.workers.get(id) ?? { poolId, id, registrations: 0, drained: false, deregistered: false };
         worker.registrations++;
         worker.deregistered = false;
         this.workers.set(id, worker);
-        return { workerId: id, certificatePem: `fake certificate of ${id}`, caPem: 'fake broker CA' };
+        if (this.certLifetimeMs === undefined) return { workerId: id, certificatePem: `fake certificate of ${id}`, caPem: 'fake broker CA' };
+        const { certificatePem, serial, caPem } = issueCertificate(csr, id, this.certLifetimeMs);
+        this.issued.set(id, [...(this.issued.get(id) ?? []), serial]);
+        return { workerId: id, certificatePem, caPem };
       },
       deregister: async (workerId: string): Promise<void> => {
         guard('deregister worker');
@@ -281,4 +295,32 @@ export class FakeBackend implements BackendConnector {
   statusesOf(runId: string): string[] {
     return this.statuses.filter((s) => s.runId === runId).map((s) => s.status);
   }
+}
+
+let ca: { key: forge.pki.rsa.PrivateKey; cert: forge.pki.Certificate; pem: string } | undefined;
+
+/** A real client certificate for the CSR's key, from a throw-away CA, valid `lifetimeMs` from now. */
+function issueCertificate(csrPem: string, workerId: string, lifetimeMs: number): { certificatePem: string; serial: string; caPem: string } {
+  if (ca === undefined) {
+    const keys = forge.pki.rsa.generateKeyPair({ bits: 1024, e: 0x10001 });
+    const cert = forge.pki.createCertificate();
+    cert.publicKey = keys.publicKey;
+    cert.serialNumber = '01';
+    cert.validity.notBefore = new Date(Date.now() - 60_000);
+    cert.validity.notAfter = new Date(Date.now() + 24 * 3600_000);
+    cert.setSubject([{ name: 'commonName', value: 'fake broker CA' }]);
+    cert.setIssuer([{ name: 'commonName', value: 'fake broker CA' }]);
+    cert.sign(keys.privateKey, forge.md.sha256.create());
+    ca = { key: keys.privateKey, cert, pem: forge.pki.certificateToPem(cert) };
+  }
+  const csr = forge.pki.certificationRequestFromPem(csrPem);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = csr.publicKey as forge.pki.PublicKey;
+  cert.serialNumber = forge.util.bytesToHex(forge.random.getBytesSync(8)).replace(/^[89a-f]/, '1');
+  cert.validity.notBefore = new Date();
+  cert.validity.notAfter = new Date(Date.now() + lifetimeMs);
+  cert.setSubject([{ name: 'commonName', value: workerId }]);
+  cert.setIssuer(ca.cert.subject.attributes);
+  cert.sign(ca.key, forge.md.sha256.create());
+  return { certificatePem: forge.pki.certificateToPem(cert), serial: cert.serialNumber, caPem: ca.pem };
 }
