@@ -47,6 +47,12 @@ export interface EmbeddedBroker {
   port: number;
   /** Disconnects a client (a deregistered worker). */
   kick(clientId: string): void;
+  /**
+   * Refuses new connections and disconnects every worker, keeping the
+   * backend's own session: what a worker publishes after this is not
+   * acknowledged, so it sends it again to the next instance.
+   */
+  closeWorkers(): void;
   close(): Promise<void>;
 }
 
@@ -166,8 +172,12 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     kick(clientId) {
       clients.get(clientId)?.close();
     },
+    closeWorkers() {
+      server.close();
+      for (const [id, c] of clients) if (id !== BACKEND_IDENTITY) c.close();
+    },
     async close() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await closed;

@@ -16,6 +16,8 @@ export interface BusOptions {
 }
 
 export interface Bus extends WorkerSender {
+  /** Resolves once no worker message is being handled and none arrived for a moment. */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -45,8 +47,14 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
   };
   const client: MqttClient = mqtt.connect(opts.brokerUrl, clientOpts);
 
+  const handling = new Set<Promise<void>>();
+  let lastArrival = 0;
   client.handleMessage = (packet: IPublishPacket, done: (err?: Error) => void): void => {
-    handle(packet).then(
+    lastArrival = Date.now();
+    const handled = handle(packet);
+    handling.add(handled);
+    void handled.finally(() => handling.delete(handled)).catch(() => undefined);
+    handled.then(
       () => done(),
       (err: Error) => {
         log.error('worker message handling failed', { topic: packet.topic, error: err.message });
@@ -112,6 +120,20 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
       client.publish(readonlyTopic(poolId, workerId, ns), encodeMessage(message), { qos: 1 }, (err) => {
         if (err) log.warn('publish to worker failed; will be re-sent', { workerId, runId: message.runId, error: err.message });
       });
+    },
+    async drain() {
+      // The embedded broker keeps what it acknowledged to a worker, for this
+      // session, in memory only: once the workers are disconnected, every such
+      // message must be handled (made durable) before the bus closes, or a
+      // restart loses a run's end the worker believes delivered. Messages
+      // already on the socket arrive within moments; wait for 300 ms of quiet
+      // (at most 5 s) with nothing in hand.
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline) {
+        if (handling.size > 0) await Promise.allSettled([...handling]);
+        else if (Date.now() - lastArrival >= 300) return;
+        else await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
     async close() {
       closed = true;

@@ -281,6 +281,10 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
       await crl.idle();
       // Durable writes still in flight end in deliver(): they must not reach a closed client.
       svc.setSender(undefined);
+      // Workers first, then what they sent: the embedded broker holds what it
+      // acknowledged in memory only (an external broker persists the session).
+      broker?.closeWorkers();
+      await bus.drain();
       await bus.close();
       await broker?.close();
       await store.persist();
