@@ -19,6 +19,8 @@ export interface CrdProps {
   readonly kind: string;
   readonly plural: string;
   readonly singular: string;
+  /** Abbreviations `kubectl get` accepts (`kubectl get wp`). */
+  readonly shortNames: readonly string[];
   /** Describes the kind; shown by `kubectl explain`. */
   readonly description: string;
   readonly spec: Schema;
@@ -37,7 +39,7 @@ export function customResourceDefinition(scope: Construct, id: string, props: Cr
     spec: {
       group: API_GROUP,
       scope: 'Namespaced',
-      names: { kind: props.kind, plural: props.plural, singular: props.singular, listKind: `${props.kind}List` },
+      names: { kind: props.kind, plural: props.plural, singular: props.singular, shortNames: [...props.shortNames], listKind: `${props.kind}List` },
       versions: [
         {
           name: API_VERSION,

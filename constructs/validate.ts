@@ -24,3 +24,13 @@ export function checkInteger(prop: string, value: number, min: number, max = Num
 export function checkNonEmpty(prop: string, value: string): void {
   if (value.trim() === '') throw new Error(`${prop} must not be empty, got ${JSON.stringify(value)}`);
 }
+
+export function checkOneOf<T extends string>(prop: string, value: T, allowed: readonly T[]): void {
+  if (!allowed.includes(value)) throw new Error(`${prop} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+}
+
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+export function checkLabelKey(prop: string, value: string): void {
+  if (!LABEL_KEY.test(value)) throw new Error(`${prop} must be a label key (an optional DNS prefix and "/", then at most 63 letters, digits, '-', '_' or '.'), got ${JSON.stringify(value)}`);
+}

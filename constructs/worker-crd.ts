@@ -5,7 +5,7 @@
 import { Construct } from 'constructs';
 import type { ApiObject } from 'cdk8s';
 import { customResourceDefinition } from './crd.js';
-import { WORKER_KIND, WORKER_PLURAL, WORKER_SINGULAR } from '../src/api/constants.js';
+import { WORKER_KIND, WORKER_PLURAL, WORKER_SHORT_NAMES, WORKER_SINGULAR } from '../src/api/constants.js';
 import { WORKER_SPEC_SCHEMA, WORKER_STATUS_SCHEMA } from '../src/api/worker.js';
 
 export class WorkerCrd extends Construct {
@@ -17,6 +17,7 @@ export class WorkerCrd extends Construct {
       kind: WORKER_KIND,
       plural: WORKER_PLURAL,
       singular: WORKER_SINGULAR,
+      shortNames: WORKER_SHORT_NAMES,
       description: 'A worker registered with the run scheduler on behalf of a WorkerPool.',
       spec: WORKER_SPEC_SCHEMA,
       status: WORKER_STATUS_SCHEMA,

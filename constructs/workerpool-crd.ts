@@ -5,7 +5,8 @@
 import { Construct } from 'constructs';
 import type { ApiObject } from 'cdk8s';
 import { customResourceDefinition } from './crd.js';
-import { WORKERPOOL_KIND, WORKERPOOL_PLURAL, WORKERPOOL_SINGULAR } from '../src/api/constants.js';
+import { WORKERPOOL_KIND, WORKERPOOL_PLURAL, WORKERPOOL_SHORT_NAMES, WORKERPOOL_SINGULAR } from '../src/api/constants.js';
+import { PoolCondition } from '../src/api/conditions.js';
 import { WORKERPOOL_SPEC_SCHEMA, WORKERPOOL_STATUS_SCHEMA, WORKERPOOL_VALIDATIONS } from '../src/api/workerpool.js';
 
 export { MAX_POOL_NAME_LENGTH } from '../src/api/workerpool.js';
@@ -19,6 +20,7 @@ export class WorkerPoolCrd extends Construct {
       kind: WORKERPOOL_KIND,
       plural: WORKERPOOL_PLURAL,
       singular: WORKERPOOL_SINGULAR,
+      shortNames: WORKERPOOL_SHORT_NAMES,
       description: 'A pool of workers registered with the run scheduler; each scheduled run gets its own Pod.',
       spec: WORKERPOOL_SPEC_SCHEMA,
       status: WORKERPOOL_STATUS_SCHEMA,
@@ -32,6 +34,7 @@ export class WorkerPoolCrd extends Construct {
         { name: 'Actual Pool Size', type: 'integer', jsonPath: '.status.actualPoolSize', description: 'Workers registered and connected.' },
         { name: 'Busy', type: 'integer', jsonPath: '.status.busyWorkers', description: 'Workers running a run.' },
         { name: 'Idle', type: 'integer', jsonPath: '.status.idleWorkers', description: 'Workers waiting for a run.' },
+        { name: 'Ready', type: 'string', jsonPath: `.status.conditions[?(@.type=="${PoolCondition.Ready}")].status`, description: 'The Ready condition: True when every worker is registered and connected.' },
         { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
       ],
     });

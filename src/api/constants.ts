@@ -11,10 +11,14 @@ export const API_GROUP_VERSION = `${API_GROUP}/${API_VERSION}`;
 export const WORKERPOOL_KIND = 'WorkerPool';
 export const WORKERPOOL_PLURAL = 'workerpools';
 export const WORKERPOOL_SINGULAR = 'workerpool';
+/** `kubectl get wp` */
+export const WORKERPOOL_SHORT_NAMES: readonly string[] = ['wp'];
 
 export const WORKER_KIND = 'Worker';
 export const WORKER_PLURAL = 'workers';
 export const WORKER_SINGULAR = 'worker';
+/** `kubectl get wk` */
+export const WORKER_SHORT_NAMES: readonly string[] = ['wk'];
 
 /** On Workers and run Pods: the backend's pool id (documented selector). */
 export const LABEL_WORKERPOOL = `${API_GROUP}/workerpool`;

@@ -44,6 +44,8 @@ interface Ctx {
   query: URLSearchParams;
   req: IncomingMessage;
   res: ServerResponse;
+  /** Fires when the client goes away (a long poll then stops waiting). */
+  signal: AbortSignal;
 }
 
 /** Read-only signed calls whose nonce need not be on disk before the answer (see below). */
@@ -104,6 +106,9 @@ async function streamLog(files: RunFiles, runId: string, follow: boolean, ended:
   }
 }
 
+/** The longest a long poll of the pool's stats may wait, seconds. */
+const MAX_STATS_WAIT_SECONDS = 60;
+
 /** Persisted nonce store: a replayed request is refused even after a backend restart. */
 class PersistentNonces implements NonceStore {
   private readonly mem = new MemoryNonceStore();
@@ -142,7 +147,21 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
       },
     },
     { method: 'GET', pattern: new RegExp(`^/api/pools/${id}$`), auth: 'admin', handle: async ({ params }) => [200, service.getPool(params[0] as string)] },
-    { method: 'GET', pattern: new RegExp(`^/api/pools/${id}/stats$`), auth: 'pool', handle: async ({ params }) => [200, service.poolStats(params[0] as string)] },
+    {
+      method: 'GET',
+      pattern: new RegExp(`^/api/pools/${id}/stats$`),
+      auth: 'pool',
+      // ?waitFor=<revision>&timeoutSeconds=<n>: the pool's demand channel (docs/protocol.md, "Pool stats").
+      handle: async ({ params, query, signal }) => {
+        const waitFor = query.get('waitFor') ?? undefined;
+        const raw = query.get('timeoutSeconds');
+        const seconds = raw === null ? 25 : Number(raw);
+        if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_STATS_WAIT_SECONDS) {
+          throw new ApiError(400, 'bad-request', `timeoutSeconds must be a whole number from 1 to ${MAX_STATS_WAIT_SECONDS}, got ${JSON.stringify(raw)}`);
+        }
+        return [200, await service.waitForPoolStats(params[0] as string, waitFor, seconds * 1000, signal)];
+      },
+    },
     {
       method: 'POST',
       pattern: new RegExp(`^/api/pools/${id}/workers$`),
@@ -304,7 +323,9 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ApiError(400, 'bad-request', 'request body must be a JSON object');
         body = parsed as Record<string, unknown>;
       }
-      const answer = await hit.r.handle({ params, body, raw, query: url.searchParams, req, res });
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
+      const answer = await hit.r.handle({ params, body, raw, query: url.searchParams, req, res, signal: gone.signal });
       if (answer === STREAMED) {
         status = 200;
       } else if (Array.isArray(answer)) {

@@ -87,6 +87,11 @@ export class CrlWriter {
     private readonly onError?: (err: Error) => void,
   ) {}
 
+  /** Resolves once every write asked for so far is done. */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
   /** Writes a fresh CRL (coalescing calls made while one is being written); resolves once it is written and announced. */
   update(): Promise<void> {
     if (this.dirty) return this.chain;

@@ -191,6 +191,9 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
   );
   await crl.update();
   const crlRefresh = setInterval(() => void crl.update(), 24 * 3600_000);
+  /** Takeovers in progress; stop() waits for them, so that nothing of this instance runs after it. */
+  const kicks = new Set<Promise<void>>();
+  let stopped = false;
   crlRefresh.unref();
 
   const files = new RunFiles(opts.dataDir, opts.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES, () => store.persist());
@@ -219,9 +222,13 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
     onRevoked: () => void crl.update(),
     onWorkerRemoved: (id) => {
       if (broker) broker.kick(id);
-      // An external broker checks the CRL at connect time only: a connection made before the
-      // revocation is taken over (same client id) and closed, so the worker is out at once.
-      else void crl.update().then(() => kickByTakeover(id));
+      else if (!stopped) {
+        // An external broker checks the CRL at connect time only: a connection made before the
+        // revocation is taken over (same client id) and closed, so the worker is out at once.
+        const kick = crl.update().then(() => kickByTakeover(id));
+        kicks.add(kick);
+        void kick.finally(() => kicks.delete(kick));
+      }
     },
   });
   const svc = service;
@@ -278,7 +285,6 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
   await writeFile(path.join(opts.dataDir, 'api-url'), `${apiUrl}\n`, { mode: 0o644 });
   log.info('backend started', { apiUrl, brokerUrl, external: Boolean(opts.externalBroker), pools: Object.keys(store.data.pools).length, defaultImages, maxLogBytes: files.limit });
 
-  let stopped = false;
   return {
     apiUrl,
     brokerUrl,
@@ -294,6 +300,8 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sockets) s.destroy();
       await closed;
+      await Promise.allSettled([...kicks]);
+      await crl.idle();
       await bus.close();
       await broker?.close();
       await store.persist();

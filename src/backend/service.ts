@@ -121,6 +121,8 @@ export interface ServiceCounters {
 export class BackendService {
   private readonly presence = new Map<string, Presence>();
   private readonly deliveries = new Map<string, Delivery>();
+  /** Long polls of each pool's stats waiting for a change (see waitForPoolStats). */
+  private readonly demandWaiters = new Map<string, Set<() => void>>();
   private sender: WorkerSender | undefined;
   private readonly offlineAfterMs: number;
   private readonly redeliverMs: number;
@@ -195,7 +197,41 @@ export class BackendService {
       else if (s === 'offline') stats.workers.offline++;
       else if (s === 'idle' && !w.drained) stats.workers.idle++;
     }
+    // The demand itself: equal revisions, equal demand (no counter to keep across restarts).
+    stats.revision = `${stats.pendingRuns}/${stats.workers.busy}`;
     return stats;
+  }
+
+  /**
+   * The pool's stats once their revision differs from `revision`, or after
+   * `timeoutMs` (a long poll: the demand channel of a pool with no worker).
+   * Without a revision, or with one that is stale already, it answers at once.
+   */
+  async waitForPoolStats(poolId: string, revision: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<PoolStats> {
+    const now = this.poolStats(poolId);
+    if (revision === undefined || now.revision !== revision) return now;
+    return new Promise<PoolStats>((resolve) => {
+      const waiters = this.demandWaiters.get(poolId) ?? new Set<() => void>();
+      this.demandWaiters.set(poolId, waiters);
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        waiters.delete(check);
+        if (waiters.size === 0) this.demandWaiters.delete(poolId);
+        resolve(this.poolStats(poolId));
+      };
+      const check = (): void => {
+        if (this.poolStats(poolId).revision !== revision) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener('abort', done, { once: true });
+      waiters.add(check);
+    });
+  }
+
+  /** Every change of a pool's runs or workers passes here (see schedulePool): long polls look again. */
+  private notifyDemand(poolId: string): void {
+    for (const check of [...(this.demandWaiters.get(poolId) ?? [])]) check();
   }
 
   // ---- workers -----------------------------------------------------------
@@ -535,6 +571,7 @@ export class BackendService {
    * just finished gets time to clean up its last run's Pod before the next.
    */
   schedulePool(poolId: string): void {
+    this.notifyDemand(poolId);
     const queued = this.queuedRuns(poolId).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
     if (queued.length === 0) return;
     const active = this.activeRunsByWorker();
@@ -556,6 +593,7 @@ export class BackendService {
       this.opts.log.info('run scheduled', { runId: run.id, poolId, workerId: worker.id });
     }
     if (!changed) return;
+    this.notifyDemand(poolId);
     // Send only once the assignment is durable: a restart must not re-assign a run a worker already has.
     this.opts.store.persist().then(
       () => {

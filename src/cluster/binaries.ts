@@ -123,9 +123,17 @@ export async function ensureBinaries(
   const env = options.env ?? process.env;
   const binaries = binaryPaths(env);
   if (binariesPresent(binaries)) return binaries;
-  const progress = options.progress ?? process.stderr;
-  await new Promise<void>((resolvePromise, reject) => {
-    const child = spawn('bash', [sourceFile('build-binaries.sh')], {
+  await runBuildScript([], env, options.progress ?? process.stderr);
+  if (!binariesPresent(binaries)) {
+    throw new Error(`build-binaries.sh succeeded but ${JSON.stringify(binaries)} are not all executable`);
+  }
+  return binaries;
+}
+
+/** Runs build-binaries.sh with its progress copied to `progress` line by line. */
+function runBuildScript(args: readonly string[], env: NodeJS.ProcessEnv, progress: NodeJS.WritableStream): Promise<void> {
+  return new Promise<void>((resolvePromise, reject) => {
+    const child = spawn('bash', [sourceFile('build-binaries.sh'), ...args], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -134,11 +142,33 @@ export async function ensureBinaries(
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       if (code === 0) resolvePromise();
-      else reject(new Error(`build-binaries.sh failed (${signal ?? `exit code ${String(code)}`}); see its output above`));
+      else reject(new Error(`${['build-binaries.sh', ...args].join(' ')} failed (${signal ?? `exit code ${String(code)}`}); see its output above`));
     });
   });
-  if (!binariesPresent(binaries)) {
-    throw new Error(`build-binaries.sh succeeded but ${JSON.stringify(binaries)} are not all executable`);
-  }
-  return binaries;
+}
+
+/** The pinned helm version (HELM_VERSION in versions.env, or KWC_HELM_VERSION). */
+export function helmVersion(env: NodeJS.ProcessEnv = process.env): string {
+  const pinned = clusterVersionsFile().get('HELM_VERSION');
+  if (pinned === undefined) throw new Error('versions.env must set HELM_VERSION');
+  return env.KWC_HELM_VERSION ?? pinned;
+}
+
+/** Where build-binaries.sh puts (or has put) helm. */
+export function helmPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(binaryCacheDir(env), `helm-${helmVersion(env)}`, 'helm');
+}
+
+/**
+ * The cached helm, built first when absent (about a minute with a warm Go
+ * module cache). Built apart from the cluster's binaries: only the chart
+ * tests need it.
+ */
+export async function ensureHelm(options: { env?: NodeJS.ProcessEnv; progress?: NodeJS.WritableStream } = {}): Promise<string> {
+  const env = options.env ?? process.env;
+  const path = helmPath(env);
+  if (isExecutable(path)) return path;
+  await runBuildScript(['helm'], env, options.progress ?? process.stderr);
+  if (!isExecutable(path)) throw new Error(`build-binaries.sh helm succeeded but ${path} is not executable`);
+  return path;
 }

@@ -4,11 +4,12 @@
 # and caches them by version, because no binary downloads or container images are
 # reachable where this project is developed and tested.
 #
-#   src/cluster/build-binaries.sh [--print-dir]
+#   src/cluster/build-binaries.sh          the cluster's binaries
+#   src/cluster/build-binaries.sh helm     helm alone (the chart tests need it)
 #
 # Binaries land in $KWC_BIN_CACHE (default <repo>/.cache/bin):
 #   kubernetes-<KUBE_VERSION>/<each of KUBE_BINARIES>, etcd-<ETCD_VERSION>/etcd,
-#   cri-tools-<CRICTL_VERSION>/crictl
+#   cri-tools-<CRICTL_VERSION>/crictl, helm-<HELM_VERSION>/helm
 # A warm run (binaries present) does nothing. A cold run takes many minutes.
 set -euo pipefail
 
@@ -19,10 +20,13 @@ source "$here/versions.env"
 KUBE_VERSION="${KWC_KUBE_VERSION:-$KUBE_VERSION}"
 ETCD_VERSION="${KWC_ETCD_VERSION:-$ETCD_VERSION}"
 CRICTL_VERSION="${KWC_CRICTL_VERSION:-$CRICTL_VERSION}"
+HELM_VERSION="${KWC_HELM_VERSION:-$HELM_VERSION}"
 cache="${KWC_BIN_CACHE:-$repo/.cache/bin}"
 kube_dir="$cache/kubernetes-$KUBE_VERSION"
 etcd_dir="$cache/etcd-$ETCD_VERSION"
 crictl_dir="$cache/cri-tools-$CRICTL_VERSION"
+helm_dir="$cache/helm-$HELM_VERSION"
+what="${1:-cluster}"
 
 kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 started=$SECONDS
@@ -34,7 +38,10 @@ kube_present() {
 }
 all_present() { kube_present && [[ -x "$etcd_dir/etcd" ]] && [[ -x "$crictl_dir/crictl" ]]; }
 
-if all_present; then
+if [[ "$what" == helm ]]; then
+  all_present() { [[ -x "$helm_dir/helm" ]]; }
+  if all_present; then log "cached: helm $HELM_VERSION in $cache"; exit 0; fi
+elif all_present; then
   log "cached: kubernetes $KUBE_VERSION, etcd $ETCD_VERSION and crictl $CRICTL_VERSION in $cache"
   exit 0
 fi
@@ -42,8 +49,8 @@ fi
 if ! command -v go >/dev/null 2>&1; then
   cat >&2 <<MSG
 build-binaries: Go is not installed (no 'go' on PATH).
-The tests need the Kubernetes $KUBE_VERSION binaries, etcd $ETCD_VERSION and crictl
-$CRICTL_VERSION, built from the Go module proxy. Install Go >= 1.24 (https://go.dev/doc/install), or
+The tests need the Kubernetes $KUBE_VERSION binaries, etcd $ETCD_VERSION, crictl
+$CRICTL_VERSION and helm $HELM_VERSION, built from the Go module proxy. Install Go >= 1.24 (https://go.dev/doc/install), or
 point the tests at an existing cluster with KWC_TEST_KUBECONFIG=/path/to/kubeconfig.
 MSG
   exit 3
@@ -59,7 +66,11 @@ if ! flock -n 9; then
   if all_present; then log "built by the other process"; exit 0; fi
 fi
 
-log "cold build: kubernetes $KUBE_VERSION (${kube_binaries[*]}), etcd $ETCD_VERSION, crictl $CRICTL_VERSION with $(go version | cut -d' ' -f3), $(nproc) cores"
+if [[ "$what" == helm ]]; then
+  log "cold build: helm $HELM_VERSION with $(go version | cut -d' ' -f3), $(nproc) cores"
+else
+  log "cold build: kubernetes $KUBE_VERSION (${kube_binaries[*]}), etcd $ETCD_VERSION, crictl $CRICTL_VERSION with $(go version | cut -d' ' -f3), $(nproc) cores"
+fi
 work="$cache/build"
 mkdir -p "$work"
 
@@ -176,6 +187,35 @@ build_crictl() {
   mv "$mod/crictl" "$crictl_dir/crictl"
 }
 
+build_helm() {
+  [[ -x "$helm_dir/helm" ]] && return 0
+  local mod="$work/helm-$HELM_VERSION"
+  rm -rf "$mod" && mkdir -p "$mod"
+  # go install builds the module's own main package with its own go.mod (its
+  # replace directives and versions), which is how helm is meant to be built.
+  # Stamped as helm's Makefile does: its version, and the Kubernetes version
+  # of its client-go (v0.X -> 1.X), which `helm template` assumes by default.
+  local gomod client_minor
+  gomod="$(env GOFLAGS= go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+  client_minor="$(sed -n 's/^[[:space:]]*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$gomod")"
+  [[ -n "$client_minor" ]] || { log "could not read the client-go version of helm $HELM_VERSION from $gomod"; exit 1; }
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.metadata= -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local pkg
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$client_minor"
+  done
+  run_with_progress "compiling helm" "$mod/build.log" env GOFLAGS= GOBIN="$mod" go install -v "${build_flags[@]}" \
+    -ldflags="$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mkdir -p "$helm_dir"
+  mv "$mod/helm" "$helm_dir/helm"
+}
+
+if [[ "$what" == helm ]]; then
+  build_helm
+  rm -rf "$work"
+  log "done: $helm_dir"
+  exit 0
+fi
 build_etcd
 build_kubernetes
 build_crictl

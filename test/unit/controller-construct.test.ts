@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Chart, Testing } from 'cdk8s';
 import { describe, expect, test } from 'vitest';
-import { WorkerPoolController, WorkerPoolControllerProps } from '../../constructs/index.js';
+import { VERSION, WorkerPoolController, WorkerPoolControllerProps } from '../../constructs/index.js';
 import { at, find, synthController } from '../support/synth.js';
 
 interface ContainerJson {
@@ -36,6 +38,8 @@ describe('controller Deployment', () => {
       '--metrics-secure=true',
       '--health-probe-bind-address=:8081',
       '--leader-elect',
+      '--log-level=info',
+      '--log-format=json',
     ]);
   });
 
@@ -62,6 +66,32 @@ describe('controller Deployment', () => {
     expect(container.resources).toEqual({ requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } });
   });
 
+  test('every object carries the recommended labels, the CRDs the keep policy', () => {
+    for (const o of objects) {
+      expect(o.metadata.labels, `${o.kind} ${o.metadata.name}`).toMatchObject({
+        'app.kubernetes.io/name': 'kube-workerpool-controller',
+        'app.kubernetes.io/instance': 'kube-workerpool-controller',
+        'app.kubernetes.io/version': '0.1.0',
+        'app.kubernetes.io/component': expect.stringMatching(/^(controller|crd|admission-policy)$/),
+        'app.kubernetes.io/part-of': 'kube-workerpool-controller',
+        'app.kubernetes.io/managed-by': 'kubectl',
+      });
+    }
+    expect(objects.filter((o) => o.metadata.labels?.['app.kubernetes.io/component'] === 'crd').map((o) => at(o, 'metadata.annotations'))).toEqual([
+      { 'helm.sh/resource-policy': 'keep' },
+      { 'helm.sh/resource-policy': 'keep' },
+    ]);
+    expect(at(deployment, 'spec.template.metadata.labels')).toMatchObject({ 'app.kubernetes.io/version': '0.1.0', 'app.kubernetes.io/instance': 'kube-workerpool-controller' });
+    // The selector is the one of earlier releases: a Deployment's selector cannot change.
+    expect(at(deployment, 'spec.selector.matchLabels')).toEqual({ 'app.kubernetes.io/component': 'controller', 'app.kubernetes.io/name': 'kube-workerpool-controller' });
+  });
+
+  test('VERSION is the package version', () => {
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+    expect(VERSION).toBe(pkg.version);
+    expect(container.image).toBe(`kube-workerpool-controller:${pkg.version}`);
+  });
+
   test('a metrics Service points at the metrics port', () => {
     const service = find(objects, 'Service', 'kube-workerpool-controller-metrics');
     expect(at(service, 'spec.ports')).toEqual([{ name: 'https', port: 8443, targetPort: 'metrics', protocol: 'TCP' }]);
@@ -71,10 +101,54 @@ describe('controller Deployment', () => {
 
 describe('props', () => {
   test('image, replicas, metrics and resources are configurable', () => {
-    const c = manager({ image: 'registry.example.com/kwc:1.2.3', metricsSecure: false, resources: { cpuLimit: '2' } });
+    const c = manager({ image: 'registry.example.com/kwc:1.2.3', metricsSecure: false, resources: { limits: { cpu: '2' } } });
     expect(c.image).toBe('registry.example.com/kwc:1.2.3');
     expect(c.args).toContain('--metrics-secure=false');
     expect(c.resources.limits).toEqual({ memory: '512Mi', cpu: '2' });
+    // A key set to undefined drops the default's; other resources come through.
+    expect(manager({ resources: { requests: { 'ephemeral-storage': '1Gi' }, limits: { memory: undefined } } }).resources).toEqual({
+      requests: { cpu: '100m', memory: '128Mi', 'ephemeral-storage': '1Gi' },
+    });
+  });
+
+  test('the Pod settings a Helm user has: pull secrets, scheduling, priority, annotations, labels, logs and extra flags', () => {
+    const props: WorkerPoolControllerProps = {
+      imagePullSecrets: ['regcred'],
+      nodeSelector: { 'kubernetes.io/os': 'linux' },
+      tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'ops', effect: 'NoSchedule' }],
+      affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['ops'] }] }] } } },
+      priorityClassName: 'system-cluster-critical',
+      podAnnotations: { 'example.com/a': 'b' },
+      podLabels: { tier: 'ops' },
+      logLevel: 'debug',
+      logFormat: 'text',
+      extraArgs: ['--stuck-pod-grace=10m'],
+      labels: { team: 'platform' },
+    };
+    const objects = synthController(props);
+    const d = find(objects, 'Deployment', 'kube-workerpool-controller');
+    const pod = at(d, 'spec.template.spec') as Record<string, unknown>;
+    expect(pod.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+    expect(pod.nodeSelector).toEqual(props.nodeSelector);
+    expect(pod.tolerations).toEqual(props.tolerations);
+    expect(pod.affinity).toEqual(props.affinity);
+    expect(pod.priorityClassName).toBe('system-cluster-critical');
+    expect(at(d, 'spec.template.metadata.annotations')).toEqual({ 'example.com/a': 'b' });
+    expect(at(d, 'spec.template.metadata.labels')).toMatchObject({ tier: 'ops', team: 'platform', 'app.kubernetes.io/name': 'kube-workerpool-controller' });
+    expect((pod.containers as ContainerJson[])[0]?.args.slice(-3)).toEqual(['--log-level=debug', '--log-format=text', '--stuck-pod-grace=10m']);
+    for (const o of objects) expect(o.metadata.labels?.team, `${o.kind} ${o.metadata.name}`).toBe('platform');
+  });
+
+  test('a ServiceMonitor for the metrics Service, secure or not', () => {
+    const secure = find(synthController({ serviceMonitor: { enabled: true, labels: { release: 'prometheus' } } }), 'ServiceMonitor', 'kube-workerpool-controller-metrics');
+    expect(secure.metadata.labels).toMatchObject({ release: 'prometheus', 'app.kubernetes.io/component': 'metrics' });
+    expect(at(secure, 'spec.endpoints')).toEqual([
+      { port: 'https', path: '/metrics', interval: '30s', scheme: 'https', bearerTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token', tlsConfig: { insecureSkipVerify: true } },
+    ]);
+    expect(at(secure, 'spec.selector.matchLabels')).toEqual({ 'app.kubernetes.io/component': 'controller', 'app.kubernetes.io/name': 'kube-workerpool-controller' });
+    const plain = find(synthController({ metricsSecure: false, serviceMonitor: { enabled: true } }), 'ServiceMonitor', 'kube-workerpool-controller-metrics');
+    expect(at(plain, 'spec.endpoints')).toEqual([{ port: 'http', path: '/metrics', interval: '30s', scheme: 'http' }]);
+    expect(synthController().some((o) => o.kind === 'ServiceMonitor')).toBe(false);
   });
 
   test('metricsCertSecretName mounts the Secret where the controller looks for tls.crt and tls.key', () => {
@@ -124,6 +198,12 @@ describe('props', () => {
     [{ metricsPort: 8081 }, 'metricsPort and healthProbePort must differ, both are 8081'],
     [{ image: ' ' }, 'image must not be empty'],
     [{ metricsCertSecretName: 'tls', metricsSecure: false }, 'metricsCertSecretName needs the secure metrics endpoint'],
+    [{ logLevel: 'verbose' as 'info' }, 'logLevel must be one of debug, info, warn, error, got "verbose"'],
+    [{ extraArgs: ['stuck-pod-grace=1m'] }, 'extraArgs[0] must be a flag starting with "--", got "stuck-pod-grace=1m"'],
+    [{ imagePullSecrets: ['Reg Cred'] }, 'imagePullSecrets[] must be a DNS-1123 subdomain'],
+    [{ metricsPort: 0, serviceMonitor: { enabled: true } }, 'serviceMonitor.enabled needs the metrics endpoint (metricsPort is 0)'],
+    [{ dashboards: { enabled: true, label: 'not a key' } }, 'dashboards.label must be a label key'],
+    [{ resources: { limits: { cpu: ' ' } } }, 'resources.limits.cpu must not be empty'],
   ])('rejects %j', (props, message) => {
     const chart = new Chart(Testing.app(), 'test');
     expect(() => new WorkerPoolController(chart, 'c', props)).toThrow(message);

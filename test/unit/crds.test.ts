@@ -33,7 +33,7 @@ describe('WorkerPool CRD', () => {
   test('is namespaced in workers.spacelift.io/v1beta1 with the documented names', () => {
     expect(at(poolCrd, 'spec.group')).toBe('workers.spacelift.io');
     expect(at(poolCrd, 'spec.scope')).toBe('Namespaced');
-    expect(at(poolCrd, 'spec.names')).toMatchObject({ kind: 'WorkerPool', plural: 'workerpools', singular: 'workerpool' });
+    expect(at(poolCrd, 'spec.names')).toMatchObject({ kind: 'WorkerPool', plural: 'workerpools', singular: 'workerpool', shortNames: ['wp'] });
     expect(poolVersion).toMatchObject({ name: 'v1beta1', served: true, storage: true });
   });
 
@@ -115,13 +115,14 @@ describe('WorkerPool CRD', () => {
     });
   });
 
-  test('prints Desired Pool Size, Actual Pool Size, Busy, Idle and Age', () => {
+  test('prints Desired Pool Size, Actual Pool Size, Busy, Idle, Ready (the Ready condition) and Age', () => {
     const columns = at(poolVersion, 'additionalPrinterColumns') as { name: string; jsonPath: string }[];
     expect(columns.map((c) => [c.name, c.jsonPath])).toEqual([
       ['Desired Pool Size', '.status.desiredPoolSize'],
       ['Actual Pool Size', '.status.actualPoolSize'],
       ['Busy', '.status.busyWorkers'],
       ['Idle', '.status.idleWorkers'],
+      ['Ready', '.status.conditions[?(@.type=="Ready")].status'],
       ['Age', '.metadata.creationTimestamp'],
     ]);
   });
@@ -144,7 +145,7 @@ describe('WorkerPool CRD', () => {
 
 describe('Worker CRD', () => {
   test('is namespaced with a status subresource', () => {
-    expect(at(workerCrd, 'spec.names')).toMatchObject({ kind: 'Worker', plural: 'workers' });
+    expect(at(workerCrd, 'spec.names')).toMatchObject({ kind: 'Worker', plural: 'workers', shortNames: ['wk'] });
     expect(at(workerCrd, 'spec.scope')).toBe('Namespaced');
     expect(at(workerVersion, 'subresources')).toEqual({ status: {} });
   });

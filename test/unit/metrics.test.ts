@@ -183,6 +183,36 @@ describe('ControllerMetrics', () => {
     expect(text).not.toContain('01FIXED');
   });
 
+  it('serves each pool\'s desired, actual, busy and idle workers from its status, as kubectl get workerpools shows them', async () => {
+    const m = new ControllerMetrics({ defaultMetrics: false });
+    m.attach(
+      fakeSource({
+        pools: () => [
+          {
+            apiVersion: 'workers.spacelift.io/v1beta1',
+            kind: 'WorkerPool',
+            metadata: { name: 'ci', namespace: 'team' },
+            spec: { poolSize: 3 },
+            status: { poolId: '01CI', desiredPoolSize: 3, actualPoolSize: 2, busyWorkers: 1, idleWorkers: 1 },
+          },
+          // Credentials not usable yet: no pool id, no actual size.
+          { apiVersion: 'workers.spacelift.io/v1beta1', kind: 'WorkerPool', metadata: { name: 'new', namespace: 'team' }, spec: { poolSize: 1 }, status: { desiredPoolSize: 1 } },
+        ],
+      }),
+    );
+    const text = await m.metrics();
+    for (const line of [
+      'workerpool_controller_pool_desired_workers{pool_ulid="01CI",namespace="team",name="ci"} 3',
+      'workerpool_controller_pool_actual_workers{pool_ulid="01CI",namespace="team",name="ci"} 2',
+      'workerpool_controller_pool_busy_workers{pool_ulid="01CI",namespace="team",name="ci"} 1',
+      'workerpool_controller_pool_idle_workers{pool_ulid="01CI",namespace="team",name="ci"} 1',
+      'workerpool_controller_pool_desired_workers{pool_ulid="",namespace="team",name="new"} 1',
+    ]) {
+      expect(text).toContain(line);
+    }
+    expect(text).not.toContain('workerpool_controller_pool_actual_workers{pool_ulid="",namespace="team",name="new"}');
+  });
+
   it('a backend error leaves that pool out, counts it, and does not fail the scrape', async () => {
     const m = new ControllerMetrics({ defaultMetrics: false });
     m.attach(fakeSource({ backendClients: () => new Map([['ns/p', { poolStats: () => Promise.reject(new Error('refused')) }]]) }));

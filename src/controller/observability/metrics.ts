@@ -383,6 +383,26 @@ export class ControllerMetrics {
         this.set({ kind: 'worker' }, depth.worker);
       },
     });
+    // The pools' sizes as `kubectl get workerpools` shows them, from their status.
+    const poolGauge = (name: string, help: string, value: (p: WorkerPoolObject) => number | undefined): void => {
+      new Gauge({
+        name: `${OWN_PREFIX}pool_${name}`,
+        help,
+        labelNames: ['pool_ulid', 'namespace', 'name'],
+        registers,
+        collect() {
+          this.reset();
+          for (const p of self.source?.pools() ?? []) {
+            const v = value(p);
+            if (v !== undefined) this.set({ pool_ulid: p.status?.poolId ?? '', namespace: p.metadata.namespace ?? '', name: p.metadata.name ?? '' }, v);
+          }
+        },
+      });
+    };
+    poolGauge('desired_workers', 'status.desiredPoolSize of each pool: the size the controller is working towards.', (p) => p.status?.desiredPoolSize);
+    poolGauge('actual_workers', 'status.actualPoolSize of each pool: workers registered and connected.', (p) => p.status?.actualPoolSize);
+    poolGauge('busy_workers', 'status.busyWorkers of each pool: workers running a run.', (p) => p.status?.busyWorkers);
+    poolGauge('idle_workers', 'status.idleWorkers of each pool: registered, connected workers waiting for a run.', (p) => p.status?.idleWorkers);
     // The autoscaler (pools with spec.autoscaling), from the pools' spec and status.
     const autoscalingGauge = (name: string, help: string, value: (p: WorkerPoolObject) => number | undefined): void => {
       new Gauge({
