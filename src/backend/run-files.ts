@@ -170,6 +170,8 @@ export class RunFiles {
       }
       const rest = bytes.subarray(overlap);
       if (rest.length === 0) return this.stateLocked(runId, meta);
+      // A cut log takes no more and says so: the relay then stops reading the run's output.
+      if (meta.truncated === true) return this.stateLocked(runId, meta);
       if (meta.complete === true) throw new LogConflict(`the log of run ${runId} is complete at ${length} bytes; nothing more is stored`);
       const room = this.limit - length;
       if (rest.length <= room) {

@@ -173,6 +173,7 @@ describe('run scripts and logs in the backend', () => {
     expect(await logText(env, id)).toBe(text);
     const view = await env.admin<{ log: unknown }>('GET', `/api/runs/${id}`);
     expect(view.body.log).toEqual({ bytes: LIMIT, complete: true, truncated: true });
+    await endRun(open);
   });
 
   test('a follower of a run that ends without a complete log stops when the run ends', async () => {
