@@ -100,6 +100,10 @@ func initialize(runID string) int {
 	var script *ScriptInfo
 	if content, err := os.ReadFile(scriptMount); err == nil {
 		sum := sha256.Sum256(content)
+		// The Secret may predate this run (someone else's of the same name): only the script the schedule named is run.
+		if want := os.Getenv(envScriptSHA256); want != "" && want != hex.EncodeToString(sum[:]) {
+			return fail(1, "init: the script mounted at %s (sha256 %s) is not the run's (%s=%s): refusing to run it", scriptMount, hex.EncodeToString(sum[:]), envScriptSHA256, want)
+		}
 		path := filepath.Join(dir, runScriptName)
 		if err := writeAtomic(path, content, 0o644); err != nil {
 			return fail(1, "init: cannot write the script into the workspace: %v", err)
@@ -107,6 +111,9 @@ func initialize(runID string) int {
 		script = &ScriptInfo{Path: path, Bytes: int64(len(content)), SHA256: hex.EncodeToString(sum[:])}
 		fmt.Printf("init: run %s: script of %d bytes (sha256 %s) written to %s\n", runID, script.Bytes, script.SHA256, path)
 	} else if errors.Is(err, os.ErrNotExist) {
+		if os.Getenv(envScriptSHA256) != "" {
+			return fail(1, "init: run %s has a script (%s is set) but none is mounted at %s", runID, envScriptSHA256, scriptMount)
+		}
 		fmt.Printf("init: run %s has no script\n", runID)
 	} else {
 		return fail(1, "init: cannot read the run's script at %s: %v", scriptMount, err)

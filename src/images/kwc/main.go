@@ -34,6 +34,8 @@ const (
 	envBinariesCache = "SPACELIFT_BINARIES_CACHE_PATH"
 	envRunTimeout    = "SPACELIFT_LAUNCHER_RUN_TIMEOUT"
 	envLogsTimeout   = "SPACELIFT_LAUNCHER_LOGS_TIMEOUT"
+	// On init, for a run with a script: the SHA-256 the schedule named.
+	envScriptSHA256 = "SPACELIFT_RUN_SCRIPT_SHA256"
 
 	defaultWorkspace     = "/opt/spacelift/workspace"
 	defaultBinariesCache = "/opt/spacelift/binaries_cache"
