@@ -19,15 +19,16 @@ import type { LogLevel } from './log.js';
 import { CLIENT_COMMANDS, runClient } from './client/cli.js';
 import { parseByteSize } from './sizes.js';
 
+const USAGE =
+  `usage: npm run backend -- --data-dir <dir> [--port 9443] [--broker-port 8883] [--external-broker mqtts://host:port]\n` +
+  `                      [--host 127.0.0.1] [--public-host <name>] [--log-level info]\n` +
+  `                      [--worker-cert-lifetime 720h] [--crl-file <path>] [--crl-reload-command <shell command>]\n` +
+  `                      [--max-log-bytes 10Mi] [--default-runner-image <ref>] [--default-launcher-image <ref>]\n` +
+  `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--name <dns or ip>]... [--user <unix user>]\n` +
+  `       npm run -s backend -- <command> ...   the command-line client: npm run -s backend -- help\n`;
+
 function usage(message: string): never {
-  process.stderr.write(
-    `${message}\n\nusage: npm run backend -- --data-dir <dir> [--port 9443] [--broker-port 8883] [--external-broker mqtts://host:port]\n` +
-      `                      [--host 127.0.0.1] [--public-host <name>] [--log-level info]\n` +
-      `                      [--worker-cert-lifetime 720h] [--crl-file <path>] [--crl-reload-command <shell command>]\n` +
-      `                      [--max-log-bytes 10Mi] [--default-runner-image <ref>] [--default-launcher-image <ref>]\n` +
-      `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--name <dns or ip>]... [--user <unix user>]\n` +
-      `       npm run -s backend -- <command> ...   the command-line client: npm run -s backend -- help\n`,
-  );
+  process.stderr.write(`${message}\n\n${USAGE}`);
   process.exit(2);
 }
 
@@ -51,6 +52,12 @@ async function main(): Promise<void> {
   const first = process.argv[2];
   if (first !== undefined && CLIENT_COMMANDS.includes(first)) {
     process.exitCode = await runClient(process.argv.slice(2));
+    return;
+  }
+  if (first === '--help' || first === '-h') {
+    // The server's flags, then the client's commands: a person asking does not yet know which one they want.
+    process.stdout.write(`${USAGE}\n`);
+    process.exitCode = await runClient(['help']);
     return;
   }
   let parsed;
