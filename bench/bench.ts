@@ -8,6 +8,8 @@
  * 3. idle       kube-apiserver's request counters over a quiet window,
  *               minus the apiserver's own background; controller RSS
  * 4. recovery   SIGKILL with busy workers -> a new process has re-adopted all
+ * 5. coldstart  an autoscaled pool at 0 workers: POST /api/runs -> run Pod
+ *               Running; limit: a bare copy of the run Pod, create -> Running
  *
  * `runBench` is what `npm run bench` (bench/run.ts) and the smoke test call.
  */
@@ -19,7 +21,7 @@ import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LABEL_RUN_ID } from '../src/api/constants.js';
+import { LABEL_RUN_ID, LABEL_WORKERPOOL } from '../src/api/constants.js';
 import { WORKER_REF, WORKERPOOL_REF, type WorkerObject } from '../src/api/types.js';
 import { KubeClient, PODS, SECRETS, resourcePath, resource, type Pod } from '../src/runtime/k8s-client.js';
 import { generateRsaKeyPair } from '../src/protocol/keys.js';
@@ -32,8 +34,8 @@ import { ControllerProcess } from './lib/controller.js';
 import { CpuMeter, memoryOf } from './lib/proc.js';
 import { nowMs, WatchThread, type WatchEvent } from './lib/watch.js';
 
-export type Phase = 'scale' | 'idle' | 'lifecycle' | 'dispatch' | 'failover' | 'recovery';
-export const ALL_PHASES: readonly Phase[] = ['scale', 'idle', 'lifecycle', 'dispatch', 'failover', 'recovery'];
+export type Phase = 'scale' | 'idle' | 'lifecycle' | 'coldstart' | 'dispatch' | 'failover' | 'recovery';
+export const ALL_PHASES: readonly Phase[] = ['scale', 'idle', 'lifecycle', 'coldstart', 'dispatch', 'failover', 'recovery'];
 
 export interface BenchOptions {
   /** N: workers in the pool. */
@@ -44,6 +46,8 @@ export interface BenchOptions {
   idleSeconds: number;
   /** The apiserver's own background, measured before the controller starts, seconds. */
   baselineSeconds: number;
+  /** Runs of the cold-start measure (default 20). */
+  coldStartRuns?: number;
   /** Key pairs generated one after another for the scale-out limit. */
   keys: number;
   /** Which measures to take; scale-out always runs (the others need its workers). */
@@ -146,6 +150,17 @@ export interface DispatchResult {
   samples?: [number, number][];
 }
 
+export interface ColdStartResult {
+  /** Runs submitted one after another, each to the autoscaled pool back at 0 workers. */
+  runs: number;
+  /** POST /api/runs -> its run Pod Running, ms: a worker made, registered, connected, then the run's Pod. */
+  submitToRunning: Percentiles;
+  /** A bare copy of a run Pod: create -> Running, ms (the node's share of the above). */
+  bare: Percentiles;
+  /** submitToRunning.p50 / bare.p50. */
+  p50Ratio: number;
+}
+
 export interface LifecycleResult {
   /** Short runs taken from submission to their end, one after another on idle workers. */
   runs: number;
@@ -206,6 +221,7 @@ export interface BenchResult {
   idle?: IdleResult;
   dispatch?: DispatchResult;
   lifecycle?: LifecycleResult;
+  coldStart?: ColdStartResult;
   failover?: FailoverResult;
   recovery?: RecoveryResult;
   problems: string[];
@@ -426,6 +442,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     if (opts.phases.has('lifecycle')) {
       if (cluster.runImages === undefined) log('lifecycle: skipped, no node runs the run Pods at this size');
       else result.lifecycle = await lifecycle(ctx, Math.min(20, opts.workers));
+    }
+    if (opts.phases.has('coldstart')) {
+      if (cluster.runImages === undefined) log('coldstart: skipped, no node runs the run Pods at this size');
+      else result.coldStart = await coldStart(ctx, bareNamespace, opts.coldStartRuns ?? 20);
     }
     if (opts.phases.has('dispatch') || opts.phases.has('failover') || opts.phases.has('recovery')) {
       const dispatched = await dispatch(ctx, runs, bareNamespace);
@@ -726,6 +746,79 @@ async function lifecycle(ctx: Ctx, runs: number): Promise<LifecycleResult> {
     controllerWritesPerRun: Object.fromEntries(ours.map(([k, v]) => [k, round(v / runs)]).sort()),
     conflicts: (await conflictCount(cluster.kc)) - conflictsBefore,
   };
+}
+
+/**
+ * From zero workers to a running run (issue 20): a second pool, autoscaled
+ * between 0 and 1 with a 1 s scale-down delay, gets `runs` runs one after
+ * another, each once the pool is back at 0 Workers. The limit is the node's
+ * own share: the same Pod spec created bare, create -> Running.
+ */
+async function coldStart(ctx: Ctx, bareNamespace: string, runs: number): Promise<ColdStartResult> {
+  const { opts, cluster, backend, watches } = ctx;
+  const images = cluster.runImages;
+  if (images === undefined) throw new Error('coldstart needs a node');
+  opts.log(`coldstart: ${runs} runs, each to an autoscaled pool at 0 workers`);
+  const created = await backend.admin<{ id: string; token: string; privateKey: string }>('POST', '/api/pools', { name: 'bench-cold' });
+  if (created.status !== 201) throw new Error(`create pool: HTTP ${created.status}`);
+  const name = 'bench-cold';
+  await cluster.client.create(SECRETS, ctx.namespace, { metadata: { name: `${name}-credentials` }, stringData: { token: created.body.token, privateKey: created.body.privateKey } });
+  await cluster.client.create(WORKERPOOL_REF, ctx.namespace, {
+    metadata: { name },
+    spec: {
+      poolSize: 0,
+      autoscaling: { minPoolSize: 0, maxPoolSize: 1, scaleDownDelay: '1s' },
+      token: { secretKeyRef: { name: `${name}-credentials`, key: 'token' } },
+      privateKey: { secretKeyRef: { name: `${name}-credentials`, key: 'privateKey' } },
+    },
+  });
+  const running = new Map<string, number>();
+  const stopPods = await watches.watch(resourcePath(PODS, ctx.namespace), {}, (e) => {
+    const runId = e.object.labels?.[LABEL_RUN_ID];
+    if (runId !== undefined && e.object.status?.phase === 'Running' && !running.has(runId)) running.set(runId, e.t);
+  });
+  const workersOfPool = async (): Promise<number> => (await cluster.client.listAll(WORKER_REF, ctx.namespace, { labelSelector: `${LABEL_WORKERPOOL}=${created.body.id}` })).items.length;
+  const samples: number[] = [];
+  let template: Pod | undefined;
+  try {
+    for (let i = 0; i < runs; i++) {
+      await until(`pool ${name} at 0 workers`, async () => (await workersOfPool()) === 0, 120_000, 100);
+      const t = nowMs();
+      const res = await backend.admin<{ id: string }>('POST', '/api/runs', { poolId: created.body.id, ...images, env: { KWC_STANDIN_SCRIPT: 'sleep 1' } });
+      if (res.status !== 201) throw new Error(`submit run: HTTP ${res.status}`);
+      const id = res.body.id;
+      await until(`run ${id} Running`, () => running.has(id), 120_000);
+      samples.push((running.get(id) as number) - t);
+      if (template === undefined) template = (await cluster.client.listAll(PODS, ctx.namespace, { labelSelector: `${LABEL_RUN_ID}=${id}` })).items[0];
+      await until(`run ${id} finished`, async () => (await backend.admin<{ state: string }>('GET', `/api/runs/${id}`)).body.state === 'finished', 120_000, 100);
+    }
+  } finally {
+    stopPods();
+  }
+  if (template === undefined) throw new Error('coldstart: no run Pod to copy');
+
+  opts.log(`coldstart: the same Pod created bare ${runs} times, one after another`);
+  const bareRunning = new Map<string, number>();
+  const stopBare = await watches.watch(resourcePath(PODS, bareNamespace), {}, (e) => {
+    if (e.object.name !== undefined && e.object.status?.phase === 'Running' && !bareRunning.has(e.object.name)) bareRunning.set(e.object.name, e.t);
+  });
+  const bare: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const podName = `cold-bare-${i}`;
+      const t = nowMs();
+      await cluster.client.create(PODS, bareNamespace, { metadata: { name: podName }, spec: { ...template.spec, containers: template.spec?.containers ?? [], nodeName: undefined } });
+      await until(`bare pod ${podName} Running`, () => bareRunning.has(podName), 120_000);
+      bare.push((bareRunning.get(podName) as number) - t);
+      await cluster.client.delete(PODS, bareNamespace, podName).catch(() => undefined);
+    }
+  } finally {
+    stopBare();
+  }
+  await cluster.client.delete(WORKERPOOL_REF, ctx.namespace, name).catch(() => undefined);
+  const c = percentiles(samples);
+  const b = percentiles(bare);
+  return { runs, submitToRunning: roundP(c), bare: roundP(b), p50Ratio: round(c.p50 / b.p50) };
 }
 
 /** 409 answers kube-apiserver gave (to anyone) so far. */

@@ -25,6 +25,7 @@ export const GOALS = {
   dispatchP99Ms: 250,
   rssAt1000MiB: 200,
   recoverySeconds: 5,
+  coldStartP50Ms: 3000,
 };
 
 export function rows(r: BenchResult): Row[] {
@@ -90,6 +91,17 @@ export function rows(r: BenchResult): Row[] {
       ratio: '-',
       goal: 'one write per run end, no 409',
       met: yes(ends <= 1 && lc.conflicts === 0),
+    });
+  }
+  const cs = r.coldStart;
+  if (cs !== undefined) {
+    out.push({
+      measure: `cold start p50 (${cs.runs} runs, each to an autoscaled pool at 0 workers)`,
+      result: `${f(cs.submitToRunning.p50, 0)} ms from POST /api/runs to the run Pod Running (p99 ${f(cs.submitToRunning.p99, 0)})`,
+      limit: `${f(cs.bare.p50, 0)} ms: the same Pod created bare, create -> Running (p99 ${f(cs.bare.p99, 0)})`,
+      ratio: f(cs.p50Ratio),
+      goal: `<= ${GOALS.coldStartP50Ms} ms p50`,
+      met: yes(cs.submitToRunning.p50 <= GOALS.coldStartP50Ms),
     });
   }
   const fo = r.failover;

@@ -14,7 +14,7 @@ const USAGE = `npm run bench -- [options]
   --idle-seconds S      quiet window of the idle measure (default 60)
   --baseline-seconds S  apiserver background window before the controller starts (default 30)
   --keys K              RSA-2048 key pairs timed for the scale-out limit (default 60; key generation time is heavy-tailed)
-  --phases LIST         comma-separated of scale,idle,lifecycle,dispatch,failover,recovery (default all)
+  --phases LIST         comma-separated of scale,idle,lifecycle,coldstart,dispatch,failover,recovery (default all)
   --kubeconfig PATH     use this cluster instead of starting a fresh control plane
   --cpu-prof DIR        write the controller processes' V8 CPU profiles to DIR
   --recovery-leader-elect  the replacement process campaigns for the Lease (adds the lease wait)

@@ -98,14 +98,23 @@ export async function connectBus(opts: BusOptions): Promise<Bus> {
     client.connect();
   });
 
+  let closed = false;
   return {
     send(poolId: string, workerId: string, message: ScheduleMessage | StopMessage) {
+      // A send that lands after close() (a durable write finishing during a
+      // restart) is dropped: mqtt.js throws once its store is closed, and the
+      // run stays scheduled in the state, so the next instance sends it again.
+      if (closed || client.disconnecting) {
+        log.info('not sent: the broker connection is closing; the next start re-sends it', { workerId, runId: message.runId });
+        return;
+      }
       // QoS 1 to a persistent session: the broker keeps it while the worker is away.
       client.publish(readonlyTopic(poolId, workerId, ns), encodeMessage(message), { qos: 1 }, (err) => {
         if (err) log.warn('publish to worker failed; will be re-sent', { workerId, runId: message.runId, error: err.message });
       });
     },
     async close() {
+      closed = true;
       // A graceful DISCONNECT waits for in-flight QoS 1 acks; do not hang on a broker that went away.
       const graceful = new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
       const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 2000).unref());

@@ -302,6 +302,8 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
       await closed;
       await Promise.allSettled([...kicks]);
       await crl.idle();
+      // Durable writes still in flight end in deliver(): they must not reach a closed client.
+      svc.setSender(undefined);
       await bus.close();
       await broker?.close();
       await store.persist();

@@ -137,7 +137,8 @@ export class BackendService {
     return this.opts.store.data;
   }
 
-  setSender(sender: WorkerSender): void {
+  /** `undefined` detaches it: a stopping backend sends nothing more (runs stay scheduled; the next start sends them). */
+  setSender(sender: WorkerSender | undefined): void {
     this.sender = sender;
   }
 

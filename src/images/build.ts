@@ -264,16 +264,28 @@ async function controllerImage(store: BlobStore, log: (line: string) => void): P
     return entries;
   });
 
-  // 2. Production dependencies, as the Dockerfile's deps stage installs them.
+  // 2. Production dependencies, as the Dockerfile's deps stage installs them:
+  // with the optional peer dependencies (mqtt, node-forge, prom-client, yaml,
+  // @kubernetes/client-node), which the controller needs and `--omit=dev`
+  // alone would leave out, moved to "dependencies" so that the prune keeps them.
   // The lock file alone decides what `npm ci` installs (package.json must agree with it, or npm ci fails).
-  const depsKey = inputsKey([RECIPE_VERSION, 'controller-deps', readFileSync(join(repoRoot, 'package-lock.json'))]);
+  const depsKey = inputsKey([RECIPE_VERSION, 'controller-deps-with-peers', readFileSync(join(repoRoot, 'package-lock.json')), readFileSync(join(repoRoot, 'package.json'))]);
   const deps = await cachedLayer(store, 'layer-controller-deps', depsKey, async () => {
     const work = join(store.dir, 'work', 'deps');
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
     for (const f of ['package.json', 'package-lock.json']) cpSync(join(repoRoot, f), join(work, f));
-    log('npm ci --omit=dev --ignore-scripts (the production dependencies)');
-    await runOk('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: work });
+    log('npm ci --ignore-scripts, then npm prune --omit=dev keeping the optional peers (the production dependencies)');
+    await runOk('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: work });
+    const pkg = JSON.parse(readFileSync(join(work, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string>; peerDependenciesMeta: Record<string, unknown> };
+    for (const name of Object.keys(pkg.peerDependenciesMeta)) {
+      const version = pkg.devDependencies[name];
+      if (version === undefined) throw new Error(`optional peer dependency ${name} is not a devDependency, so npm ci did not install it`);
+      pkg.dependencies[name] = version;
+      delete pkg.devDependencies[name];
+    }
+    writeFileSync(join(work, 'package.json'), JSON.stringify(pkg));
+    await runOk('npm', ['prune', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: work });
     return [dir('app'), ...treeEntries(join(work, 'node_modules'), 'app/node_modules')];
   });
 

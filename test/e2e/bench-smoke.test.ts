@@ -18,6 +18,7 @@ test.skipIf(node === null)('the bench measures every row at a tiny size, its run
     idleSeconds: 2,
     baselineSeconds: 1,
     keys: 2,
+    coldStartRuns: 2,
     phases: new Set(ALL_PHASES),
     kubeconfigPath: inject('kubeconfigPath'),
     kubectl: inject('kubectlPath'),
@@ -35,8 +36,10 @@ test.skipIf(node === null)('the bench measures every row at a tiny size, its run
   // Counters of a shared cluster include other tests' requests: only that the figures are there.
   expect(result.lifecycle?.runs).toBe(3);
   expect(result.lifecycle?.writesPerRun).toBeGreaterThan(0);
+  expect(result.coldStart).toMatchObject({ runs: 2, submitToRunning: { n: 2 }, bare: { n: 2 } });
+  expect(result.coldStart?.submitToRunning.p50).toBeGreaterThan(result.coldStart?.bare.p50 ?? Infinity);
   expect(result.failover?.toLeaderSeconds).toBeGreaterThan(0);
   expect(result.failover?.toAdoptedSeconds).toBeGreaterThanOrEqual(result.failover?.toSyncedSeconds ?? Infinity);
-  expect(rows(result).map((r) => r.measure.split(' ')[0])).toEqual(['scale-out', 'dispatch', 'dispatch', 'idle', 'idle', 'API', 'failover', 'recovery']);
+  expect(rows(result).map((r) => r.measure.split(' ')[0])).toEqual(['scale-out', 'dispatch', 'dispatch', 'idle', 'idle', 'API', 'cold', 'failover', 'recovery']);
   expect(markdownSection(result, 'npm run bench')).toContain('| measure |');
 }, 300_000);

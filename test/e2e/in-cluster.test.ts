@@ -1,13 +1,17 @@
 /**
- * The controller as a user runs it (issue 14): installed with
- * `kubectl apply -f dist/manifests.yaml`, its image set to the one
- * `npm run images` built, running as a Pod on the node. In a cluster of its
+ * The controller as a user runs it (issue 14): installed from
+ * dist/manifests.yaml through the kustomize base (`kubectl apply -k` of an
+ * overlay whose `images:` names the one `npm run images` built, no
+ * `kubectl set image`: issue 18), running as a Pod on the node. In a cluster of its
  * own, next to the shared one (its own bridge, pod range and ports): an
  * in-cluster controller watches every namespace, and the shared cluster's
  * tests run controllers of their own.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { stringify } from 'yaml';
 import type { ControlPlane } from '../../src/cluster/control-plane.js';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.js';
 import { KubeClient } from '../../src/runtime/k8s-client.js';
@@ -20,7 +24,7 @@ const NS = 'spacelift-worker-controller-system';
 const DEPLOYMENT = 'kube-workerpool-controller';
 const LEASE = 'kube-workerpool-controller-leader';
 
-describe.skipIf(node === null || !canStartControlPlanes())('the controller in the cluster, installed from dist/manifests.yaml', () => {
+describe.skipIf(node === null || !canStartControlPlanes())('the controller in the cluster, installed from dist/manifests.yaml with kubectl apply -k', () => {
   let plane: ControlPlane;
   let env: Env;
   let client: KubeClient;
@@ -32,8 +36,14 @@ describe.skipIf(node === null || !canStartControlPlanes())('the controller in th
     client = KubeClient.fromKubeConfig(loadKubeConfig(plane.kubeconfigPath));
     // Where this cluster's pods, the controller among them, reach it; pool tokens carry this address.
     env = await startEnv('embedded', { host: plane.state.node?.address ?? '', redeliverMs: 1_000 });
-    await k(['apply', '-f', MANIFESTS]);
-    await k(['-n', NS, 'set', 'image', `deployment/${DEPLOYMENT}`, `manager=${images?.controller.digestRef ?? ''}`]);
+    // The overlay a user writes next to the base (README "Install on a cluster").
+    const overlay = mkdtempSync(join(tmpdir(), 'kwc-overlay-'));
+    const [newName, digest] = (images?.controller.digestRef ?? '').split('@');
+    writeFileSync(
+      join(overlay, 'kustomization.yaml'),
+      stringify({ resources: [relative(overlay, dirname(MANIFESTS))], images: [{ name: 'kube-workerpool-controller', newName, digest }] }),
+    );
+    await k(['apply', '-k', overlay]);
   }, 300_000);
   afterAll(async () => {
     client?.rest.close();
@@ -49,6 +59,8 @@ describe.skipIf(node === null || !canStartControlPlanes())('the controller in th
   }
 
   test('the Deployment becomes Available: the locally built image runs, non-root, and its probes pass through the kubelet', async () => {
+    // The overlay's images: set it, the base names kube-workerpool-controller:<version>.
+    expect(await k(['-n', NS, 'get', 'deployment', DEPLOYMENT, '-o', 'jsonpath={.spec.template.spec.containers[0].image}'])).toBe(images?.controller.digestRef);
     await k(['-n', NS, 'rollout', 'status', `deployment/${DEPLOYMENT}`, '--timeout=180s']);
     const available = await k(['-n', NS, 'get', 'deployment', DEPLOYMENT, '-o', 'jsonpath={.status.conditions[?(@.type=="Available")].status}']);
     expect(available).toBe('True');

@@ -12,7 +12,8 @@ import { createTestNamespace, ensureInstalled, kubectl, kubectlOk } from '../set
 import { eventually } from './runtime-support.js';
 
 const AS = `--as=system:serviceaccount:${CONTROLLER_NAMESPACE}:${CONTROLLER_SA}`;
-const owner = { apiVersion: API_GROUP_VERSION, kind: 'Worker', name: 'w', uid: '0b7e8a3e-0000-4000-8000-000000000001', controller: true, blockOwnerDeletion: false };
+/** A Worker that exists: the node's garbage collector deletes objects whose owner does not. */
+const owner = { apiVersion: API_GROUP_VERSION, kind: 'Worker', name: 'w', uid: '', controller: true, blockOwnerDeletion: false };
 
 function secret(name: string, managed: boolean, withOwner = managed): string {
   return JSON.stringify({
@@ -37,6 +38,8 @@ describe('the controller admission policy of dist/manifests.yaml', () => {
   beforeAll(async () => {
     await ensureInstalled();
     ns = await createTestNamespace('install-vap');
+    const worker = { apiVersion: API_GROUP_VERSION, kind: 'Worker', metadata: { name: owner.name }, spec: { poolName: 'none', workerId: 'w' } };
+    owner.uid = await kubectlOk(['create', '-n', ns, '-f', '-', '-o', 'jsonpath={.metadata.uid}'], { stdin: JSON.stringify(worker) });
     // The API server compiles a new policy within moments; wait until it refuses.
     await eventually(
       'the policy in force',

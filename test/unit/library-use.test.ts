@@ -56,7 +56,7 @@ test('an outside cdk8s app imports the constructs from the package and synthesiz
   expect(yaml).toContain('--namespaces=ci');
   expect(yaml).not.toContain('kind: CustomResourceDefinition');
   expect(yaml).toMatch(/kind: WorkerPool\nmetadata:\n {2}name: ci-pool\n {2}namespace: ci\nspec:\n {2}keepSuccessfulPods: true\n {2}poolSize: 3/);
-  expect(yaml).toMatch(/kind: Role\nmetadata:\n {2}name: kube-workerpool-controller-manager\n {2}namespace: ci/);
+  expect(yaml).toMatch(/kind: Role\nmetadata:\n {2}labels:\n(?: {4}.*\n)+ {2}name: kube-workerpool-controller-manager\n {2}namespace: ci/);
 });
 
 describe('from CommonJS and from ES modules', () => {
