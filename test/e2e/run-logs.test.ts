@@ -152,6 +152,8 @@ describe.skipIf(node === null)('run scripts and their logs on the node', () => {
     const grpc = await kubectlLogs(name, 'launcher-grpc');
     expect(grpc).toContain('launcher-grpc: phase running');
     expect(grpc).toContain('launcher-grpc: phase planning: from the script');
+    // The run's output never reaches the controller's own log, even at debug level.
+    expect(e2e.controller.lines.join('\n')).not.toContain('1 to add, 0 to change');
   });
 
   test('a script that exits 1 fails the run with exit code 1, and its output is in the backend', async () => {
@@ -214,7 +216,7 @@ describe.skipIf(node === null)('run scripts and their logs on the node', () => {
     expect(await completeLog(next)).toBe('after the big one\n');
   }, 400_000);
 
-  test('a controller SIGKILLed mid-run, and a leader failover mid-run: the log has every line once, in order', async () => {
+  test('a controller SIGKILLed mid-run, a leader failover and a backend restart mid-run: the log has every line once, in order', async () => {
     const script = 'i=0\nwhile [ ! -e ended ]; do i=$((i+1)); echo "line $i"; sleep 0.1; done\necho "done after $i"\n';
     const runId = await submit(pool.id, script);
     const name = (await podOfRun(runId)).metadata?.name ?? '';
@@ -233,10 +235,17 @@ describe.skipIf(node === null)('run scripts and their logs on the node', () => {
     await waitFor('the new leader to relay more lines', () => follower.chunks.join('').length > seen + 20, 60_000);
     await first.kill('SIGKILL');
     await second.waitForLog('the second to take over', (r) => r.msg === 'became leader', 60_000);
-    await new Promise((r) => setTimeout(r, 2000));
+    const afterFailover = (await backendLog(runId).done).length;
+    await waitFor('the new leader to relay more lines', async () => (await backendLog(runId).done).length > afterFailover + 20, 60_000);
+    // The backend restarts: the follower's stream ends with it; what is stored stays, and the relay goes on.
+    void follower.done.catch(() => undefined);
+    await e2e.env.restartBackend();
+    const afterRestart = (await backendLog(runId).done).length;
+    await waitFor('the relay to go on after the backend restarted', async () => (await backendLog(runId).done).length > afterRestart + 20, 60_000);
     await kubectlOk(['exec', '-n', e2e.namespace, name, '-c', 'worker', '--', 'touch', '/opt/spacelift/workspace/ended']);
     await ended(runId, 'finished');
-    const log = await follower.done;
+    // Read whole after the end: the follower's stream ended when the backend restarted.
+    const log = await completeLog(runId);
     expect(log).toBe(await kubectlLogs(name, 'worker'));
     const lines = log.trimEnd().split('\n');
     const last = lines.pop() ?? '';
