@@ -122,6 +122,12 @@ describe.skipIf(node === null)('run scripts and their logs on the node', () => {
     expect(pod.spec?.initContainers?.find((c) => c.name === 'init')?.volumeMounts?.map((m) => m.mountPath)).toContain('/opt/spacelift/run');
     expect(pod.spec?.containers.find((c) => c.name === 'worker')?.volumeMounts?.map((m) => m.mountPath)).not.toContain('/opt/spacelift/run');
     expect(JSON.stringify(pod.spec)).not.toContain('scripts-credentials');
+    // No other Secret at all: not the Worker's (its key and certificate), not the pool's.
+    expect(volumes.filter((v) => v.secret !== undefined).map((v) => v.secret?.secretName)).toEqual([name]);
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      expect(c.envFrom ?? [], c.name).toEqual([]);
+      expect((c.env ?? []).filter((e) => e.valueFrom?.secretKeyRef !== undefined), c.name).toEqual([]);
+    }
 
     const run = await ended(runId, 'finished');
     expect(run.exitCode ?? 0).toBe(0);
