@@ -65,6 +65,13 @@ export const RUN_POD_UID = 1983;
 
 export const WORKSPACE_MOUNT_PATH = '/opt/spacelift/workspace';
 export const BINARIES_CACHE_MOUNT_PATH = '/opt/spacelift/binaries_cache';
+/**
+ * Where the run's script is mounted (read-only, file `script`) into the
+ * `init` container, from the run's Secret, when the run has a script.
+ */
+export const RUN_SCRIPT_MOUNT_PATH = '/opt/spacelift/run';
+/** Key of the run Secret that holds the script. */
+export const RUN_SECRET_KEY_SCRIPT = 'script';
 
 export const CONTAINER_INIT = 'init';
 export const CONTAINER_LAUNCHER_GRPC = 'launcher-grpc';

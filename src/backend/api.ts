@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { JsonSyntaxError, parseJson } from '../protocol/json.js';
 import { MemoryNonceStore, SIGNATURE_HEADERS, verifySignedRequest, type ErrorBody, type NonceStore } from '../protocol/registration.js';
+import type { RunFiles } from './run-files.js';
 import { bearerMatches } from './admin-token.js';
 import type { Logger } from './log.js';
 import { ApiError, type BackendService } from './service.js';
@@ -22,19 +24,86 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** A handler's answer: a status and a JSON body, or raw bytes, or a response it wrote itself. */
+type Answer = [number, unknown] | { readonly status: number; readonly contentType: string; readonly bytes: Buffer } | typeof STREAMED;
+const STREAMED = Symbol('streamed');
+
 interface Route {
   method: string;
   pattern: RegExp;
   auth: Auth;
-  handle: (ctx: Ctx) => Promise<[number, unknown]>;
+  /** The body is bytes for the handler (`raw`), not a JSON object. */
+  rawBody?: boolean;
+  handle: (ctx: Ctx) => Promise<Answer>;
 }
 
 interface Ctx {
   params: string[];
   body: Record<string, unknown>;
+  raw: Buffer;
   query: URLSearchParams;
+  req: IncomingMessage;
+  res: ServerResponse;
   /** Fires when the client goes away (a long poll then stops waiting). */
   signal: AbortSignal;
+}
+
+/** Read-only signed calls whose nonce need not be on disk before the answer (see below). */
+const IDEMPOTENT_READS = /^\/api\/pools\/[^/]+\/runs\/[^/]+\/(script|log)$/;
+
+const CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Writes a run's log to `res`: what the backend holds, and with `follow`
+ * whatever is appended next, until the log is complete or the run ended
+ * (`ended`) and everything held was sent, or the client goes away.
+ */
+async function streamLog(files: RunFiles, runId: string, follow: boolean, ended: () => Promise<boolean>, res: ServerResponse): Promise<void> {
+  const gone = new AbortController();
+  res.on('close', () => gone.abort());
+  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  res.flushHeaders();
+  let position = 0;
+  const buffer = Buffer.alloc(CHUNK_BYTES);
+  for (;;) {
+    if (gone.signal.aborted) return;
+    // Read before the file: a change between the read and the wait is not missed.
+    const version = files.version(runId);
+    // Decided before the read: what was appended before the end was declared is read below.
+    const over = !follow || (await ended());
+    let read = 0;
+    try {
+      const fh = await open(files.logPath(runId), 'r');
+      try {
+        for (;;) {
+          const { bytesRead } = await fh.read(buffer, 0, CHUNK_BYTES, position);
+          if (bytesRead === 0) break;
+          position += bytesRead;
+          read += bytesRead;
+          if (!res.write(Buffer.from(buffer.subarray(0, bytesRead)))) await new Promise<void>((resolve) => {
+            const done = (): void => {
+              res.off('drain', done);
+              gone.signal.removeEventListener('abort', done);
+              resolve();
+            };
+            res.on('drain', done);
+            gone.signal.addEventListener('abort', done, { once: true });
+          });
+          if (gone.signal.aborted) return;
+        }
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (over) {
+      gone.abort();
+      res.end();
+      return;
+    }
+    if (read === 0) await files.changedSince(runId, version, gone.signal);
+  }
 }
 
 /** The longest a long poll of the pool's stats may wait, seconds. */
@@ -59,7 +128,7 @@ class PersistentNonces implements NonceStore {
  * worker routes need a pool signature (docs/protocol.md); drain and undrain
  * take either. Errors are `{"error", "code"}` with a message naming the cause.
  */
-export function createApiHandler(opts: { service: BackendService; store: StateStore; adminToken: string; log: Logger; counters: () => Record<string, number> }) {
+export function createApiHandler(opts: { service: BackendService; store: StateStore; files: RunFiles; adminToken: string; log: Logger; counters: () => Record<string, number> }) {
   const { service, log } = opts;
   const nonces = new PersistentNonces(opts.store);
   const id = '([0-9A-Za-z_-]+)';
@@ -124,9 +193,41 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
       },
     },
     { method: 'POST', pattern: /^\/api\/runs$/, auth: 'admin', handle: async ({ body }) => [201, await service.createRun({ ...body, poolId: body['poolId'] })] },
-    { method: 'GET', pattern: /^\/api\/runs$/, auth: 'admin', handle: async ({ query }) => [200, service.listRuns(query.get('poolId') ?? undefined)] },
-    { method: 'GET', pattern: new RegExp(`^/api/runs/${id}$`), auth: 'admin', handle: async ({ params }) => [200, service.getRun(params[0] as string)] },
+    { method: 'GET', pattern: /^\/api\/runs$/, auth: 'admin', handle: async ({ query }) => [200, await service.listRuns(query.get('poolId') ?? undefined)] },
+    { method: 'GET', pattern: new RegExp(`^/api/runs/${id}$`), auth: 'admin', handle: async ({ params }) => [200, await service.getRun(params[0] as string)] },
     { method: 'POST', pattern: new RegExp(`^/api/runs/${id}/stop$`), auth: 'admin', handle: async ({ params }) => [202, await service.stopRun(params[0] as string)] },
+    {
+      method: 'GET',
+      pattern: new RegExp(`^/api/runs/${id}/logs$`),
+      auth: 'admin',
+      handle: async ({ params, query, res }) => {
+        const runId = params[0] as string;
+        await service.getRun(runId);
+        const follow = ['1', 'true'].includes(query.get('follow') ?? '');
+        await streamLog(opts.files, runId, follow, () => service.logEnded(runId), res);
+        return STREAMED;
+      },
+    },
+    {
+      method: 'GET',
+      pattern: new RegExp(`^/api/pools/${id}/runs/${id}/script$`),
+      auth: 'pool',
+      handle: async ({ params }) => ({ status: 200, contentType: 'text/plain; charset=utf-8', bytes: await service.runScript(params[0] as string, params[1] as string) }),
+    },
+    { method: 'GET', pattern: new RegExp(`^/api/pools/${id}/runs/${id}/log$`), auth: 'pool', handle: async ({ params }) => [200, await service.logState(params[0] as string, params[1] as string)] },
+    {
+      method: 'PUT',
+      pattern: new RegExp(`^/api/pools/${id}/runs/${id}/log/(\\d{1,15})$`),
+      auth: 'pool',
+      rawBody: true,
+      handle: async ({ params, raw }) => [200, await service.appendLog(params[0] as string, params[1] as string, Number(params[2]), raw)],
+    },
+    {
+      method: 'POST',
+      pattern: new RegExp(`^/api/pools/${id}/runs/${id}/log/complete$`),
+      auth: 'pool',
+      handle: async ({ params, body }) => [200, await service.completeLog(params[0] as string, params[1] as string, body['length'])],
+    },
   ];
 
   const send = (res: ServerResponse, status: number, payload: unknown): void => {
@@ -198,8 +299,11 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
         });
         if (!verdict.ok) throw new ApiError(verdict.status, 'unauthorized', verdict.reason);
         // Read-only calls change nothing else: their nonce must be on disk before the answer, or a
-        // crash right after it would let the captured request be replayed.
-        if (method === 'GET') await opts.store.persist();
+        // crash right after it would let the captured request be replayed. A run's script and log
+        // calls are exempt, as are log appends (a relay makes many): replaying one changes nothing
+        // (a read reveals only what its pool may read anyway; an append at an offset stores nothing
+        // twice), so their nonces are kept in memory and written with the next state write.
+        if (method === 'GET' && !IDEMPOTENT_READS.test(url.pathname)) await opts.store.persist();
       }
       if (raw === undefined) {
         raw = auth === 'none' ? Buffer.alloc(0) : await readBody(req, MAX_BODY_BYTES);
@@ -208,7 +312,7 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
         }
       }
       let body: Record<string, unknown> = {};
-      if (raw.length > 0) {
+      if (raw.length > 0 && hit.r.rawBody !== true) {
         let parsed: unknown;
         try {
           parsed = parseJson(raw.toString('utf8'));
@@ -221,9 +325,17 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
       }
       const gone = new AbortController();
       res.once('close', () => gone.abort());
-      const [code, payload] = await hit.r.handle({ params, body, query: url.searchParams, signal: gone.signal });
-      status = code;
-      send(res, code, payload);
+      const answer = await hit.r.handle({ params, body, raw, query: url.searchParams, req, res, signal: gone.signal });
+      if (answer === STREAMED) {
+        status = 200;
+      } else if (Array.isArray(answer)) {
+        status = answer[0];
+        send(res, answer[0], answer[1]);
+      } else {
+        status = answer.status;
+        res.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': answer.bytes.length, 'cache-control': 'no-store' });
+        res.end(answer.bytes);
+      }
     } catch (err) {
       const apiErr = err instanceof ApiError ? err : new ApiError(500, 'internal', 'internal error');
       if (!(err instanceof ApiError)) log.error('request failed', { method, path: url.pathname, error: (err as Error).message });
@@ -232,6 +344,7 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
       // parsed as the next request, and whoever sent it gets no free keep-alive.
       if (!req.complete) res.setHeader('connection', 'close');
       if (!res.headersSent) fail(res, apiErr);
+      else if (!res.writableEnded) res.destroy();
       if (!req.complete) res.once('finish', () => req.socket.destroySoon());
       if (apiErr.status === 401 || apiErr.status === 404) log.warn('request refused', { method, path: url.pathname, status, reason: apiErr.message });
     } finally {

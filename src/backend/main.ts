@@ -1,8 +1,10 @@
 /**
  * `npm run backend -- --data-dir <dir> [--port N] [--broker-port N] [--external-broker URL]
  *    [--host ADDR] [--public-host NAME] [--log-level debug|info|warn|error]
- *    [--worker-cert-lifetime 720h] [--crl-file PATH] [--crl-reload-command CMD]`
+ *    [--worker-cert-lifetime 720h] [--crl-file PATH] [--crl-reload-command CMD]
+ *    [--max-log-bytes 10Mi] [--default-runner-image REF] [--default-launcher-image REF]`
  * `npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port N] [--host ADDR] [--name HOST]... [--user USER]`
+ * `npm run backend -- <pools|runs|logs|...> ...`: the command-line client (client/cli.ts).
  *
  * Prints exactly one line on stdout when ready:
  *   backend ready: api=<url> broker=<url>
@@ -14,14 +16,19 @@ import { parseDuration } from '../runtime/duration.js';
 import { writeMosquittoConfig } from './mosquitto.js';
 import { startBackend } from './server.js';
 import type { LogLevel } from './log.js';
+import { CLIENT_COMMANDS, runClient } from './client/cli.js';
+import { parseByteSize } from './sizes.js';
+
+const USAGE =
+  `usage: npm run backend -- --data-dir <dir> [--port 9443] [--broker-port 8883] [--external-broker mqtts://host:port]\n` +
+  `                      [--host 127.0.0.1] [--public-host <name>] [--log-level info]\n` +
+  `                      [--worker-cert-lifetime 720h] [--crl-file <path>] [--crl-reload-command <shell command>]\n` +
+  `                      [--max-log-bytes 10Mi] [--default-runner-image <ref>] [--default-launcher-image <ref>]\n` +
+  `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--name <dns or ip>]... [--user <unix user>]\n` +
+  `       npm run -s backend -- <command> ...   the command-line client: npm run -s backend -- help\n`;
 
 function usage(message: string): never {
-  process.stderr.write(
-    `${message}\n\nusage: npm run backend -- --data-dir <dir> [--port 9443] [--broker-port 8883] [--external-broker mqtts://host:port]\n` +
-      `                      [--host 127.0.0.1] [--public-host <name>] [--log-level info]\n` +
-      `                      [--worker-cert-lifetime 720h] [--crl-file <path>] [--crl-reload-command <shell command>]\n` +
-      `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--name <dns or ip>]... [--user <unix user>]\n`,
-  );
+  process.stderr.write(`${message}\n\n${USAGE}`);
   process.exit(2);
 }
 
@@ -42,6 +49,17 @@ function runReload(command: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const first = process.argv[2];
+  if (first !== undefined && CLIENT_COMMANDS.includes(first)) {
+    process.exitCode = await runClient(process.argv.slice(2));
+    return;
+  }
+  if (first === '--help' || first === '-h') {
+    // The server's flags, then the client's commands: a person asking does not yet know which one they want.
+    process.stdout.write(`${USAGE}\n`);
+    process.exitCode = await runClient(['help']);
+    return;
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -60,6 +78,9 @@ async function main(): Promise<void> {
         'worker-cert-lifetime': { type: 'string' },
         'crl-file': { type: 'string' },
         'crl-reload-command': { type: 'string' },
+        'max-log-bytes': { type: 'string' },
+        'default-runner-image': { type: 'string' },
+        'default-launcher-image': { type: 'string' },
       },
     });
   } catch (err) {
@@ -100,6 +121,14 @@ async function main(): Promise<void> {
     if (workerCertLifetimeMs < 3600_000) usage(`--worker-cert-lifetime must be at least 1h, got ${JSON.stringify(lifetime)}`);
   }
   const reload = values['crl-reload-command'];
+  let maxLogBytes: number | undefined;
+  if (values['max-log-bytes'] !== undefined) {
+    try {
+      maxLogBytes = parseByteSize(values['max-log-bytes']);
+    } catch (err) {
+      usage(`--max-log-bytes: ${(err as Error).message}`);
+    }
+  }
 
   const backend = await startBackend({
     dataDir,
@@ -111,6 +140,9 @@ async function main(): Promise<void> {
     externalBroker: ext,
     logLevel: level as LogLevel,
     workerCertLifetimeMs,
+    maxLogBytes,
+    defaultRunnerImage: values['default-runner-image'],
+    defaultLauncherImage: values['default-launcher-image'],
     crlFile: values['crl-file'],
     // e.g. "systemctl reload mosquitto" or "pkill -HUP -x mosquitto": mosquitto rereads its crlfile on SIGHUP.
     onCrlWritten: reload === undefined ? undefined : () => runReload(reload),

@@ -1,4 +1,4 @@
-import { mkdir, chmod } from 'node:fs/promises';
+import { mkdir, chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { CrlWriter } from './crl.js';
@@ -11,6 +11,8 @@ import { DEFAULT_MAX_PACKET_BYTES, startEmbeddedBroker, type EmbeddedBroker } fr
 import { connectBus, type Bus } from './bus.js';
 import { CertificateAuthority } from './ca.js';
 import { createLogger, type LogLevel, type LogSink } from './log.js';
+import { builtReferenceImages, REFERENCE_LAUNCHER_REPOSITORY, REFERENCE_RUNNER_REPOSITORY } from '../images/reference.js';
+import { DEFAULT_MAX_LOG_BYTES, RunFiles } from './run-files.js';
 import { BackendService } from './service.js';
 import { StateStore } from './store.js';
 
@@ -30,8 +32,14 @@ export interface BackendOptions {
   /** `mqtts://host:port` of an external broker configured per docs/mosquitto.md; no embedded broker then. */
   externalBroker?: string;
   topicNamespace?: string;
+  /**
+   * Images of runs that name none. Default: the reference runner and launcher
+   * images `npm run images` built last (by digest), see src/images/reference.ts.
+   */
   defaultRunnerImage?: string;
   defaultLauncherImage?: string;
+  /** Per-run log limit in bytes; longer logs are cut with a marker. Default 10 MiB. */
+  maxLogBytes?: number;
   /** Log destination (default stderr) and level (default info). */
   logSink?: LogSink;
   logLevel?: LogLevel;
@@ -90,6 +98,8 @@ export interface RunningBackend {
   adminToken: string;
   /** PEM of the backend CA (also in `<dataDir>/ca.pem`). */
   caPem: string;
+  /** The images of runs that name none. */
+  defaultImages: { runner: string; launcher: string };
   /** Counters: rejected worker messages, schedules and stops sent, workers online. */
   counters(): Record<string, number>;
   /** Stops the API, the broker and the MQTT session; state is already on disk. */
@@ -186,15 +196,25 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
   let stopped = false;
   crlRefresh.unref();
 
+  const files = new RunFiles(opts.dataDir, opts.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES, () => store.persist());
+  const reference = opts.defaultRunnerImage === undefined || opts.defaultLauncherImage === undefined ? builtReferenceImages() : undefined;
+  const defaultImages = {
+    runner: opts.defaultRunnerImage ?? reference?.runner ?? REFERENCE_RUNNER_REPOSITORY,
+    launcher: opts.defaultLauncherImage ?? reference?.launcher ?? REFERENCE_LAUNCHER_REPOSITORY,
+  };
+  if (reference === undefined && (opts.defaultRunnerImage === undefined || opts.defaultLauncherImage === undefined)) {
+    log.warn('the reference images are not built (npm run images): runs that name no image get a name no node can pull', defaultImages);
+  }
   service = new BackendService({
     store,
+    files,
     ca,
     log,
     apiUrl,
     brokerUrl,
     topicNamespace: ns === DEFAULT_TOPIC_NAMESPACE ? undefined : ns,
-    defaultRunnerImage: opts.defaultRunnerImage ?? 'public.ecr.aws/spacelift/runner-terraform:latest',
-    defaultLauncherImage: opts.defaultLauncherImage ?? 'public.ecr.aws/spacelift/launcher:latest',
+    defaultRunnerImage: defaultImages.runner,
+    defaultLauncherImage: defaultImages.launcher,
     redeliverMs: opts.redeliverMs,
     offlineAfterMs: opts.offlineAfterMs,
     workerCertLifetimeMs: opts.workerCertLifetimeMs,
@@ -255,19 +275,22 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
     }
   }
 
-  const handler = createApiHandler({ service: svc, store, adminToken, log, counters });
+  const handler = createApiHandler({ service: svc, store, files, adminToken, log, counters });
   server.on('request', (req, res) => void handler(req, res));
 
   const ticker = setInterval(() => svc.tick(), opts.tickMs ?? 1000);
   ticker.unref();
   svc.scheduleAll();
-  log.info('backend started', { apiUrl, brokerUrl, external: Boolean(opts.externalBroker), pools: Object.keys(store.data.pools).length });
+  // Where the command-line client finds this backend (with ca.pem and admin-token beside it).
+  await writeFile(path.join(opts.dataDir, 'api-url'), `${apiUrl}\n`, { mode: 0o644 });
+  log.info('backend started', { apiUrl, brokerUrl, external: Boolean(opts.externalBroker), pools: Object.keys(store.data.pools).length, defaultImages, maxLogBytes: files.limit });
 
   return {
     apiUrl,
     brokerUrl,
     adminToken,
     caPem: ca.certPem,
+    defaultImages,
     counters,
     async stop() {
       if (stopped) return;

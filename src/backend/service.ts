@@ -1,8 +1,21 @@
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import type forge from 'node-forge';
 import { generateRsaKeyPair, verifyCsrPem } from '../protocol/keys.js';
-import { ACCEPTED_WORKER_ID, type RegisterResponse, type PoolStats, type ErrorCode } from '../protocol/registration.js';
-import { checkMessage, encodeMessage, MAX_MESSAGE_BYTES, type RejectMessage, type RunStatusMessage, type ScheduleMessage, type StateMessage, type StopMessage, type WorkerState } from '../protocol/messages.js';
+import { ACCEPTED_WORKER_ID, type RegisterResponse, type PoolStats, type ErrorCode, type RunLogState } from '../protocol/registration.js';
+import {
+  checkMessage,
+  encodeMessage,
+  MAX_MESSAGE_BYTES,
+  MAX_SCRIPT_BYTES,
+  type RejectMessage,
+  type RunStatusMessage,
+  type ScheduleMessage,
+  type ScriptRef,
+  type StateMessage,
+  type StopMessage,
+  type WorkerState,
+} from '../protocol/messages.js';
+import { LogConflict, type LogMeta, type RunFiles } from './run-files.js';
 import { normalizeSerial, type WorkerAuth } from './broker.js';
 import type { RevokedCertificate } from './crl.js';
 import { encodePoolToken } from '../protocol/token.js';
@@ -45,6 +58,8 @@ interface Delivery {
 
 export interface ServiceOptions {
   store: StateStore;
+  /** Scripts and logs on disk. */
+  files: RunFiles;
   ca: CertificateAuthority;
   log: Logger;
   apiUrl: string;
@@ -67,7 +82,29 @@ export interface ServiceOptions {
 }
 
 /** What the API shows of a run. */
-export type RunView = Pick<RunRecord, 'id' | 'poolId' | 'state' | 'workerId' | 'reason' | 'exitCode' | 'createdAt' | 'updatedAt'>;
+export type RunView = Pick<RunRecord, 'id' | 'poolId' | 'state' | 'workerId' | 'reason' | 'exitCode' | 'createdAt' | 'updatedAt'> & {
+  /** The run's script, or null for a run without one. */
+  script: ScriptRef | null;
+  /** How much of the run's log the backend holds. */
+  log: { bytes: number; complete: boolean; truncated: boolean };
+};
+
+/**
+ * Checks a run's script as submitted: shell text, at most
+ * {@link MAX_SCRIPT_BYTES} bytes of UTF-8, no NUL byte (a shell cannot read
+ * one). Returns its bytes.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export function checkScript(script: unknown): Buffer {
+  if (typeof script !== 'string') throw new ApiError(400, 'bad-request', `field "script" must be a string of shell text, got ${script === null ? 'null' : Array.isArray(script) ? 'array' : typeof script}`);
+  if (script.trim() === '') throw new ApiError(400, 'bad-request', 'field "script" must not be empty (leave it out for a run without a script)');
+  if (LONE_SURROGATE.test(script)) throw new ApiError(400, 'bad-request', 'field "script" is not valid Unicode text (it has a lone surrogate)');
+  if (script.includes('\u0000')) throw new ApiError(400, 'bad-request', `field "script" contains a NUL character at position ${script.indexOf('\u0000')}; a shell script cannot`);
+  const bytes = Buffer.from(script, 'utf8');
+  if (bytes.length > MAX_SCRIPT_BYTES) throw new ApiError(400, 'bad-request', `field "script" is ${bytes.length} bytes, more than ${MAX_SCRIPT_BYTES} (256 KiB)`);
+  return bytes;
+}
 
 /** Counters for tests, the status endpoint and logs. */
 export interface ServiceCounters {
@@ -337,9 +374,11 @@ export class BackendService {
 
   // ---- runs --------------------------------------------------------------
 
-  async createRun(input: { poolId: unknown; runnerImage?: unknown; launcherImage?: unknown; env?: unknown; timeouts?: unknown }): Promise<{ id: string }> {
+  async createRun(input: { poolId: unknown; runnerImage?: unknown; launcherImage?: unknown; env?: unknown; timeouts?: unknown; script?: unknown }): Promise<{ id: string }> {
     if (typeof input.poolId !== 'string') throw new ApiError(400, 'bad-request', 'field "poolId" must be a string');
     this.pool(input.poolId);
+    const script = input.script === undefined ? undefined : checkScript(input.script);
+    const scriptRef: ScriptRef | undefined = script === undefined ? undefined : { sha256: createHash('sha256').update(script).digest('hex'), bytes: script.length };
     // Checked with the workers' own validators: a run they would refuse is refused here, with the
     // field named, instead of being re-sent to a worker that rejects it forever.
     const draft = {
@@ -350,6 +389,7 @@ export class BackendService {
       launcherImage: input.launcherImage ?? this.opts.defaultLauncherImage,
       env: input.env ?? {},
       timeouts: input.timeouts ?? {},
+      ...(scriptRef === undefined ? {} : { script: scriptRef }),
     };
     const checked = checkMessage<ScheduleMessage>(draft, ['schedule']);
     if (!checked.ok) throw new ApiError(400, 'bad-request', checked.reason.replace(/^invalid "schedule" message: /, ''));
@@ -368,10 +408,13 @@ export class BackendService {
       launcherImage,
       env,
       timeouts,
+      ...(scriptRef === undefined ? {} : { script: scriptRef }),
       stopRequested: false,
       createdAt: now,
       updatedAt: now,
     };
+    // The script is on disk before the run exists: no worker is ever sent a run whose script is missing.
+    if (script !== undefined) await this.opts.files.writeScript(run.id, script);
     this.data.runs[run.id] = run;
     await this.opts.store.persist();
     this.opts.log.info('run queued', { runId: run.id, poolId: run.poolId });
@@ -379,22 +422,99 @@ export class BackendService {
     return { id: run.id };
   }
 
-  getRun(runId: string): RunView {
+  private run(runId: string): RunRecord {
     const r = this.data.runs[runId];
     if (!r) throw new ApiError(404, 'unknown-run', `run ${JSON.stringify(runId)} does not exist`);
-    return { id: r.id, poolId: r.poolId, state: r.state, workerId: r.workerId, reason: r.reason, exitCode: r.exitCode, createdAt: r.createdAt, updatedAt: r.updatedAt };
+    return r;
   }
 
-  listRuns(poolId?: string): RunView[] {
-    return Object.values(this.data.runs)
-      .filter((r) => poolId === undefined || r.poolId === poolId)
-      .map((r) => this.getRun(r.id));
+  async getRun(runId: string): Promise<RunView> {
+    const r = this.run(runId);
+    const log = await this.opts.files.state(r.id, r.log ?? {});
+    return {
+      id: r.id,
+      poolId: r.poolId,
+      state: r.state,
+      workerId: r.workerId,
+      reason: r.reason,
+      exitCode: r.exitCode,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      script: r.script ?? null,
+      log: { bytes: log.length, complete: log.complete, truncated: log.truncated },
+    };
+  }
+
+  async listRuns(poolId?: string): Promise<RunView[]> {
+    if (poolId !== undefined) this.pool(poolId);
+    const runs = Object.values(this.data.runs).filter((r) => poolId === undefined || r.poolId === poolId);
+    return Promise.all(runs.map((r) => this.getRun(r.id)));
+  }
+
+  /** Whether a follower of the run's log may stop: nothing more will come. */
+  async logEnded(runId: string): Promise<boolean> {
+    const r = this.run(runId);
+    return TERMINAL_RUN_STATES.has(r.state) || r.log?.complete === true;
+  }
+
+  // ---- run scripts and logs (worker API) ----------------------------------
+
+  /**
+   * A run of the pool, as the pool's signed calls may see it. A run of
+   * another pool is answered like one that does not exist: a pool's key
+   * reveals nothing of other pools' runs.
+   */
+  private runOfPool(poolId: string, runId: string): RunRecord {
+    const r = this.data.runs[runId];
+    if (!r || r.poolId !== poolId) throw new ApiError(404, 'unknown-run', `run ${JSON.stringify(runId)} does not exist in pool ${poolId}`);
+    return r;
+  }
+
+  /** A run the pool's worker has been sent: only then may its log be written. */
+  private assignedRunOfPool(poolId: string, runId: string): RunRecord {
+    const r = this.runOfPool(poolId, runId);
+    if (r.workerId === null) throw new ApiError(409, 'conflict', `run ${runId} has not been sent to a worker; it has no log yet`);
+    return r;
+  }
+
+  async runScript(poolId: string, runId: string): Promise<Buffer> {
+    const r = this.runOfPool(poolId, runId);
+    if (r.script === undefined) throw new ApiError(404, 'not-found', `run ${runId} has no script`);
+    return this.opts.files.readScript(r.id);
+  }
+
+  logState(poolId: string, runId: string): Promise<RunLogState> {
+    const r = this.runOfPool(poolId, runId);
+    return this.opts.files.state(r.id, r.log ?? {});
+  }
+
+  async appendLog(poolId: string, runId: string, offset: number, bytes: Buffer): Promise<RunLogState> {
+    const r = this.assignedRunOfPool(poolId, runId);
+    r.log ??= {};
+    return this.logCall(() => this.opts.files.append(r.id, offset, bytes, r.log as LogMeta));
+  }
+
+  async completeLog(poolId: string, runId: string, length: unknown): Promise<RunLogState> {
+    if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) throw new ApiError(400, 'bad-request', `field "length" must be a byte count, got ${JSON.stringify(length)}`);
+    const r = this.assignedRunOfPool(poolId, runId);
+    r.log ??= {};
+    const state = await this.logCall(() => this.opts.files.complete(r.id, length, r.log as LogMeta));
+    this.opts.log.info('run log complete', { runId: r.id, bytes: state.length, truncated: state.truncated });
+    return state;
+  }
+
+  private async logCall(fn: () => Promise<RunLogState>): Promise<RunLogState> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof LogConflict) throw new ApiError(409, 'conflict', err.message);
+      throw err;
+    }
   }
 
   /** Stops a run: at once if still queued, otherwise by telling its worker (re-sent until it reports an end). */
   async stopRun(runId: string): Promise<RunView> {
-    const r = this.data.runs[runId];
-    if (!r) throw new ApiError(404, 'unknown-run', `run ${JSON.stringify(runId)} does not exist`);
+    const r = this.run(runId);
     if (r.state === 'queued') {
       this.finish(r, 'stopped', 'stopped before it was scheduled');
     } else if (r.state === 'scheduled') {
@@ -435,6 +555,7 @@ export class BackendService {
     if (exitCode !== undefined) run.exitCode = exitCode;
     run.updatedAt = new Date().toISOString();
     this.deliveries.delete(run.id);
+    this.opts.files.notify(run.id);
     this.opts.log.info('run ended', { runId: run.id, poolId: run.poolId, workerId, state, reason });
     if (workerId) {
       const p = this.presence.get(workerId);
@@ -505,6 +626,7 @@ export class BackendService {
           launcherImage: run.launcherImage,
           env: run.env,
           timeouts: run.timeouts,
+          ...(run.script === undefined ? {} : { script: run.script }),
         };
     this.sender.send(run.poolId, run.workerId, msg);
     if (msg.type === 'schedule') this.counters.schedulesSent++;

@@ -1,6 +1,7 @@
 import { open, readFile, rename, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { ScheduleMessage } from '../protocol/messages.js';
+import type { ScheduleMessage, ScriptRef } from '../protocol/messages.js';
+import type { LogMeta } from './run-files.js';
 
 /** Run lifecycle as the API shows it. */
 export type RunState = 'queued' | 'scheduled' | 'preparing' | 'running' | 'finished' | 'failed' | 'stopped';
@@ -46,6 +47,10 @@ export interface RunRecord {
   launcherImage: string;
   env: Record<string, string>;
   timeouts: ScheduleMessage['timeouts'];
+  /** The run's script (its text is in `runs/<id>/script`). */
+  script?: ScriptRef;
+  /** What the log file alone cannot say (see `run-files.ts`). */
+  log?: LogMeta;
   stopRequested: boolean;
   /** Times the assigned worker answered its schedule with `reject`. */
   rejections?: number;

@@ -15,6 +15,7 @@ import type { DemandWatchers } from './backend/demand.js';
 import type { SessionManager } from './backend/sessions.js';
 import { objectKey } from './keys.js';
 import type { Expectations } from './pool/expectations.js';
+import type { LogRelays } from './runs/log-relay.js';
 import type { RunTracker } from './runs/tracker.js';
 import type { SecretCache } from './secret-cache.js';
 import type { KeyFactory } from './worker/key-factory.js';
@@ -73,6 +74,8 @@ export interface ControllerContext {
   readonly options: ControllerOptions;
   /** What this process knows of its runs before the cache does. */
   readonly runs: RunTracker;
+  /** The runs' log relays to the backend. */
+  readonly logs: LogRelays;
   /** Worker keys made outside the reconciles that need them (see `worker/key-factory.ts`). */
   readonly keys: KeyFactory;
   /** Registrations written to Secrets that the cache does not show yet. */

@@ -23,6 +23,9 @@ import { poolKeyOf } from './keys.js';
 import { reconcilePool, watchPools } from './pool/controller.js';
 import { Expectations } from './pool/expectations.js';
 import { watchRunPods } from './runs/controller.js';
+import { LogRelays } from './runs/log-relay.js';
+import { poolBackend } from './runs/pool-backend.js';
+import { RetryLaterError } from '../runtime/queue.js';
 import { handleWorkerMessage } from './runs/messages.js';
 import { RunTracker } from './runs/tracker.js';
 import { referencedSecretKeys, SecretCache } from './secret-cache.js';
@@ -106,6 +109,18 @@ export class Manager {
       events: new EventRecorder(client, log, CONTROLLER_NAME, opts.identity),
       expectations: new Expectations(),
       runs: new RunTracker(),
+      logs: new LogRelays({
+        client: client.withSignal(this.stopping.signal),
+        backendFor: async (target) => {
+          const worker = caches.workers.getByKey(target.workerKey);
+          const pool = worker === undefined ? undefined : caches.pools.getByKey(poolKeyOf(worker));
+          if (pool === undefined) throw new RetryLaterError(`the pool of worker ${target.workerKey} is not in the cache`, 1_000);
+          return poolBackend(ctx, pool);
+        },
+        log,
+        onSettled: (target) => queues.workers.add(target.workerKey),
+        signal: this.stopping.signal,
+      }),
       // Fewer keys in flight than libuv's 4 threads, so DNS and file work always find one free.
       keys: new KeyFactory((workerKey) => queues.workers.add(workerKey), Math.max(1, Math.min(availableParallelism(), 3))),
       registrations: new Registrations(),
@@ -153,6 +168,7 @@ export class Manager {
     const { caches, queues, sessions, backends, demand } = this.ctx;
     this.stopping.abort(new Error('the controller is stopping'));
     demand.stopAll();
+    this.ctx.logs.stopAll();
     await Promise.all([queues.pools.shutdown(), queues.workers.shutdown()]);
     await sessions.closeAll();
     await Promise.all([caches.pools.stop(), caches.workers.stop(), caches.pods.stop(), caches.secrets.stop(), caches.budgets.stop()]);

@@ -64,9 +64,16 @@ export const PERMISSIONS: readonly Permission[] = [
   {
     scope: 'watched',
     apiGroup: '',
+    resources: ['pods/log'],
+    verbs: ['get'],
+    why: "relay each run's worker container log to the backend (what kubectl logs -f reads)",
+  },
+  {
+    scope: 'watched',
+    apiGroup: '',
     resources: ['secrets'],
     verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
-    why: 'read pool credentials; keep each worker key and certificate in its own Secret',
+    why: "read pool credentials; keep each worker key and certificate in its own Secret; each run's script in the run's Secret",
   },
   {
     scope: 'watched',

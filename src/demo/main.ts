@@ -7,8 +7,10 @@
  * the reference backend with its embedded MQTT broker, installs
  * dist/manifests.yaml with the locally built controller image (the
  * controller runs as a Pod), creates the documented Secret and a WorkerPool
- * of two workers, submits two runs that really run on the node (one
- * succeeds, one fails), and prints what a user looks at. Then it stops
+ * of two workers, submits two runs with the backend's command-line client
+ * that really run on the node (one prints a plan and succeeds, one fails),
+ * prints their logs as the backend has them, and a third run showing the
+ * pool's binaries cache reused, and prints what a user looks at. Then it stops
  * everything it started and puts the host back, or with `--keep` leaves it
  * running for `kubectl` and `npm run demo -- --down`.
  *
@@ -17,7 +19,7 @@
  * (default .cache/demo).
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { delimiter, dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +29,7 @@ import { nodePreflight, readControlPlaneState, startControlPlane, stopControlPla
 import { withDirectoryLock } from '../cluster/lock.js';
 import { freeLoopbackPorts } from '../cluster/ports.js';
 import { signalGroup, spawnWatchdog, stopGroup } from '../cluster/processes.js';
+import { RUN_POD_UID } from '../api/constants.js';
 import { buildImages } from '../images/build.js';
 import { decodeSecretPrivateKey } from '../protocol/token.js';
 import { httpsGetInsecure, runsWith, startBackground, startChild, waitForLogLine, type Child } from './children.js';
@@ -188,11 +191,13 @@ interface PodList {
   items: { metadata: { name: string; labels?: Record<string, string> }; status?: { phase?: string } }[];
 }
 
-/** The demo's two runs: what their worker runs, as the run's environment carries it to the stand-in runner image. */
-const RUN_SCRIPTS = [
-  'echo "planning run $SPACELIFT_RUN_ID"; sleep 4; echo "Plan: 1 to add, 0 to change, 0 to destroy."',
-  'echo "applying run $SPACELIFT_RUN_ID"; sleep 4; echo "Error: the provider refused the change" >&2; exit 1',
+/** The demo's two runs: the scripts their worker containers run (files in the demo's directory, submitted with the command-line client). */
+const RUN_SCRIPTS: readonly (readonly [file: string, script: string])[] = [
+  ['plan.sh', 'echo "planning run $SPACELIFT_RUN_ID in $(pwd)"\nsleep 4\necho "  + resource \\"null_resource\\" \\"demo\\" will be created"\necho "Plan: 1 to add, 0 to change, 0 to destroy."\n'],
+  ['apply.sh', 'echo "applying run $SPACELIFT_RUN_ID"\nsleep 4\necho "Error: the provider refused the change" >&2\nexit 1\n'],
 ];
+/** The third run: what the pool's binaries cache holds, and which run put it there. */
+const CACHE_SCRIPT: readonly [file: string, script: string] = ['cache.sh', 'echo "tools on PATH from the binaries cache: $(command -v kwc)"\nkwc cache\n'];
 
 async function demo(keep: boolean): Promise<void> {
   const p = new Progress(STEPS);
@@ -256,15 +261,15 @@ async function demo(keep: boolean): Promise<void> {
     // 2. Host pieces and images.
     p.step('host pieces (Debian packages) and images (npm run images)');
     p.note('containerd, runc, the CNI plugins and nftables are installed (from Debian, on first use)');
-    const images = await buildImages(['pause', 'controller', 'standinLauncher', 'standinRunner'], { log: (line) => p.note(line) });
+    const images = await buildImages(['pause', 'controller', 'launcher', 'runner'], { log: (line) => p.note(line) });
     p.output(table([
       ['IMAGE', 'REFERENCE (by content digest)'],
       ['pause', images.pause.ref],
       ['controller', images.controller.ref],
-      ['launcher (stand-in)', images.standinLauncher.ref],
-      ['runner (stand-in)', images.standinRunner.ref],
+      ['launcher (init, launcher-grpc)', images.launcher.ref],
+      ['runner (worker)', images.runner.ref],
     ]));
-    p.note('the controller image holds what the Dockerfile builds; the launcher and runner stand-ins are busybox with a small script each');
+    p.note('the controller image holds what the Dockerfile builds; the reference launcher and runner (src/images/kwc, busybox for the scripts) are the backend\'s default images, UID 1983');
 
     // 3. Cluster.
     p.step('a local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a node (containerd + kubelet)');
@@ -276,7 +281,7 @@ async function demo(keep: boolean): Promise<void> {
       log: (line) => p.note(line),
       watchParentPid: process.pid,
       node: true,
-      images: [images.controller.archive, images.standinLauncher.archive, images.standinRunner.archive],
+      images: [images.controller.archive, images.launcher.archive, images.runner.archive],
     });
     state.kubeconfigPath = plane.kubeconfigPath;
     writeState();
@@ -326,6 +331,17 @@ async function demo(keep: boolean): Promise<void> {
     writeState();
     p.note(`API ${apiUrl}, broker ${ready[2]}; admin token in ${rel(join(backendDir, 'admin-token'))}, CA in ${rel(join(backendDir, 'ca.pem'))}`);
     const api = backendApi(apiUrl, readFileSync(join(backendDir, 'ca.pem'), 'utf8'), readFileSync(join(backendDir, 'admin-token'), 'utf8').trim());
+    /** The backend's command-line client, as a user runs it from the demo's directory. */
+    const client = async (args: readonly string[]): Promise<string> => {
+      p.command(`npm run -s backend -- ${args.map(quote).join(' ')}`);
+      const res = await exec(process.execPath, ['--import', 'tsx', join('src', 'backend', 'main.ts'), ...args], {
+        cwd: repoRoot,
+        env: { ...process.env, INIT_CWD: cwd, KWC_BACKEND_DIR: backendDir },
+      });
+      if (res.code !== 0) throw new StepFailed(`npm run -s backend -- ${args.join(' ')} exited ${res.code}: ${res.stderr.trim()}`);
+      p.output(res.stdout);
+      return res.stdout;
+    };
 
     // 5. Install: the controller runs as a Pod.
     p.step('the install: kubectl apply -f dist/manifests.yaml, with the locally built controller image');
@@ -342,6 +358,10 @@ async function demo(keep: boolean): Promise<void> {
     writeFileSync(join(demoDir, 'key.pem'), decodeSecretPrivateKey(created.privateKey), { mode: 0o600 });
     p.note(`backend pool ${created.id}: its token is in worker-pool.config and its private key in key.pem (in ${rel(demoDir)}), as a user downloads them`);
     await shell(`kubectl create secret generic ${SECRET} --namespace ${NAMESPACE} --from-literal=token="$(cat worker-pool.config)" --from-literal=privateKey="$(base64 -w 0 < key.pem)"`);
+    // A binaries cache that outlives one run Pod (a hostPath on the one node here; a PersistentVolume elsewhere), writable by the run user.
+    const cacheDir = join(demoDir, 'binaries-cache');
+    mkdirSync(cacheDir, { recursive: true });
+    chownSync(cacheDir, RUN_POD_UID, RUN_POD_UID);
     const manifest = [
       'apiVersion: workers.spacelift.io/v1beta1',
       'kind: WorkerPool',
@@ -358,6 +378,11 @@ async function demo(keep: boolean): Promise<void> {
       '    secretKeyRef:',
       `      name: ${SECRET}`,
       '      key: privateKey',
+      '  pod:',
+      '    binariesCacheVolume:',
+      '      hostPath:',
+      `        path: ${cacheDir}`,
+      '        type: Directory',
       '',
     ].join('\n');
     writeFileSync(join(demoDir, 'workerpool.yaml'), manifest);
@@ -372,12 +397,12 @@ async function demo(keep: boolean): Promise<void> {
     // 7. Runs, run by the kubelet.
     p.step('two runs: the backend schedules them, the controller creates their Pods, the kubelet runs them');
     const runIds: string[] = [];
-    for (const script of RUN_SCRIPTS) {
-      const body = { poolId: created.id, runnerImage: images.standinRunner.ref, launcherImage: images.standinLauncher.ref, env: { KWC_STANDIN_SCRIPT: script } };
-      p.note(`POST ${apiUrl}/api/runs ${JSON.stringify(body)}`);
-      runIds.push((await api<{ id: string }>('POST', '/api/runs', body)).id);
+    for (const [file, script] of RUN_SCRIPTS) {
+      writeFileSync(join(cwd, file), script);
+      await shell(`cat ${file}`);
+      runIds.push((await client(['runs', 'submit', '--pool', created.id, file])).trim());
     }
-    p.note(`submitted runs ${runIds.join(' and ')}; their worker containers run the stand-in runner image, which runs KWC_STANDIN_SCRIPT`);
+    p.note(`submitted runs ${runIds.join(' and ')}: init puts each script into the run's workspace, worker runs it there`);
     const podOf = async (runId: string): Promise<string> => {
       const list = JSON.parse(await kubectl(['get', 'pods', '-l', `workers.spacelift.io/run-id=${runId}`, '-o', 'json'], { show: false })) as PodList;
       const name = list.items[0]?.metadata.name;
@@ -415,8 +440,20 @@ async function demo(keep: boolean): Promise<void> {
     await kubectl(['get', 'workerpools']);
     await kubectl(['get', 'workers']);
     for (const runId of runIds) await kubectl(['get', 'pods', '-l', `workers.spacelift.io/run-id=${runId}`]);
-    p.note("the successful run's Pod is deleted when it ends; the failed one is kept (failedPodsHistoryLimit, 5 per worker by default):");
+    p.note("each run's log, as the backend has it (the controller relays what worker prints):");
+    for (const runId of runIds) await client(['logs', runId]);
+    p.note("the successful run's Pod is deleted when it ends; the failed one is kept (failedPodsHistoryLimit, 5 per worker by default), and kubectl shows the same log:");
     await kubectl(['logs', pods[1] as string, '-c', 'worker']);
+    p.note("a third run: the pool's binaries cache was filled by one of the first runs, and this one's init reuses it");
+    writeFileSync(join(cwd, CACHE_SCRIPT[0]), CACHE_SCRIPT[1]);
+    await shell(`cat ${CACHE_SCRIPT[0]}`);
+    const cacheRun = (await client(['runs', 'submit', '--pool', created.id, CACHE_SCRIPT[0]])).trim();
+    const cacheEnded = await waitUntil(`run ${cacheRun} to end in the backend`, 90_000, async () => {
+      const r = await api<RunView>('GET', `/api/runs/${cacheRun}`);
+      return ['finished', 'failed', 'stopped'].includes(r.state) ? r : undefined;
+    });
+    if (cacheEnded.state !== 'finished') throw new StepFailed(`the cache run ${cacheRun} ended ${cacheEnded.state}: ${cacheEnded.reason ?? ''}`);
+    await client(['logs', cacheRun]);
     const failedRun = ended[1] as RunView;
     const failedWorker = workers.items.find((w) => w.spec.workerId === failedRun.workerId);
     if (failedWorker !== undefined) {
@@ -456,7 +493,6 @@ async function demo(keep: boolean): Promise<void> {
       finished = true;
       p.stop();
       const backendRel = rel(backendDir);
-      const script = 'echo hello from a run; exit 0';
       process.stdout.write(
         [
           '',
@@ -467,9 +503,9 @@ async function demo(keep: boolean): Promise<void> {
           `  kubectl -n ${CONTROLLER_NAMESPACE} logs deployment/${DEPLOYMENT}`,
           `  kubectl scale workerpools ${POOL} --replicas=3`,
           '',
-          `Backend API: ${apiUrl} (CA ${backendRel}/ca.pem, admin token file ${backendRel}/admin-token). Submit a run:`,
-          `  curl --cacert ${backendRel}/ca.pem -H "Authorization: Bearer $(cat ${backendRel}/admin-token)" \\`,
-          `    -d '${JSON.stringify({ poolId: created.id, runnerImage: images.standinRunner.ref, launcherImage: images.standinLauncher.ref, env: { KWC_STANDIN_SCRIPT: script } })}' ${apiUrl}/api/runs`,
+          `Backend API: ${apiUrl} (CA ${backendRel}/ca.pem, admin token file ${backendRel}/admin-token). Submit a run of your own script and follow its log:`,
+          `  export KWC_BACKEND_DIR=${backendDir}`,
+          `  npm run -s backend -- runs submit --pool ${created.id} --follow my-script.sh`,
           `Logs: ${rel(join(demoDir, 'backend.log'))}, ${rel(state.clusterDir)}/*.log (kube-apiserver, kubelet, containerd, ...)`,
           '',
           'Stop everything with: npm run demo -- --down',

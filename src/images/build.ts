@@ -15,10 +15,15 @@
  *   Unlike the distroless base it ships no CA bundle and no time zone data,
  *   which the controller does not read (it trusts the CAs of its kubeconfig
  *   and of the pool token; Node.js carries its own time zone data).
+ * - `localhost/kwc-launcher` and `localhost/kwc-runner`: the reference
+ *   launcher (`init`, `launcher-grpc`) and runner (`worker`) images, the
+ *   reference backend's defaults. One static Go program (src/images/kwc)
+ *   in both, the runner with Debian's static busybox as the scripts' shell
+ *   and core utilities; non-root (UID/GID 1983). Their contract is in
+ *   docs/protocol.md.
  * - `localhost/kwc-standin-launcher` and `localhost/kwc-standin-runner`:
- *   stand-ins for the product's launcher and runner images until the
- *   reference ones exist, busybox from Debian and two small scripts
- *   (see STANDIN_* below). Tests and the demo name them in their runs.
+ *   the busybox stand-ins that came before the reference images (see
+ *   STANDIN_* below), kept for the benchmarks, whose runs still name them.
  *
  * Every image is named by its manifest digest and cached by the digest of
  * its inputs in the image cache (default `.cache/images`).
@@ -30,9 +35,10 @@ import { parseEnvFile, repoRoot } from '../cluster/binaries.js';
 import { runOk } from '../cluster/commands.js';
 import { aptDownload, type PinnedPackage } from '../cluster/debian.js';
 import { assembleImage, BlobStore, inputsKey, type BuiltImage, type Descriptor } from './oci.js';
+import { imageCacheDir, recordReferenceImages, REFERENCE_LAUNCHER_REPOSITORY, REFERENCE_RUNNER_REPOSITORY } from './reference.js';
 import type { TarEntry } from './tar.js';
 
-export type ImageName = 'pause' | 'controller' | 'standinLauncher' | 'standinRunner';
+export type ImageName = 'pause' | 'controller' | 'launcher' | 'runner' | 'standinLauncher' | 'standinRunner';
 
 export type BuiltImages = Record<ImageName, BuiltImage>;
 
@@ -47,10 +53,10 @@ const RECIPE_VERSION = '1';
 
 export const CONTROLLER_UID = 65532;
 export const PAUSE_UID = 65535;
+/** The run Pods' user and group (RUN_POD_UID of src/api/constants.ts), which the launcher and runner images run as. */
+export const RUN_UID = 1983;
 
-export function imageCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.KWC_IMAGE_CACHE ?? join(repoRoot, '.cache', 'images');
-}
+export { imageCacheDir };
 
 export function imageVersions(): Map<string, string> {
   return parseEnvFile(readFileSync(join(repoRoot, 'src', 'images', 'versions.env'), 'utf8'));
@@ -376,12 +382,105 @@ async function standinImages(store: BlobStore, log: (line: string) => void): Pro
   };
 }
 
+/** The busybox layer: the runner's shell and core utilities, with Debian's copyright file. */
+async function busyboxEntries(store: BlobStore, log: (line: string) => void): Promise<TarEntry[]> {
+  const busybox: PinnedPackage = { name: 'busybox-static', pinned: required(imageVersions(), 'DEB_BUSYBOX_STATIC') };
+  const root = (await debPackages(store, [busybox], log)).get(busybox.name) as string;
+  const bin = join(root, 'bin', 'busybox');
+  const applets = (await runOk(bin, ['--list'])).split('\n').filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox');
+  return [
+    dir('bin'),
+    { type: 'file', path: 'bin/busybox', mode: 0o755, content: { fromFile: bin } },
+    ...applets.map((a): TarEntry => ({ type: 'symlink', path: `bin/${a}`, target: 'busybox' })),
+    ...parents('usr/share/doc/busybox-static/copyright'),
+    { type: 'file', path: 'usr/share/doc/busybox-static/copyright', mode: 0o644, content: { fromFile: join(root, 'usr/share/doc/busybox-static/copyright') } },
+  ];
+}
+
+const RUN_PASSWD = ['root:x:0:0:root:/root:/sbin/nologin', `spacelift:x:${RUN_UID}:${RUN_UID}:spacelift:/tmp:/sbin/nologin`, 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin', ''].join('\n');
+const RUN_GROUP = ['root:x:0:', `spacelift:x:${RUN_UID}:`, 'nogroup:x:65534:', ''].join('\n');
+
+/** /etc/passwd and /etc/group naming the run user, and /tmp. */
+function runUserEntries(): TarEntry[] {
+  return [
+    dir('etc'),
+    { type: 'file', path: 'etc/passwd', mode: 0o644, content: Buffer.from(RUN_PASSWD) },
+    { type: 'file', path: 'etc/group', mode: 0o644, content: Buffer.from(RUN_GROUP) },
+    dir('tmp', 0o1777),
+  ];
+}
+
+/** The kwc program (src/images/kwc), static, built with the Go toolchain here; reproducible for the same sources and Go version. */
+async function kwcBinary(store: BlobStore, log: (line: string) => void): Promise<{ path: string; key: string; goVersion: string }> {
+  const sources = join(repoRoot, 'src', 'images', 'kwc');
+  const goVersion = (await runOk('go', ['version'], { env: { ...process.env, GOTOOLCHAIN: 'local' } })).trim();
+  const key = inputsKey([RECIPE_VERSION, 'kwc', ...sourceDigest(['src/images/kwc'], []), goVersion]);
+  const out = join(store.dir, 'work', `kwc-${key.slice(0, 16)}`);
+  if (!existsSync(join(out, 'kwc'))) {
+    mkdirSync(out, { recursive: true });
+    log(`go build src/images/kwc (${goVersion})`);
+    await runOk('go', ['build', '-trimpath', '-ldflags=-s -w -buildid=', '-o', join(out, 'kwc.tmp'), '.'], {
+      cwd: sources,
+      env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '', GOTOOLCHAIN: 'local', GOWORK: 'off' },
+    });
+    cpSync(join(out, 'kwc.tmp'), join(out, 'kwc'));
+    rmSync(join(out, 'kwc.tmp'));
+  }
+  return { path: join(out, 'kwc'), key, goVersion };
+}
+
+async function referenceImages(store: BlobStore, log: (line: string) => void): Promise<Pick<BuiltImages, 'launcher' | 'runner'>> {
+  const kwc = await kwcBinary(store, log);
+  const user = `${RUN_UID}:${RUN_UID}`;
+  const labels = { 'org.opencontainers.image.source': 'src/images/kwc, built by src/images/build.ts', 'go.version': kwc.goVersion };
+  const launcherLayer = await cachedLayer(store, 'layer-launcher', inputsKey([RECIPE_VERSION, 'launcher', kwc.key, RUN_PASSWD, RUN_GROUP]), async () => [
+    ...runUserEntries(),
+    dir('usr'),
+    dir('usr/local'),
+    dir('usr/local/bin'),
+    { type: 'file', path: 'usr/local/bin/kwc', mode: 0o755, content: { fromFile: kwc.path } },
+    { type: 'symlink', path: 'usr/local/bin/kwc-launcher', target: 'kwc' },
+    // What init copies into the binaries cache: the kwc tool (the same program under its own name).
+    dir('opt'),
+    dir('opt/kwc'),
+    dir('opt/kwc/tools'),
+    dir('opt/kwc/tools/bin'),
+    { type: 'symlink', path: 'opt/kwc/tools/bin/kwc', target: '/usr/local/bin/kwc' },
+  ]);
+  const busyboxVersion = required(imageVersions(), 'DEB_BUSYBOX_STATIC');
+  const runnerBase = await cachedLayer(store, 'layer-runner-busybox', inputsKey([RECIPE_VERSION, 'runner-busybox', busyboxVersion, RUN_PASSWD, RUN_GROUP]), async () => [...runUserEntries(), ...(await busyboxEntries(store, log))]);
+  // The runner image has no `kwc` on its PATH: scripts get it from the binaries cache, as init put it there.
+  const runnerLayer = await cachedLayer(store, 'layer-runner', inputsKey([RECIPE_VERSION, 'runner', kwc.key]), async () => [
+    dir('usr'),
+    dir('usr/local'),
+    dir('usr/local/bin'),
+    { type: 'file', path: 'usr/local/bin/kwc-runner', mode: 0o755, content: { fromFile: kwc.path } },
+  ]);
+  const built = {
+    launcher: await assembleImage(store, REFERENCE_LAUNCHER_REPOSITORY, [launcherLayer], {
+      User: user,
+      Env: ['PATH=/usr/local/bin:/bin'],
+      Entrypoint: ['/usr/local/bin/kwc-launcher'],
+      Labels: { ...labels, 'org.opencontainers.image.title': 'kube-workerpool-controller reference launcher (init, launcher-grpc)' },
+    }),
+    runner: await assembleImage(store, REFERENCE_RUNNER_REPOSITORY, [runnerBase, runnerLayer], {
+      User: user,
+      Env: ['PATH=/usr/local/bin:/bin', 'HOME=/tmp'],
+      Entrypoint: ['/usr/local/bin/kwc-runner'],
+      Labels: { ...labels, 'org.opencontainers.image.title': 'kube-workerpool-controller reference runner (worker)', 'busybox.version': busyboxVersion },
+    }),
+  };
+  recordReferenceImages({ launcher: built.launcher.digestRef, runner: built.runner.digestRef }, store.dir);
+  return built;
+}
+
 /** Builds (or finds cached) the images named in `which`. */
 export async function buildImages<K extends ImageName>(which: readonly K[], options: BuildOptions = {}): Promise<Pick<BuiltImages, K>> {
   const log = options.log ?? ((line: string): void => void process.stderr.write(`[images] ${line}\n`));
   const store = new BlobStore(options.cacheDir ?? imageCacheDir());
   const out: Partial<BuiltImages> = {};
   if (which.includes('pause' as K)) out.pause = await pauseImage(store, log);
+  if (which.includes('launcher' as K) || which.includes('runner' as K)) Object.assign(out, await referenceImages(store, log));
   if (which.includes('standinLauncher' as K) || which.includes('standinRunner' as K)) Object.assign(out, await standinImages(store, log));
   if (which.includes('controller' as K)) out.controller = await controllerImage(store, log);
   return out as Pick<BuiltImages, K>;

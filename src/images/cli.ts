@@ -9,7 +9,7 @@ import { controlPlaneReady, defaultClusterDir, readControlPlaneState } from '../
 import { importImages } from '../cluster/node.js';
 import { buildImages, type ImageName } from './build.js';
 
-const ALL: readonly ImageName[] = ['pause', 'controller', 'standinLauncher', 'standinRunner'];
+const ALL: readonly ImageName[] = ['pause', 'controller', 'launcher', 'runner', 'standinLauncher', 'standinRunner'];
 const say = (line: string): void => void process.stderr.write(`[images] ${line}\n`);
 
 async function main(): Promise<void> {
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
     return;
   }
   if (values.help === true) {
-    process.stdout.write('usage: npm run images [-- --no-import]\nBuilds the pause, controller and stand-in images and imports them into the running local cluster.\n');
+    process.stdout.write('usage: npm run images [-- --no-import]\nBuilds the pause, controller, reference launcher and runner, and stand-in images and imports them into the running local cluster.\n');
     return;
   }
   const started = Date.now();

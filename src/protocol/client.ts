@@ -3,12 +3,14 @@ import https from 'node:https';
 import {
   signRequest,
   workerApiPaths,
+  type CompleteLogRequest,
   type DrainResponse,
   type ErrorBody,
   type ErrorCode,
   type PoolStats,
   type RegisterRequest,
   type RegisterResponse,
+  type RunLogState,
 } from './registration.js';
 import { assertRsaPrivateKeyPem, type PoolToken } from './token.js';
 
@@ -73,6 +75,14 @@ interface CallExtras extends CallOptions {
   readonly timeoutMs?: number;
 }
 
+/** A request body: JSON, or bytes sent as they are. */
+type Payload = { readonly json: unknown } | { readonly bytes: Buffer } | undefined;
+
+function isRunLogState(v: unknown): v is RunLogState {
+  const o = v as Partial<RunLogState> | null;
+  return typeof o === 'object' && o !== null && typeof o.length === 'number' && typeof o.complete === 'boolean' && typeof o.truncated === 'boolean' && typeof o.limit === 'number';
+}
+
 /**
  * The controller's side of the worker API, for one pool.
  *
@@ -101,7 +111,7 @@ export class BackendClient {
    */
   async register(csr: string, workerId?: string, options: CallOptions = {}): Promise<RegisterResponse> {
     const body: RegisterRequest = workerId === undefined ? { csr } : { csr, workerId };
-    const res = await this.call<RegisterResponse>('register worker', 'POST', workerApiPaths.register(this.token.poolId), body, options);
+    const res = await this.call<RegisterResponse>('register worker', 'POST', workerApiPaths.register(this.token.poolId), { json: body }, options);
     if (typeof res.workerId !== 'string' || typeof res.certificatePem !== 'string' || typeof res.caPem !== 'string') {
       throw new RetryableBackendError('register worker: backend answer lacks workerId, certificatePem or caPem', 201);
     }
@@ -128,13 +138,13 @@ export class BackendClient {
    * end) instead of removing it.
    */
   async drain(workerId: string, options: CallOptions = {}): Promise<DrainResponse> {
-    const res = await this.call<DrainResponse>('drain worker', 'POST', workerApiPaths.drain(this.token.poolId, workerId), {}, options);
+    const res = await this.call<DrainResponse>('drain worker', 'POST', workerApiPaths.drain(this.token.poolId, workerId), { json: {} }, options);
     return { busy: res.busy === true };
   }
 
   /** Makes a drained worker eligible for runs again. */
   async undrain(workerId: string, options: CallOptions = {}): Promise<void> {
-    await this.call('undrain worker', 'POST', workerApiPaths.undrain(this.token.poolId, workerId), {}, options);
+    await this.call('undrain worker', 'POST', workerApiPaths.undrain(this.token.poolId, workerId), { json: {} }, options);
   }
 
   /** Pool counters (pending runs; idle, busy, drained, offline workers). */
@@ -154,45 +164,90 @@ export class BackendClient {
     return this.call<PoolStats>('watch pool stats', 'GET', workerApiPaths.stats(this.token.poolId), undefined, { ...options, query, timeoutMs: (waitSeconds + 15) * 1000 });
   }
 
+  /**
+   * The script of a run of this pool, as the backend holds it. The caller
+   * checks it against the schedule's `script` reference.
+   */
+  async runScript(runId: string, options: CallOptions = {}): Promise<Buffer> {
+    return this.send('get run script', 'GET', workerApiPaths.runScript(this.token.poolId, runId), undefined, options, 'text/plain');
+  }
+
+  /** How much of a run's log the backend holds, and whether it is complete. */
+  async logState(runId: string, options: CallOptions = {}): Promise<RunLogState> {
+    return this.logCall('get run log state', 'GET', workerApiPaths.runLog(this.token.poolId, runId), undefined, options);
+  }
+
+  /**
+   * Appends the run's log bytes starting at byte `offset`. Idempotent: bytes
+   * the backend holds already (same offset, same bytes) are not stored twice.
+   * A gap (an offset beyond what the backend holds) or bytes that differ from
+   * what it holds is a 409 `conflict`: read {@link logState} and go on from there.
+   */
+  async appendLog(runId: string, offset: number, bytes: Buffer, options: CallOptions = {}): Promise<RunLogState> {
+    return this.logCall('append run log', 'PUT', workerApiPaths.runLogAppend(this.token.poolId, runId, offset), { bytes }, options);
+  }
+
+  /** Says the run's log is complete at `length` bytes (409 `conflict` if the backend holds another length). */
+  async completeLog(runId: string, length: number, options: CallOptions = {}): Promise<RunLogState> {
+    const body: CompleteLogRequest = { length };
+    return this.logCall('complete run log', 'POST', workerApiPaths.runLogComplete(this.token.poolId, runId), { json: body }, options);
+  }
+
   /** Closes idle keep-alive connections. */
   close(): void {
     this.agent.destroy();
   }
 
-  private call<T>(what: string, method: string, path: string, payload: unknown, options: CallExtras): Promise<T> {
+  private async logCall(what: string, method: string, path: string, payload: Payload, options: CallOptions): Promise<RunLogState> {
+    const res = await this.call<unknown>(what, method, path, payload, options);
+    if (!isRunLogState(res)) throw new RetryableBackendError(`${what}: backend answer lacks length, complete, truncated or limit`, 200);
+    return res;
+  }
+
+  private async call<T>(what: string, method: string, path: string, payload: Payload, options: CallExtras): Promise<T> {
+    const raw = await this.send(what, method, path, payload, options, 'application/json');
+    let data: unknown;
+    try {
+      data = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : {};
+    } catch {
+      data = undefined;
+    }
+    if (typeof data !== 'object' || data === null) throw new RetryableBackendError(`${what}: backend answered with a body that is not JSON`, 200);
+    return data as T;
+  }
+
+  /** One signed request; resolves to the body of a 2xx answer, rejects with a {@link BackendError} otherwise. */
+  private send(what: string, method: string, path: string, payload: Payload, options: CallExtras, accept: string): Promise<Buffer> {
     options.signal?.throwIfAborted();
-    const body = payload === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload), 'utf8');
+    const body = payload === undefined ? Buffer.alloc(0) : 'bytes' in payload ? payload.bytes : Buffer.from(JSON.stringify(payload.json), 'utf8');
     const headers: Record<string, string> = {
       ...signRequest({ method, path, poolId: this.token.poolId, body, privateKey: this.key }),
-      accept: 'application/json',
+      accept,
     };
     if (payload !== undefined) {
-      headers['content-type'] = 'application/json';
+      headers['content-type'] = 'bytes' in payload ? 'application/octet-stream' : 'application/json';
       headers['content-length'] = String(body.length);
     }
     const url = new URL(`${path}${options.query ?? ''}`, this.token.apiUrl);
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<Buffer>((resolve, reject) => {
       const req = https.request(url, { method, headers, agent: this.agent, timeout: timeoutMs, signal: options.signal }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (err) => reject(new RetryableBackendError(`${what}: ${err.message}`, res.statusCode, { cause: err })));
         res.on('end', () => {
           const status = res.statusCode ?? 0;
-          const text = Buffer.concat(chunks).toString('utf8');
+          const raw = Buffer.concat(chunks);
+          if (status >= 200 && status < 300) {
+            resolve(raw);
+            return;
+          }
+          const text = raw.toString('utf8');
           let data: unknown;
           try {
             data = text.length > 0 ? JSON.parse(text) : {};
           } catch {
             data = undefined;
-          }
-          if (status >= 200 && status < 300) {
-            if (typeof data !== 'object' || data === null) {
-              reject(new RetryableBackendError(`${what}: backend answered ${status} with a body that is not JSON`, status));
-            } else {
-              resolve(data as T);
-            }
-            return;
           }
           const errBody = typeof data === 'object' && data !== null ? (data as Partial<ErrorBody>) : {};
           const serverReason =

@@ -14,6 +14,21 @@ export const RUN_ID_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 /** Largest payload accepted; a schedule with a large environment stays far below it. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
 
+/**
+ * Largest run script, in bytes of UTF-8. A script never travels in a message
+ * (it could not fit beside the rest of a schedule): the schedule names it by
+ * {@link ScriptRef}, and the worker fetches it from the backend's worker API.
+ */
+export const MAX_SCRIPT_BYTES = 256 * 1024;
+
+/** What a schedule says of its run's script: enough to fetch it and to check that what arrived is it. */
+export interface ScriptRef {
+  /** Lowercase hex SHA-256 of the script's bytes. */
+  sha256: string;
+  /** Its length in bytes, 1..{@link MAX_SCRIPT_BYTES}. */
+  bytes: number;
+}
+
 /** backend -> worker: run this. Redelivered until the worker answers `accepted`; apply idempotently by `runId`. */
 export interface ScheduleMessage {
   type: 'schedule';
@@ -31,6 +46,8 @@ export interface ScheduleMessage {
     /** Log-silence limit: `SPACELIFT_LAUNCHER_LOGS_TIMEOUT`. */
     logsSeconds?: number;
   };
+  /** The run's script, fetched from the worker API (`GET .../runs/<runId>/script`); absent: the run has none. */
+  script?: ScriptRef;
 }
 
 /** backend -> worker: stop this run (no-op if unknown or already over). */
@@ -186,11 +203,24 @@ function parseTimeouts(o: Obj): ScheduleMessage['timeouts'] {
   return out;
 }
 
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function parseScript(o: Obj): ScriptRef | undefined {
+  const v = o['script'];
+  if (v === undefined) return undefined;
+  if (!isObject(v)) invalid(`field "script" must be an object, got ${describe(v)}`);
+  const sha256 = v['sha256'];
+  if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256)) invalid('field "script.sha256" must be a lowercase hex SHA-256');
+  const bytes = optInt(v, 'bytes', 1, MAX_SCRIPT_BYTES, 'script.bytes');
+  if (bytes === undefined) invalid('field "script.bytes" is missing');
+  return { sha256, bytes };
+}
+
 function parseBody(type: MessageType, o: Obj): ProtocolMessage {
   const version = PROTOCOL_VERSION;
   switch (type) {
-    case 'schedule':
-      return {
+    case 'schedule': {
+      const msg: ScheduleMessage = {
         type,
         version,
         runId: reqStr(o, 'runId', { pattern: RUN_ID_PATTERN }),
@@ -199,6 +229,10 @@ function parseBody(type: MessageType, o: Obj): ProtocolMessage {
         env: parseEnv(o),
         timeouts: parseTimeouts(o),
       };
+      const script = parseScript(o);
+      if (script !== undefined) msg.script = script;
+      return msg;
+    }
     case 'stop':
       return { type, version, runId: reqStr(o, 'runId', { pattern: RUN_ID_PATTERN }) };
     case 'state': {

@@ -52,7 +52,37 @@ export const workerApiPaths = {
    * answer once the revision differs from `waitFor`, or after the timeout.
    */
   stats: (poolId: string): string => `/api/pools/${encodeURIComponent(poolId)}/stats`,
+  /** `GET`, 200 the script's bytes (`text/plain`), for a run of the pool that has one. */
+  runScript: (poolId: string, runId: string): string => `/api/pools/${encodeURIComponent(poolId)}/runs/${encodeURIComponent(runId)}/script`,
+  /** `GET`, 200 {@link RunLogState}. */
+  runLog: (poolId: string, runId: string): string => `/api/pools/${encodeURIComponent(poolId)}/runs/${encodeURIComponent(runId)}/log`,
+  /**
+   * `PUT`, the log's bytes from byte `offset` on (`application/octet-stream`),
+   * 200 {@link RunLogState}. The offset is in the path so that it is signed.
+   */
+  runLogAppend: (poolId: string, runId: string, offset: number): string =>
+    `/api/pools/${encodeURIComponent(poolId)}/runs/${encodeURIComponent(runId)}/log/${offset}`,
+  /** `POST`, body {@link CompleteLogRequest}, 200 {@link RunLogState}. */
+  runLogComplete: (poolId: string, runId: string): string =>
+    `/api/pools/${encodeURIComponent(poolId)}/runs/${encodeURIComponent(runId)}/log/complete`,
 };
+
+/** What the backend holds of a run's log (its `worker` container's output). */
+export interface RunLogState {
+  /** Bytes of the run's output stored: the offset the next append starts at. */
+  length: number;
+  /** No more bytes will be stored: the worker said so, or the log reached the backend's limit. */
+  complete: boolean;
+  /** The log reached the backend's limit: the rest of the output was dropped and a marker says so. */
+  truncated: boolean;
+  /** The backend's per-run limit, in bytes. */
+  limit: number;
+}
+
+/** Body of a log completion: the length the worker read in total, which must be what the backend holds. */
+export interface CompleteLogRequest {
+  length: number;
+}
 
 /** Body of a registration. */
 export interface RegisterRequest {

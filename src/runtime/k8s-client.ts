@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { IncomingMessage } from 'node:http';
 import type { CoreV1Event, V1Lease, V1ObjectMeta, V1Pod, V1PodDisruptionBudget, V1Secret } from '@kubernetes/client-node';
 import type { ClusterConnection } from './kubeconfig.js';
 import { KubeRest, type QueryParams } from './rest.js';
@@ -248,6 +249,16 @@ export class KubeClient {
     options: PatchOptions = {},
   ): Promise<T> {
     return this.patch(ref, namespace, name, ops, JSON_PATCH, options);
+  }
+
+  /**
+   * A container's log as the kubelet serves it (`kubectl logs`): the bytes it
+   * printed, from the first; with `follow`, then whatever it prints next,
+   * until it ends. A byte stream the caller reads and ends by aborting `signal`.
+   */
+  podLog(namespace: string, name: string, options: { readonly container: string; readonly follow: boolean }, signal: AbortSignal): Promise<IncomingMessage> {
+    const both = this.signal === undefined ? signal : AbortSignal.any([this.signal, signal]);
+    return this.rest.stream(`${resourcePath(PODS, namespace, name)}/log`, { container: options.container, follow: options.follow ? true : undefined }, both);
   }
 
   /** Resolves once the API server accepted the deletion (finalizers may keep the object a while). */

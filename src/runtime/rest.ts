@@ -180,6 +180,38 @@ export class KubeRest {
     };
   }
 
+  /**
+   * A GET whose body is handed over as a byte stream (a Pod's log), on the
+   * watches' agent: such a stream may stay open as long as a watch. Resolves
+   * with the response once the server answered 2xx; the caller reads it (with
+   * backpressure: an unread stream holds the server back) and ends it by
+   * aborting `signal` or destroying the response.
+   * @throws KubeApiError for any non-2xx answer; socket errors as they come.
+   */
+  async stream(path: string, query: QueryParams, signal: AbortSignal): Promise<http.IncomingMessage> {
+    signal.throwIfAborted();
+    const url = new URL(`${this.server}${path}${queryString(query)}`);
+    const reqOpts: https.RequestOptions = { method: 'GET', signal, headers: { Accept: '*/*', 'User-Agent': this.userAgent } };
+    await this.connection.applyToHTTPSOptions(reqOpts);
+    reqOpts.agent = this.reusableAgent(reqOpts, url, 'watches');
+    return new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = sendFor(url)(url, reqOpts, (res) => {
+        const code = res.statusCode ?? 0;
+        if (code >= 200 && code < 300) {
+          res.socket.setKeepAlive(true, 30_000);
+          resolve(res);
+          return;
+        }
+        readBody(res, reject, (parsed) => reject(failure('GET', url, res, parsed)));
+      });
+      // Until the server answers; the stream itself may then be quiet for as long as it likes.
+      req.setTimeout(this.timeoutMs, () => req.destroy(Object.assign(new Error(`GET ${url.pathname}: no answer in ${this.timeoutMs}ms`), { code: 'ETIMEDOUT' })));
+      req.once('response', () => req.setTimeout(0));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
   /** Closes idle kept-alive connections (at shutdown, so the process can exit promptly). */
   close(): void {
     for (const a of [this.agent, this.watchAgent]) a?.agent.destroy();

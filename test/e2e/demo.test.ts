@@ -78,6 +78,14 @@ describe.skipIf(!canStartControlPlanes() || testNode() === null)('npm run demo',
     expect(output).toMatch(/^\w+\s+failed\s+\w+\s+1\s+worker container exited with code 1/m);
     expect(output).toContain('Error: the provider refused the change');
     expect(output).toMatch(/RunFailed\s+Worker\/demo-/);
+    // Runs carry scripts, submitted with the command-line client; each run's log, fetched from the backend, is what its script printed.
+    const submitted = [...output.matchAll(/\$ npm run -s backend -- runs submit --pool \w+ (plan|apply|cache)\.sh\n(\w+)\n/g)].map((m) => [m[1], m[2]] as const);
+    expect(submitted.map(([file]) => file)).toEqual(['plan', 'apply', 'cache']);
+    const [plan, apply, cache] = submitted.map(([, id]) => id as string);
+    expect(output).toMatch(new RegExp(`\\$ npm run -s backend -- logs ${plan}\\nplanning run ${plan} in /opt/spacelift/workspace\\n  \\+ resource "null_resource" "demo" will be created\\nPlan: 1 to add, 0 to change, 0 to destroy\\.\\n`));
+    expect(output).toMatch(new RegExp(`\\$ npm run -s backend -- logs ${apply}\\napplying run ${apply}\\nError: the provider refused the change\\n`));
+    // The third run uses what one of the first two cached.
+    expect(output).toMatch(new RegExp(`\\$ npm run -s backend -- logs ${cache}\\ntools on PATH from the binaries cache: /opt/spacelift/binaries_cache/bin/kwc\\nbinaries cache /opt/spacelift/binaries_cache: kwc \\(kwc [0-9.]+\\), cached by run (${plan}|${apply}) at `));
     // Metrics through the Service, with a reader token; none without.
     expect(output).toMatch(/^spacelift_workerpool_controller_worker_total\{pool_ulid="\w+"\} 2$/m);
     expect(output).toContain('without a token: 401');

@@ -93,7 +93,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     log: say,
   });
   const binaries = await ensureBinaries();
-  const images = withNode ? await buildImages(['pause', 'controller', 'standinLauncher', 'standinRunner'], { log: say }) : undefined;
+  const images = withNode ? await buildImages(['pause', 'controller', 'launcher', 'runner', 'standinLauncher', 'standinRunner'], { log: say }) : undefined;
 
   // The host as it was, to check after the last node is gone that nothing was left behind.
   const before: HostSnapshot | undefined = withNode && !nodesRunning() ? hostSnapshot() : undefined;
@@ -104,7 +104,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     watchParentPid: process.pid,
     removeDirOnStop: true,
     node: withNode,
-    images: images === undefined ? [] : [images.standinLauncher.archive, images.standinRunner.archive],
+    images: images === undefined ? [] : [images.launcher.archive, images.runner.archive, images.standinLauncher.archive, images.standinRunner.archive],
   });
 
   // Teardown does not run when the run is interrupted; these do. A SIGKILL

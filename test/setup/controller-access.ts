@@ -19,6 +19,7 @@ export const mustAllowInWatchedNamespaces: Check[] = [
   ['list', 'pods'],
   ['get', 'pods'],
   ['patch', 'pods'],
+  ['get', 'pods', { subresource: 'log' }],
   ['get', 'workerpools', W],
   ['list', 'workerpools', W],
   ['watch', 'workerpools', W],

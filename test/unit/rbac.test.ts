@@ -19,6 +19,7 @@ const WATCHED_RULES: Rule[] = [
   { apiGroups: ['workers.spacelift.io'], resources: ['workerpools/finalizers', 'workers/finalizers'], verbs: ['update'] },
   { apiGroups: ['workers.spacelift.io'], resources: ['workers'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
+  { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
   { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
   { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },

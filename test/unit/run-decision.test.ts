@@ -44,6 +44,25 @@ describe('decideRun', () => {
     expect(decideRun(deleted, now, GRACE).reason).toBe('the run Pod was deleted before the run ended (evicted, node drained or deleted by hand)');
   });
 
+  it('says deleted, keeping the exit code, when the worker died of the deletion (the end decided after the kubelet stopped it)', () => {
+    // Deletion asked at 11:59:30 with a 30 s grace; the worker ended at 11:59:50, of the SIGTERM.
+    const killed = pod({ phase: 'Failed', workerExit: 143, deleting: true });
+    const withGrace = { ...killed, metadata: { ...killed.metadata, deletionTimestamp: '2026-11-30T12:00:00Z', deletionGracePeriodSeconds: 30 } };
+    expect(decideRun(withGrace, now, GRACE)).toEqual({
+      status: 'failed',
+      reason: 'the run Pod was deleted before the run ended (evicted, node drained or deleted by hand)',
+      exitCode: 143,
+    });
+  });
+
+  it('keeps the exit code as the reason when the worker had ended before the deletion', () => {
+    // Ended at 11:59:50, deletion asked at 12:00:30 (deletionTimestamp 12:01:00 with a 30 s grace).
+    const failed = pod({ phase: 'Failed', workerExit: 3, deleting: true });
+    const later = { ...failed, metadata: { ...failed.metadata, deletionTimestamp: '2026-11-30T12:01:00Z', deletionGracePeriodSeconds: 30 } };
+    expect(decideRun(later, now, GRACE)).toMatchObject({ status: 'failed', exitCode: 3 });
+    expect(decideRun(later, now, GRACE).reason).not.toContain('deleted');
+  });
+
   it('fails a Pod that cannot start once the grace is over, and asks for its events', () => {
     const stuck: RunPodWithMeta = {
       metadata: { creationTimestamp: '2026-11-30T11:00:00Z' },

@@ -15,7 +15,10 @@ import {
 } from '../../protocol/index.js';
 
 /** The backend API of one pool (see `BackendClient`). */
-export type BackendApi = Pick<BackendClient, 'register' | 'deregister' | 'drain' | 'undrain' | 'poolStats' | 'watchPoolStats' | 'close'>;
+export type BackendApi = Pick<
+  BackendClient,
+  'register' | 'deregister' | 'drain' | 'undrain' | 'poolStats' | 'watchPoolStats' | 'runScript' | 'logState' | 'appendLog' | 'completeLog' | 'close'
+>;
 
 /** One worker's session with the broker (see `WorkerConnection`). */
 export interface WorkerSession {

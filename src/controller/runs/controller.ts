@@ -29,6 +29,11 @@
  *    and the controller disagree) is not accepted: the backend sends it
  *    again, and it starts once that run's end is reported. It is never
  *    failed for it.
+ * 5. A run's end is sent only once its log is complete in the backend
+ *    (`log-relay.ts`), or relaying it has taken LOG_DRAIN_MAX_MS: a run the
+ *    backend calls over has its whole log. Meanwhile the worker stays busy
+ *    in the backend's eyes, and (2) still holds: `runIsOver` reads the Pod,
+ *    not the log, so a schedule that arrives anyway is accepted.
  */
 import { ANNOTATION_RUN_REPORTED, FINALIZER_RUN_POD, LABEL_RUN_ID, LABEL_WORKER, WORKER_KIND, WORKERPOOL_KIND } from '../../api/constants.js';
 import { EventReason } from '../../api/conditions.js';
@@ -42,6 +47,7 @@ import type { ControllerContext } from '../context.js';
 import { objectKey, workerKeyOf } from '../keys.js';
 import { decideRun, runIsOver, TERMINAL, type RunDecision } from './decision.js';
 import { planPodHistory, type HistoryPod } from './pod-history.js';
+import { workerStarted } from './log-relay.js';
 import { classifyRunPod, withRecentEvents, type EventView } from './pod-status.js';
 
 export interface RunsOfWorker {
@@ -104,12 +110,21 @@ export function podsOfWorker(ctx: ControllerContext, worker: WorkerObject): Pod[
   return ctx.caches.pods.byLabel(LABEL_WORKER, worker.spec.workerId, worker.metadata.namespace);
 }
 
+/** Relays the run's log to the backend from the moment its `worker` container starts until its end is reported. */
+function relayLog(ctx: ControllerContext, pod: Pod): void {
+  const workerKey = workerKeyOf(pod);
+  if (workerKey === undefined || !workerStarted(pod) || isEnded(ctx, pod)) return;
+  ctx.logs.ensure({ runId: runIdOf(pod), namespace: pod.metadata?.namespace ?? '', podName: pod.metadata?.name ?? '', podUid: pod.metadata?.uid ?? '', workerKey });
+}
+
 /** Run Pod changes bring their Worker's reconcile: ends and deletions at once, progress batched. */
 export function watchRunPods(ctx: ControllerContext): void {
   const { caches, queues } = ctx;
   const onPod = (pod: Pod, deleted = false): void => {
     const key = workerKeyOf(pod);
     if (key === undefined) return;
+    // At once, not with the batched reconcile: what the run prints first reaches the backend within moments.
+    if (!deleted) relayLog(ctx, pod);
     const phase = classifyRunPod(pod, new Date()).phase;
     if (deleted || pod.metadata?.deletionTimestamp !== undefined || phase === 'succeeded' || phase === 'failed') queues.workers.add(key);
     else queues.workers.addAfter(key, RUN_PROGRESS_BATCH_MS);
@@ -119,6 +134,7 @@ export function watchRunPods(ctx: ControllerContext): void {
     onUpdate: (_o, p) => onPod(p),
     onDelete: (p) => {
       ctx.runs.forgetPod(p.metadata?.uid ?? '');
+      ctx.logs.forget(p.metadata?.uid ?? '');
       onPod(p, true);
     },
   });
@@ -163,6 +179,7 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
     const recorded = pod.metadata?.annotations?.[ANNOTATION_RUN_REPORTED];
     // The cache shows the end this process wrote: nothing of the Pod needs remembering.
     if (recorded !== undefined && TERMINAL.has(recorded as RunStatus)) ctx.runs.forgetPod(uid);
+    relayLog(ctx, pod);
     const decision = await decide(ctx, pod, now);
     soonest(decision.recheckAfterMs);
     const reported = reportedOf(ctx, pod);
@@ -170,6 +187,14 @@ export async function syncRuns(ctx: ControllerContext, worker: WorkerObject, poo
       if (!connected) {
         // Reported once the session is back (its connect event brings this worker back).
         continue;
+      }
+      if (TERMINAL.has(decision.status)) {
+        // The end waits for the log (invariant 5); the relay brings the worker back when it is done.
+        const drained = ctx.logs.drained(uid);
+        if (!drained.done) {
+          soonest(drained.waitMs);
+          continue;
+        }
       }
       await report(ctx, key, worker, pod, decision);
       if (TERMINAL.has(decision.status)) ended.add(pod.metadata?.name ?? '');

@@ -23,7 +23,28 @@ export interface RunDecision {
 }
 
 export interface RunPodWithMeta extends RunPodView {
-  readonly metadata?: RunPodView['metadata'] & { readonly deletionTimestamp?: string | Date; readonly annotations?: Readonly<Record<string, string>> };
+  readonly metadata?: RunPodView['metadata'] & {
+    readonly deletionTimestamp?: string | Date;
+    readonly deletionGracePeriodSeconds?: number;
+    readonly annotations?: Readonly<Record<string, string>>;
+  };
+}
+
+const DELETED_REASON = 'the run Pod was deleted before the run ended (evicted, node drained or deleted by hand)';
+
+/**
+ * Whether a deleted Pod's `worker` ended because of the deletion (the
+ * kubelet's SIGTERM), not before it. The deletion was asked for at
+ * `deletionTimestamp` minus the grace period; `finishedAt` has whole
+ * seconds, hence the second of slack. Unknown times count as "because of".
+ */
+function endedByDeletion(pod: RunPodWithMeta): boolean {
+  const deletion = pod.metadata?.deletionTimestamp;
+  if (deletion === undefined) return false;
+  const finishedAt = pod.status?.containerStatuses?.find((c) => c.name === 'worker')?.state?.terminated?.finishedAt;
+  if (finishedAt === undefined) return true;
+  const requested = new Date(deletion).getTime() - (pod.metadata?.deletionGracePeriodSeconds ?? 0) * 1000;
+  return new Date(finishedAt).getTime() >= requested - 1000;
 }
 
 export function decideRun(pod: RunPodWithMeta, now: Date, stuckGraceMs: number): RunDecision {
@@ -36,12 +57,15 @@ export function decideRun(pod: RunPodWithMeta, now: Date, stuckGraceMs: number):
   if (evicted !== undefined && (deleting || status.phase === 'failed')) return { status: 'failed', reason: evicted, exitCode: status.exitCode };
   if (status.phase === 'failed') {
     if (stopRequested) return { status: 'stopped', reason: 'stopped on request', exitCode: status.exitCode };
+    // Killed by someone's deletion: that is the news, not the signal's exit code (which is kept). The run's end
+    // may be decided after the worker died of it, since the end waits for the run's log.
+    if (endedByDeletion(pod)) return { status: 'failed', reason: DELETED_REASON, exitCode: status.exitCode };
     return { status: 'failed', reason: status.reason, exitCode: status.exitCode };
   }
   if (stopRequested && deleting) return { status: 'stopped', reason: 'stopped on request' };
   if (deleting) {
     // Deleted by someone else before it ended (`kubectl delete pod`): the run cannot go on.
-    return { status: 'failed', reason: 'the run Pod was deleted before the run ended (evicted, node drained or deleted by hand)' };
+    return { status: 'failed', reason: DELETED_REASON };
   }
   if (status.phase === 'running') return { status: 'running' };
   const verdict = stuckVerdict(pod, now, stuckGraceMs);

@@ -60,6 +60,8 @@ import {
   MANAGED_BY_VALUE,
   RUN_POD_DISRUPTION_ANNOTATIONS,
   RUN_POD_UID,
+  RUN_SCRIPT_MOUNT_PATH,
+  RUN_SECRET_KEY_SCRIPT,
   WORKER_KIND,
   WORKSPACE_MOUNT_PATH,
 } from '../../api/constants.js';
@@ -75,6 +77,8 @@ export { RunConfigError } from './run-timeouts.js';
 export const VOLUME_WORKSPACE = 'workspace';
 /** Name of the Pod volume mounted at {@link BINARIES_CACHE_MOUNT_PATH}. */
 export const VOLUME_BINARIES_CACHE = 'binaries-cache';
+/** Name of the Pod volume mounted at {@link RUN_SCRIPT_MOUNT_PATH} in `init` (the run's Secret), when the run has a script. */
+export const VOLUME_RUN_SCRIPT = 'run-script';
 
 /** The phase part of run Pod names; one phase, the whole run, for now. */
 export const RUN_POD_PHASE = 'run';
@@ -89,6 +93,12 @@ export const ENV_WORKER_ID = 'SPACELIFT_WORKER_ID';
 export const ENV_POOL_ID = 'SPACELIFT_POOL_ID';
 export const ENV_WORKSPACE_PATH = 'SPACELIFT_WORKSPACE_PATH';
 export const ENV_BINARIES_CACHE_PATH = 'SPACELIFT_BINARIES_CACHE_PATH';
+/**
+ * On `init`, when the run has a script: its SHA-256 (lowercase hex), as the
+ * schedule message named it, so that init refuses any other script than the
+ * run's, whatever the Secret it finds holds.
+ */
+export const ENV_SCRIPT_SHA256 = 'SPACELIFT_RUN_SCRIPT_SHA256';
 
 /** The PATH `customBinariesPath` is prepended to (the usual Linux default, as in Debian and Alpine images). */
 export const STANDARD_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -295,6 +305,15 @@ export function runPodName(runId: string): string {
 }
 
 /**
+ * The name of the run's Secret (its script): the run Pod's name. Secrets and
+ * Pods have names of their own, and one name for both is what a person looks
+ * for next to `kubectl get pod`.
+ */
+export function runSecretName(runId: string): string {
+  return runPodName(runId);
+}
+
+/**
  * The runner image of a run: the message's, else `spec.pod.defaultRunnerImage`.
  *
  * @throws MissingRunnerImageError when neither names one
@@ -428,7 +447,10 @@ function checkNames(
  * `launcher-grpc` and `worker`) and `binaries-cache` (at
  * `/opt/spacelift/binaries_cache` in `init` and `worker`), `emptyDir` unless
  * `spec.pod.workspaceVolume` / `binariesCacheVolume` give a volume source (its
- * `name` is replaced by ours), then `spec.pod.volumes`.
+ * `name` is replaced by ours); for a run with a script, `run-script`: the
+ * run's Secret ({@link runSecretName}, made by the schedule handler), its key
+ * `script` mounted read-only at `/opt/spacelift/run/script` in `init` alone,
+ * which also gets `SPACELIFT_RUN_SCRIPT_SHA256`; then `spec.pod.volumes`.
  *
  * **Environment.** `init`, `launcher-grpc` and `worker` get
  * `SPACELIFT_RUN_ID`, `SPACELIFT_WORKER_ID`, `SPACELIFT_POOL_ID`,
@@ -492,7 +514,7 @@ export function buildRunPod(input: RunPodInput): V1Pod {
   const containerNames = new Set<string>();
   checkNames(ourContainers, settings.customInitContainers, 'spec.pod.customInitContainers', 'container', containerNames);
   checkNames(ourContainers, settings.additionalSidecarContainers, 'spec.pod.additionalSidecarContainers', 'container', containerNames);
-  checkNames([VOLUME_WORKSPACE, VOLUME_BINARIES_CACHE], settings.volumes, 'spec.pod.volumes', 'volume', new Set());
+  checkNames([VOLUME_WORKSPACE, VOLUME_BINARIES_CACHE, VOLUME_RUN_SCRIPT], settings.volumes, 'spec.pod.volumes', 'volume', new Set());
 
   // --- environment --------------------------------------------------------
   const common: V1EnvVar[] = [
@@ -524,7 +546,15 @@ export function buildRunPod(input: RunPodInput): V1Pod {
   const workspaceMount: V1VolumeMount = { name: VOLUME_WORKSPACE, mountPath: WORKSPACE_MOUNT_PATH };
   const cacheMount: V1VolumeMount = { name: VOLUME_BINARIES_CACHE, mountPath: BINARIES_CACHE_MOUNT_PATH };
 
-  const init = container(CONTAINER_INIT, launcherImage, settings.init, common, [workspaceMount, cacheMount]);
+  const script = schedule.script;
+  const scriptMount: V1VolumeMount = { name: VOLUME_RUN_SCRIPT, mountPath: RUN_SCRIPT_MOUNT_PATH, readOnly: true };
+  const init = container(
+    CONTAINER_INIT,
+    launcherImage,
+    settings.init,
+    script === undefined ? common : [...common, { name: ENV_SCRIPT_SHA256, value: script.sha256 }],
+    script === undefined ? [workspaceMount, cacheMount] : [workspaceMount, cacheMount, scriptMount],
+  );
   const grpc = container(CONTAINER_LAUNCHER_GRPC, launcherImage, settings.grpc, common, [workspaceMount], 'Always');
   const workerContainer = container(
     CONTAINER_WORKER,
@@ -540,6 +570,9 @@ export function buildRunPod(input: RunPodInput): V1Pod {
   const volumes: V1Volume[] = [
     { ...(settings.workspaceVolume ?? { emptyDir: {} }), name: VOLUME_WORKSPACE },
     { ...(settings.binariesCacheVolume ?? { emptyDir: {} }), name: VOLUME_BINARIES_CACHE },
+    ...(script === undefined
+      ? []
+      : [{ name: VOLUME_RUN_SCRIPT, secret: { secretName: runSecretName(schedule.runId), items: [{ key: RUN_SECRET_KEY_SCRIPT, path: RUN_SECRET_KEY_SCRIPT }], defaultMode: 0o444 } }]),
     ...settings.volumes,
   ];
 

@@ -15,6 +15,7 @@ import {
   type DrainResponse,
   type PoolStats,
   type RegisterResponse,
+  type RunLogState,
   type RunStatusMessage,
   type ScheduleMessage,
   type ToWorkerMessage,
@@ -157,6 +158,12 @@ export class FakeBackend implements BackendConnector {
   registrationFails: string | undefined;
   /** Serials of the certificates issued, per worker, oldest first. */
   readonly issued = new Map<string, string[]>();
+  /** Run scripts the worker API serves, by run id. */
+  readonly scripts = new Map<string, Buffer>();
+  /** Run logs as relayed, by run id (appends at offsets, as the reference backend stores them). */
+  readonly logs = new Map<string, { bytes: Buffer; complete: boolean }>();
+  /** Per-run log limit. */
+  logLimit = 10 * 1024 * 1024;
   private registrations = 0;
 
   client(options: BackendClientOptions): BackendApi {
@@ -214,8 +221,49 @@ export class FakeBackend implements BackendConnector {
         guard('watch pool stats');
         return this.statsOf(poolId);
       },
+      runScript: async (runId: string): Promise<Buffer> => {
+        guard('get run script');
+        const script = this.scripts.get(runId);
+        if (script === undefined) throw new TerminalBackendError(`get run script: backend answered 404: run ${runId} has no script`, 404, { code: 'not-found' });
+        return script;
+      },
+      logState: async (runId: string): Promise<RunLogState> => {
+        guard('get run log state');
+        return this.logStateOf(runId);
+      },
+      appendLog: async (runId: string, offset: number, bytes: Buffer): Promise<RunLogState> => {
+        guard('append run log');
+        const log = this.logs.get(runId) ?? { bytes: Buffer.alloc(0), complete: false };
+        this.logs.set(runId, log);
+        const conflict = (why: string): never => {
+          throw new TerminalBackendError(`append run log: backend answered 409: ${why}`, 409, { code: 'conflict' });
+        };
+        if (offset > log.bytes.length) conflict('gap');
+        const overlap = Math.min(log.bytes.length - offset, bytes.length);
+        if (!log.bytes.subarray(offset, offset + overlap).equals(bytes.subarray(0, overlap))) conflict('bytes differ');
+        const rest = bytes.subarray(overlap);
+        if (rest.length > 0 && log.complete) conflict('complete');
+        const room = this.logLimit - log.bytes.length;
+        log.bytes = Buffer.concat([log.bytes, rest.subarray(0, room)]);
+        if (rest.length > room) log.complete = true;
+        return this.logStateOf(runId);
+      },
+      completeLog: async (runId: string, length: number): Promise<RunLogState> => {
+        guard('complete run log');
+        const log = this.logs.get(runId) ?? { bytes: Buffer.alloc(0), complete: false };
+        this.logs.set(runId, log);
+        if (!log.complete && length !== log.bytes.length) throw new TerminalBackendError(`complete run log: backend answered 409: holds ${log.bytes.length}`, 409, { code: 'conflict' });
+        log.complete = true;
+        return this.logStateOf(runId);
+      },
       close: () => undefined,
     };
+  }
+
+  logStateOf(runId: string): RunLogState {
+    const log = this.logs.get(runId);
+    const length = log?.bytes.length ?? 0;
+    return { length, complete: log?.complete ?? false, truncated: length >= this.logLimit && log?.complete === true, limit: this.logLimit };
   }
 
   /** Workers of the pool whose last announced state is busy. */

@@ -1,0 +1,3 @@
+module kube-workerpool-controller/kwc
+
+go 1.22
