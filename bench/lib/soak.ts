@@ -10,7 +10,7 @@
  * - failed by the test: the script exits 1 on purpose, or the test deleted
  *   its Pod (the reason says so);
  * - failed by the system: any other failure or stop (the number that must be 0);
- * - lost: not over when the soak ends;
+ * - lost: not over once no run has ended for 90 s after the load stopped;
  * - duplicated: more than one Pod (distinct uid) ever existed for the run,
  *   from a watch over the whole soak, not a final list;
  * - phantoms: a Worker busy with a run that is over or has no Pod, or a
@@ -89,6 +89,8 @@ function script(fails: boolean, seconds: number): string {
 }
 
 const TERMINAL = new Set(['finished', 'failed', 'stopped']);
+/** No run ended for this long after the load stopped: the runs left are stuck (longer than any run's script plus a Pod's start and a retry). */
+const STALL_MS = 90_000;
 
 class Backend {
   private running: RunningBackend | undefined;
@@ -311,12 +313,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const loadEnded = Date.now();
     log(`t=${at()} s: load stopped after ${submitted.size} runs; waiting for every run to end`);
 
-    // Every run over, or give up after a while (what is left is counted as lost).
+    // Every run over, or give up once none has ended for a while: what is left
+    // then is stuck, and counted as lost. A backlog the machine works through
+    // slowly (runs submitted faster than the pool finishes them) is not lost.
     let runs: RunView[] = [];
-    const drainDeadline = Date.now() + Math.max(180_000, options.durationMs);
+    let over = -1;
+    let lastProgress = Date.now();
     for (;;) {
       runs = (await backend.admin<RunView[]>('GET', `/api/runs?poolId=${pool.id}`)).filter((r) => submitted.has(r.id));
-      if (runs.every((r) => TERMINAL.has(r.state)) || Date.now() > drainDeadline) break;
+      const nowOver = runs.filter((r) => TERMINAL.has(r.state)).length;
+      if (nowOver !== over) lastProgress = Date.now();
+      over = nowOver;
+      if (runs.every((r) => TERMINAL.has(r.state)) || Date.now() - lastProgress > STALL_MS) break;
       await sleep(2000);
     }
     const drainSeconds = Math.round((Date.now() - loadEnded) / 1000);
@@ -392,7 +400,7 @@ export function formatReport(r: SoakReport): string {
   const lines = [
     `submitted ${r.submitted}, finished ${r.finished}, failed by the test ${r.failedByTest}, failed by the system ${r.failedBySystem.length}, lost ${r.lost.length}, duplicated ${r.duplicated.length}, phantoms ${r.phantoms.length}, orphans ${r.orphans.length}`,
     `faults: ${r.faults.map((f) => `${f.at} s ${f.what}`).join('; ')}`,
-    `every run over ${r.drainSeconds} s after the load stopped; logs and report.json in ${r.logDir}`,
+    `${r.lost.length === 0 ? 'every run over' : 'gave up waiting'} ${r.drainSeconds} s after the load stopped; logs and report.json in ${r.logDir}`,
   ];
   for (const f of r.failedBySystem) lines.push(`  failed by the system: ${f.runId} ${f.state}: ${f.reason ?? ''}`);
   for (const l of r.lost) lines.push(`  lost: ${l.runId} (${l.state})`);
