@@ -64,12 +64,16 @@ describe('Logger', () => {
       privateKey: 'abc',
       nested: { 'tls.key': 'x', list: [{ password: 'p' }, b64pem, `x${b64pem}`, `xy${b64pem}`] },
       clientCert: 'c',
+      secret: 'opaque-secret-value',
+      authorization: 'opaque-authorization-value',
+      credentials: 'opaque-credentials-value',
     });
     const out = lines.join('');
     expect(out).not.toContain('MIIE');
     expect(out).not.toContain('abc');
     expect(out).not.toContain('eyJhbGciOi');
     expect(out).not.toContain(b64pem.slice(4, 20));
+    expect(out).not.toContain('opaque-');
     const obj = JSON.parse(lines[0] ?? '') as Record<string, unknown>;
     expect(obj.secretName).toBe('pool-creds');
     expect(obj).toMatchObject({
@@ -77,12 +81,27 @@ describe('Logger', () => {
       token: REDACTED,
       privateKey: REDACTED,
       clientCert: REDACTED,
+      secret: REDACTED,
+      authorization: REDACTED,
+      credentials: REDACTED,
       nested: { 'tls.key': REDACTED, list: [{ password: REDACTED }, REDACTED, REDACTED, REDACTED] },
     });
   });
 });
 
 describe('redact', () => {
+  // Every key name the module documents as naming a credential, bare and in the
+  // spellings call sites use (camelCase, dotted, dashed, upper case).
+  const sensitive = ['token', 'key', 'cert', 'certificate', 'crt', 'pem', 'csr', 'password', 'passwd', 'passphrase', 'secret', 'secrets', 'authorization', 'authHeader', 'auth', 'bearer', 'cookie', 'cookies', 'credential', 'credentials', 'signature'];
+  it.each(sensitive)('replaces the value of a key named %s, however it is spelled', (name) => {
+    const spellings = [name, `client${name[0]?.toUpperCase()}${name.slice(1)}`, `tls.${name}`, `x-${name}`, name.toUpperCase()];
+    for (const key of spellings) expect(redact({ [key]: 'opaque value', name: 'kept' }), key).toEqual({ [key]: REDACTED, name: 'kept' });
+  });
+
+  it('leaves keys that only mention a credential alone', () => {
+    expect(redact({ secretName: 's', tokenRef: 't', keyId: 'k', certificateName: 'c' })).toEqual({ secretName: 's', tokenRef: 't', keyId: 'k', certificateName: 'c' });
+  });
+
   it('copies and leaves ordinary data alone', () => {
     const input = { name: 'w-1', count: 3, labels: { app: 'x' }, when: new Date(0) };
     expect(redact(input)).toEqual({ name: 'w-1', count: 3, labels: { app: 'x' }, when: '1970-01-01T00:00:00.000Z' });
