@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Pool } from '../integration/backend-harness.js';
-import { createTestNamespace, kubectl, testNode } from '../setup/cluster-access.js';
+import { createTestNamespace, kubectl, skipWithout, testNode } from '../setup/cluster-access.js';
 import { SECRETS } from '../../src/runtime/k8s-client.js';
 import { startE2E, waitFor, type ControllerProcess, type E2E } from './harness.js';
 import {
@@ -97,7 +97,7 @@ describe('the secure metrics endpoint', () => {
     expect(text).toContain('process_resident_memory_bytes');
   });
 
-  test.skipIf(testNode() === null)('counts the run that ran on the node: Pod created, started, finished', async () => {
+  test.skipIf(skipWithout('the node', testNode() !== null))('counts the run that ran on the node: Pod created, started, finished', async () => {
     const text = (await httpGet(metricsUrl, tokens.reader)).body;
     expect(text).toMatch(/^workerpool_controller_run_pod_creation_latency_seconds_count 1$/m);
     expect(text).toMatch(/^workerpool_controller_run_pod_start_latency_seconds_count 1$/m);

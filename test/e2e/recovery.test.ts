@@ -8,7 +8,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { SECRETS } from '../../src/runtime/k8s-client.js';
 import { readonlyTopic } from '../../src/protocol/index.js';
-import { testNode } from '../setup/cluster-access.js';
+import { skipWithout, testNode } from '../setup/cluster-access.js';
 import { startE2E, waitFor, WAITING_SCRIPT, type E2E } from './harness.js';
 
 let e2e: E2E;
@@ -53,7 +53,7 @@ describe('a controller killed with SIGKILL', () => {
     expect(secretNames.sort()).toEqual(workers.map((w) => w.metadata.name).sort());
   });
 
-  test.skipIf(testNode() === null)('while a run is Running: the restarted one reports its end, and only one Pod ever existed', async () => {
+  test.skipIf(skipWithout('the node', testNode() !== null))('while a run is Running: the restarted one reports its end, and only one Pod ever existed', async () => {
     const pool = await e2e.createWorkerPool('busy', 1, { keepSuccessfulPods: true });
     await waitFor('an idle worker', async () => (await e2e.pool('busy')).status?.idleWorkers === 1, 60_000);
     const runId = await e2e.submitScriptRun(pool.id, WAITING_SCRIPT);

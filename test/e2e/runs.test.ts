@@ -10,12 +10,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LABEL_RUN_ID } from '../../src/api/constants.js';
 import { PODS, SECRETS, type Pod } from '../../src/runtime/k8s-client.js';
 import type { Pool } from '../integration/backend-harness.js';
-import { kubectl, kubectlOk, testNode } from '../setup/cluster-access.js';
+import { kubectl, kubectlOk, skipWithout, testNode } from '../setup/cluster-access.js';
 import { startE2E, waitFor, WAITING_SCRIPT, type E2E, type RunView } from './harness.js';
 
 const node = testNode();
 
-describe.skipIf(node === null)('runs on the node', () => {
+describe.skipIf(skipWithout('the node', node !== null))('runs on the node', () => {
   let e2e: E2E;
   let pool: Pool;
   let keepPool: Pool;
