@@ -63,8 +63,20 @@ describe('readPoolCredentials', () => {
     if (!result.ok) expect(result.message).toContain(message);
   });
 
-  test('a pool without credentials says so', () => {
-    expect(readPoolCredentials({ poolSize: 1 }, 'ns', () => undefined)).toMatchObject({ ok: false, reason: 'CredentialsNotConfigured' });
+  test('a pool without credentials, or with only one of the two, says so', () => {
+    const message = 'spec.token and spec.privateKey are not set: the pool has no credentials to register workers with';
+    expect(readPoolCredentials({ poolSize: 1 }, 'ns', () => undefined)).toEqual({ ok: false, reason: 'CredentialsNotConfigured', message });
+    const lookup = () => secret({ token, privateKey: keyB64 });
+    expect(readPoolCredentials({ poolSize: 1, token: spec.token }, 'ns', lookup)).toMatchObject({ ok: false, reason: 'CredentialsNotConfigured' });
+    expect(readPoolCredentials({ poolSize: 1, privateKey: spec.privateKey }, 'ns', lookup)).toMatchObject({ ok: false, reason: 'CredentialsNotConfigured' });
+  });
+
+  test('a key whose value is only blanks is missing', () => {
+    expect(readPoolCredentials(spec, 'ns', () => secret({ token, privateKey: ' \n\t' }))).toEqual({
+      ok: false,
+      reason: 'SecretKeyMissing',
+      message: 'secret ns/creds has no key "privateKey" (spec.privateKey.secretKeyRef.key)',
+    });
   });
 
   test('the fingerprint follows the credentials', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Logger, REDACTED, redact } from '../../src/runtime/log.js';
+import { redact as redactValue, redactText } from '../../src/runtime/redact.js';
 
 function capture(): { lines: string[]; sink: { write(s: string): void } } {
   const lines: string[] = [];
@@ -111,5 +112,32 @@ describe('redact', () => {
     const a: Record<string, unknown> = { name: 'a' };
     a.self = a;
     expect(redact(a)).toEqual({ name: 'a', self: '[circular]' });
+  });
+});
+
+// Cases found by mutation testing (docs/mutation.md): each fails on a surviving mutant of src/runtime/redact.ts.
+describe('redact, at its edges', () => {
+  it('joins a key across separators before matching it', () => {
+    expect(redactValue({ 'auth-header': 'a', auth_header: 'b', 'pass.phrase': 'c' })).toEqual({ 'auth-header': REDACTED, auth_header: REDACTED, 'pass.phrase': REDACTED });
+  });
+
+  it('keeps empty, null and undefined values of sensitive keys as they are, so a log shows a credential is missing', () => {
+    expect(redactValue({ token: undefined, password: null, secret: '' })).toStrictEqual({ token: undefined, password: null, secret: '' });
+  });
+
+  it('replaces raw bytes, and gives an error its name, message and code only when it has one', () => {
+    expect(redactValue({ data: Buffer.from('abc'), bytes: new Uint8Array([1, 2]) })).toEqual({ data: REDACTED, bytes: REDACTED });
+    expect(Object.keys(redactValue(new Error('boom')) as object)).toEqual(['name', 'message']);
+    expect(redactValue(Object.assign(new Error('boom'), { code: 'ECONNRESET' }))).toEqual({ name: 'Error', message: 'boom', code: 'ECONNRESET' });
+  });
+
+  it('keeps the scheme of a bearer or basic credential and replaces the rest', () => {
+    expect(redactText('Authorization: Bearer abc.def-ghi and Basic dXNlcjpwYXNz, end')).toBe(`Authorization: Bearer ${REDACTED} and Basic ${REDACTED}, end`);
+  });
+
+  it('replaces a registered secret of 16 characters or more, and ignores shorter ones', () => {
+    const sixteen = 'abcdefghijklmnop';
+    expect(redactText(`x ${sixteen} y`, { secrets: [sixteen] })).toBe(REDACTED);
+    expect(redactText(`x ${sixteen.slice(1)} y`, { secrets: [sixteen.slice(1)] })).toBe(`x ${sixteen.slice(1)} y`);
   });
 });

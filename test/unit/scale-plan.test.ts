@@ -41,6 +41,8 @@ describe('scale down', () => {
       w('pending', { registered: false }),
     ]);
     expect(plan.drain).toEqual(['pending', 'old-idle']);
+    // Unregistered first even when it has been idle for less time than the others.
+    expect(planScale(1, [w('old-idle', { idleSince: '2026-01-01T00:01:00Z' }), w('pending', { registered: false, idleSince: '2026-01-01T00:30:00Z' })]).drain).toEqual(['pending']);
   });
 
   test('to zero, busy workers are drained, not removed outright', () => {
