@@ -11,7 +11,7 @@ import { WORKER_REF, type WorkerObject } from '../../src/api/types.js';
 import { Informer } from '../../src/runtime/informer.js';
 import { KubeClient } from '../../src/runtime/k8s-client.js';
 import { kubeListWatch } from '../../src/runtime/list-watch.js';
-import { testKubeConfig, testNode } from '../setup/cluster-access.js';
+import { skipWithout, testKubeConfig, testNode } from '../setup/cluster-access.js';
 import { startE2E, waitFor, WAITING_SCRIPT, type E2E } from './harness.js';
 
 const node = testNode();
@@ -49,7 +49,7 @@ class PoolWatch {
   }
 }
 
-describe.skipIf(node === null)('autoscaling on the node', () => {
+describe.skipIf(skipWithout('the node', node !== null))('autoscaling on the node', () => {
   let e2e: E2E;
   const watches: PoolWatch[] = [];
 

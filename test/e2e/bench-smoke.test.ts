@@ -8,11 +8,11 @@
 import { expect, inject, test } from 'vitest';
 import { ALL_PHASES, runBench } from '../../bench/bench.js';
 import { markdownSection, rows } from '../../bench/report.js';
-import { testNode } from '../setup/cluster-access.js';
+import { skipWithout, testNode } from '../setup/cluster-access.js';
 
 const node = testNode();
 
-test.skipIf(node === null)('the bench measures every row at a tiny size, its runs running on the node', async () => {
+test.skipIf(skipWithout('the node', node !== null))('the bench measures every row at a tiny size, its runs running on the node', async () => {
   const result = await runBench({
     workers: 3,
     idleSeconds: 2,

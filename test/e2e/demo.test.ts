@@ -11,7 +11,7 @@ import { delimiter, join } from 'node:path';
 import { afterAll, describe, expect, inject, test } from 'vitest';
 import { repoRoot } from '../../src/cluster/binaries.js';
 import { isRoot } from '../../src/cluster/host-packages.js';
-import { canStartControlPlanes, testNode } from '../setup/cluster-access.js';
+import { canStartControlPlanes, skipWithout, testNode } from '../setup/cluster-access.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -49,7 +49,7 @@ function processesMentioning(text: string): string[] {
   return found;
 }
 
-describe.skipIf(!canStartControlPlanes() || testNode() === null)('npm run demo', () => {
+describe.skipIf(skipWithout('control planes of its own (not KWC_TEST_KUBECONFIG; the Kubernetes binaries)', canStartControlPlanes()) || skipWithout('the node', testNode() !== null))('npm run demo', () => {
   test('runs the whole system: the controller is a Pod, the runs run on the node; shows what a user looks at, exits 0 and stops everything', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kwc-demo-test-'));
     dirs.push(dir);

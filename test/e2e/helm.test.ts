@@ -15,7 +15,7 @@ import type { ControlPlane } from '../../src/cluster/control-plane.js';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.js';
 import { createPool, startEnv, waitFor, type Env, type Pool } from '../integration/backend-harness.js';
 import { serviceAccountMay } from '../setup/access-review.js';
-import { canStartControlPlanes, kubectl, kubectlOk, startPrivateControlPlane, testNode } from '../setup/cluster-access.js';
+import { canStartControlPlanes, kubectl, kubectlOk, skipWithout, startPrivateControlPlane, testNode } from '../setup/cluster-access.js';
 import { CHART, helm, helmOk } from '../support/helm.js';
 
 const node = testNode();
@@ -25,7 +25,7 @@ const DEPLOYMENT = 'kube-workerpool-controller';
 const SA = { namespace: NS, name: 'kube-workerpool-controller' };
 const POOL_CRD = 'crd/workerpools.workers.spacelift.io';
 
-describe.skipIf(node === null || !canStartControlPlanes())('the Helm chart on the cluster, with the real helm', () => {
+describe.skipIf(skipWithout('the node', node !== null) || skipWithout('control planes of its own (not KWC_TEST_KUBECONFIG; the Kubernetes binaries)', canStartControlPlanes()))('the Helm chart on the cluster, with the real helm', () => {
   let plane: ControlPlane;
   let env: Env;
   let pool: Pool;

@@ -16,7 +16,7 @@ import type { ControlPlane } from '../../src/cluster/control-plane.js';
 import { loadKubeConfig } from '../../src/cluster/kubeconfig.js';
 import { KubeClient } from '../../src/runtime/k8s-client.js';
 import { createPool, startEnv, waitFor, type Env } from '../integration/backend-harness.js';
-import { canStartControlPlanes, kubectlInBackground, kubectlOk, MANIFESTS, startPrivateControlPlane, testNode } from '../setup/cluster-access.js';
+import { canStartControlPlanes, kubectlInBackground, kubectlOk, MANIFESTS, skipWithout, startPrivateControlPlane, testNode } from '../setup/cluster-access.js';
 import { httpGet, METRICS_READER_ROLE, serviceAccountToken } from './observability-support.js';
 
 const node = testNode();
@@ -24,7 +24,7 @@ const NS = 'spacelift-worker-controller-system';
 const DEPLOYMENT = 'kube-workerpool-controller';
 const LEASE = 'kube-workerpool-controller-leader';
 
-describe.skipIf(node === null || !canStartControlPlanes())('the controller in the cluster, installed from dist/manifests.yaml with kubectl apply -k', () => {
+describe.skipIf(skipWithout('the node', node !== null) || skipWithout('control planes of its own (not KWC_TEST_KUBECONFIG; the Kubernetes binaries)', canStartControlPlanes()))('the controller in the cluster, installed from dist/manifests.yaml with kubectl apply -k', () => {
   let plane: ControlPlane;
   let env: Env;
   let client: KubeClient;

@@ -6,12 +6,15 @@
 import { createHash } from 'node:crypto';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { SECRETS } from '../../src/runtime/k8s-client.js';
+import { LEASES, PODS, SECRETS, type Lease, type Pod } from '../../src/runtime/k8s-client.js';
 import { readonlyTopic } from '../../src/protocol/index.js';
-import { testNode } from '../setup/cluster-access.js';
+import { skipWithout, testNode } from '../setup/cluster-access.js';
 import { startE2E, waitFor, WAITING_SCRIPT, type E2E } from './harness.js';
+import { ObjectWatch } from './object-watch.js';
 
 let e2e: E2E;
+/** Named in src/controller/cli/main.ts, which cannot be imported (importing it starts a controller). */
+const LEASE_NAME = 'kube-workerpool-controller-leader';
 
 beforeAll(async () => {
   e2e = await startE2E('e2e-recovery');
@@ -53,9 +56,12 @@ describe('a controller killed with SIGKILL', () => {
     expect(secretNames.sort()).toEqual(workers.map((w) => w.metadata.name).sort());
   });
 
-  test.skipIf(testNode() === null)('while a run is Running: the restarted one reports its end, and only one Pod ever existed', async () => {
+  test.skipIf(skipWithout('the node', testNode() !== null))('while a run is Running: the restarted one reports its end, and only one Pod ever existed', async () => {
     const pool = await e2e.createWorkerPool('busy', 1, { keepSuccessfulPods: true });
     await waitFor('an idle worker', async () => (await e2e.pool('busy')).status?.idleWorkers === 1, 60_000);
+    // Every Pod of the pool from before the run is submitted to after it is reported: a Pod made and
+    // deleted in between (by either controller) would show here, and not in a final list.
+    const pods = await ObjectWatch.start(e2e.client, PODS, e2e.namespace, `workers.spacelift.io/workerpool=${pool.id}`);
     const runId = await e2e.submitScriptRun(pool.id, WAITING_SCRIPT);
     const pod = await waitFor('the run pod', async () => (await e2e.pods(`workers.spacelift.io/run-id=${runId}`))[0]);
     await waitFor('the backend to see it running', async () => (await e2e.run(runId)).state === 'running', 60_000);
@@ -71,8 +77,10 @@ describe('a controller killed with SIGKILL', () => {
     expect(worker?.status).toMatchObject({ state: 'Busy', currentRunID: runId });
     await e2e.endRun(pod.metadata?.name ?? '', 0);
     await waitFor('the backend to see it finished', async () => (await e2e.run(runId)).state === 'finished', 60_000);
-    const pods = await e2e.pods(`workers.spacelift.io/run-id=${runId}`);
-    expect(pods.map((p) => p.metadata?.uid)).toEqual([pod.metadata?.uid]);
+    await pods.stop();
+    expect(pod.metadata?.uid).toBeDefined();
+    expect(pods.uids()).toEqual([pod.metadata?.uid]);
+    expect(pods.events.some((e) => e.type === 'deleted')).toBe(false);
   }, 180_000);
 });
 
@@ -83,16 +91,33 @@ describe('redelivery', () => {
     const sentBefore = e2e.env.backend.counters().schedulesSent;
     // Frozen, the controller acknowledges nothing: the backend re-sends the schedule every second.
     e2e.controller.signal('SIGSTOP');
-    const runId = await e2e.submitScriptRun(pool.id, WAITING_SCRIPT);
+    let pods: ObjectWatch<Pod> | undefined;
+    let runId = '';
+    // What the controller itself received and handled (its debug lines), not what the backend sent.
+    const schedules = (msg: string): number => e2e.controller.records().filter((r) => r.msg === msg && r.type === 'schedule' && r.runId === runId).length;
     try {
+      runId = await e2e.submitScriptRun(pool.id, WAITING_SCRIPT);
+      // Opened while the controller is frozen, so it sees every Pod of the run from the first.
+      pods = await ObjectWatch.start(e2e.client, PODS, e2e.namespace, `workers.spacelift.io/run-id=${runId}`);
       await waitFor('the schedule to be sent three times', () => e2e.env.backend.counters().schedulesSent - sentBefore >= 3, 30_000);
     } finally {
       e2e.controller.signal('SIGCONT');
     }
-    await waitFor('the run to be accepted', async () => (await e2e.run(runId)).state === 'preparing', 30_000);
-    await new Promise((r) => setTimeout(r, 1000));
-    expect(await e2e.pods(`workers.spacelift.io/run-id=${runId}`)).toHaveLength(1);
-  });
+    try {
+      await waitFor('the controller to receive the schedule three times', () => schedules('message received') >= 3, 30_000);
+      await waitFor('the run to be accepted', async () => (await e2e.run(runId)).state === 'preparing', 30_000);
+      const pod = await waitFor('the run pod', async () => (await e2e.pods(`workers.spacelift.io/run-id=${runId}`))[0]);
+      await waitFor('the run to be running', async () => (await e2e.run(runId)).state === 'running', 60_000);
+      // The window ends once every schedule the controller received is handled and the run is over.
+      await e2e.endRun(pod.metadata?.name ?? '', 0);
+      await waitFor('the run to be finished', async () => (await e2e.run(runId)).state === 'finished', 60_000);
+      await waitFor('every received schedule to be handled', () => schedules('message handled') === schedules('message received'), 30_000);
+      expect(schedules('message received')).toBeGreaterThanOrEqual(3);
+      expect(pods?.uids()).toEqual([pod.metadata?.uid]);
+    } finally {
+      await pods?.stop();
+    }
+  }, 180_000);
 });
 
 describe('isolation', () => {
@@ -134,10 +159,24 @@ describe('leader election', () => {
     const args = ['--leader-elect', `--leader-election-namespace=${e2e.namespace}`];
     const first = e2e.startController(args);
     await first.waitForLog('the first to lead', (r) => r.msg === 'became leader');
+    const firstIdentity = first.records().find((r) => r.msg === 'starting')?.identity;
+    expect(firstIdentity).toMatch(/\S/);
+    // Every version of the Lease while both run: the first renews it, and it never changes hands.
+    const leases = await ObjectWatch.start<Lease>(e2e.client, LEASES, e2e.namespace);
     const second = e2e.startController(args);
-    await second.waitForLog('the second to campaign', (r) => r.msg === 'starting');
-    await new Promise((r) => setTimeout(r, 3000));
-    expect(second.records().some((r) => r.msg === 'became leader')).toBe(false);
+    try {
+      await second.waitForLog('the second to see the first lead', (r) => r.msg === 'leader observed' && r.leader === firstIdentity);
+      // The first keeps renewing for longer than a lease lasts after the second saw it: had the second
+      // taken the renewals for an expired lease, it would have taken the lease within this window.
+      const ours = () => leases.events.filter((e) => e.object.metadata?.name === LEASE_NAME).map((e) => e.object.spec);
+      const observedAt = Date.now();
+      const durationMs = (ours().at(-1)?.leaseDurationSeconds ?? 15) * 1000;
+      await waitFor('the first to renew for longer than the lease lasts', () => ours().some((l) => Date.parse(String(l?.renewTime)) > observedAt + durationMs + 2_000), 60_000);
+      expect(second.records().some((r) => r.msg === 'became leader')).toBe(false);
+      expect(new Set(ours().map((l) => l?.holderIdentity))).toEqual(new Set([firstIdentity]));
+    } finally {
+      await leases.stop();
+    }
 
     await first.kill('SIGKILL');
     await second.waitForLog('the second to take over', (r) => r.msg === 'became leader', 60_000);

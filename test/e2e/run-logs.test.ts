@@ -13,13 +13,13 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LABEL_RUN_ID } from '../../src/api/constants.js';
 import type { Pod } from '../../src/runtime/k8s-client.js';
 import type { Pool } from '../integration/backend-harness.js';
-import { kubectlOk, testNode } from '../setup/cluster-access.js';
+import { kubectlOk, skipWithout, testNode } from '../setup/cluster-access.js';
 import { startE2E, waitFor, type E2E, type RunView } from './harness.js';
 
 const node = testNode();
 const RUN_UID = 1983;
 
-describe.skipIf(node === null)('run scripts and their logs on the node', () => {
+describe.skipIf(skipWithout('the node', node !== null))('run scripts and their logs on the node', () => {
   let e2e: E2E;
   let pool: Pool;
   let other: Pool;

@@ -7,15 +7,17 @@
  */
 import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { LABEL_RUN_ID } from '../../src/api/constants.js';
+import { LABEL_RUN_ID, LABEL_WORKERPOOL } from '../../src/api/constants.js';
+import { WORKER_REF } from '../../src/api/types.js';
 import { PODS, SECRETS, type Pod } from '../../src/runtime/k8s-client.js';
 import type { Pool } from '../integration/backend-harness.js';
-import { kubectl, kubectlOk, testNode } from '../setup/cluster-access.js';
+import { kubectl, kubectlOk, skipWithout, testNode } from '../setup/cluster-access.js';
 import { startE2E, waitFor, WAITING_SCRIPT, type E2E, type RunView } from './harness.js';
+import { ObjectWatch } from './object-watch.js';
 
 const node = testNode();
 
-describe.skipIf(node === null)('runs on the node', () => {
+describe.skipIf(skipWithout('the node', node !== null))('runs on the node', () => {
   let e2e: E2E;
   let pool: Pool;
   let keepPool: Pool;
@@ -246,14 +248,31 @@ describe.skipIf(node === null)('runs on the node', () => {
       const name = (await podOfRun(runId)).metadata?.name ?? '';
       await runState(runId, 'running');
 
-      await kubectlOk(['scale', 'workerpools', 'shrink', '-n', e2e.namespace, '--replicas=0']);
-      await waitFor('the worker to be Draining', async () => (await e2e.workers()).find((w) => w.spec.poolName === 'shrink')?.status?.state === 'Draining');
-      await new Promise((r) => setTimeout(r, 2000));
-      expect((await e2e.workers()).filter((w) => w.spec.poolName === 'shrink')).toHaveLength(1);
-      expect((await podJson(name)).status?.phase).toBe('Running');
-      expect((await e2e.run(runId)).state).toBe('running');
+      // Every change to the pool's Workers and to the run Pod from the scale-down to the run's end.
+      const workers = await ObjectWatch.start(e2e.client, WORKER_REF, e2e.namespace, `${LABEL_WORKERPOOL}=${shrink.id}`);
+      const pods = await ObjectWatch.start(e2e.client, PODS, e2e.namespace, `${LABEL_RUN_ID}=${runId}`);
+      try {
+        await kubectlOk(['scale', 'workerpools', 'shrink', '-n', e2e.namespace, '--replicas=0']);
+        await waitFor('the worker to be Draining', async () => (await e2e.workers()).find((w) => w.spec.poolName === 'shrink')?.status?.state === 'Draining');
+        // The scale-down is fully acted on: the status is of the new spec and the backend holds the worker drained.
+        await waitFor('the pool status of the new spec', async () => {
+          const p = await e2e.pool('shrink');
+          return p.status?.observedGeneration === p.metadata.generation && p.status?.desiredPoolSize === 0;
+        });
+        await waitFor('the backend to hold the worker drained', async () => (await e2e.backendPool(shrink.id)).workers.every((w) => w.drained));
+        expect((await e2e.run(runId)).state).toBe('running');
+        const workerUids = workers.uids();
+        expect(workerUids).toHaveLength(1);
+        // Over the whole window so far: the Worker never marked for deletion, the Pod never stopped or deleted.
+        expect(workers.events.filter((e) => e.type === 'deleted' || e.object.metadata?.deletionTimestamp !== undefined)).toEqual([]);
+        expect(pods.uids()).toHaveLength(1);
+        expect(pods.events.filter((e) => e.type === 'deleted' || e.object.metadata?.deletionTimestamp !== undefined || e.object.status?.phase !== 'Running')).toEqual([]);
 
-      await e2e.endRun(name, 0);
+        await e2e.endRun(name, 0);
+      } finally {
+        await workers.stop();
+        await pods.stop();
+      }
       await runState(runId, 'finished');
       await waitFor('the worker to go away', async () => (await e2e.workers()).every((w) => w.spec.poolName !== 'shrink'), 60_000);
       expect((await e2e.backendPool(shrink.id)).workers).toEqual([]);

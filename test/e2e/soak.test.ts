@@ -8,9 +8,9 @@
  */
 import { expect, test } from 'vitest';
 import { formatReport, runSoak } from '../../bench/lib/soak.js';
-import { canStartControlPlanes, testNode } from '../setup/cluster-access.js';
+import { canStartControlPlanes, skipWithout, testNode } from '../setup/cluster-access.js';
 
-test.skipIf(!canStartControlPlanes() || testNode() === null)(
+test.skipIf(skipWithout('control planes of its own (not KWC_TEST_KUBECONFIG; the Kubernetes binaries)', canStartControlPlanes()) || skipWithout('the node', testNode() !== null))(
   'a short soak loses, duplicates and fails no run, and leaves no phantom or orphan',
   async () => {
     const report = await runSoak({

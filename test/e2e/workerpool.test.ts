@@ -3,6 +3,7 @@
  * ways (issue 5), against a real kube-apiserver and the reference backend.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ignoreNotFound } from '../../src/runtime/errors.js';
 import { kubectlOk } from '../setup/cluster-access.js';
 import { startE2E, waitFor, type E2E } from './harness.js';
 
@@ -78,18 +79,20 @@ describe('deleting a pool', () => {
   test('removes its Workers and their Secrets and deregisters them', async () => {
     const pool = await e2e.createWorkerPool('doomed', 2);
     await waitFor('2 workers', async () => (await e2e.pool('doomed')).status?.actualPoolSize === 2);
+    // The selector the emptiness check below uses finds the two worker Secrets while the pool lives.
+    const secretsOf = async (): Promise<string[]> =>
+      (await kubectlOk(['get', 'secrets', '-n', e2e.namespace, '-l', `workers.spacelift.io/workerpool=${pool.id}`, '-o', 'name'])).split('\n').filter((l) => l !== '');
+    const workerNames = (await e2e.workers()).filter((w) => w.spec.poolName === 'doomed').map((w) => `secret/${w.metadata.name}`);
+    expect(workerNames).toHaveLength(2);
+    await waitFor('both worker Secrets', async () => (await secretsOf()).length === 2);
+    expect((await secretsOf()).sort()).toEqual(workerNames.sort());
+    expect((await e2e.backendPool(pool.id)).workers).toHaveLength(2);
+
     await kubectlOk(['delete', 'workerpool', 'doomed', '-n', e2e.namespace, '--wait=false']);
-    await waitFor('the pool to be gone', async () => {
-      try {
-        await e2e.pool('doomed');
-        return false;
-      } catch {
-        return true;
-      }
-    }, 60_000);
+    // Gone means NotFound; any other error (the API server down, a wrong name) fails the test.
+    await waitFor('the pool to be gone', async () => (await ignoreNotFound(e2e.pool('doomed'))) === undefined, 60_000);
     expect((await e2e.workers()).filter((w) => w.spec.poolName === 'doomed')).toEqual([]);
-    const secrets = await kubectlOk(['get', 'secrets', '-n', e2e.namespace, '-l', `workers.spacelift.io/workerpool=${pool.id}`, '-o', 'name']);
-    expect(secrets.trim()).toBe('');
+    expect(await secretsOf()).toEqual([]);
     expect((await e2e.backendPool(pool.id)).workers).toEqual([]);
   });
 });

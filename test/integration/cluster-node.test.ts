@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSysctl } from '../../src/cluster/node-host.js';
 import { KubeClient, PODS, SECRETS } from '../../src/runtime/k8s-client.js';
-import { createTestNamespace, kubectl, kubectlOk, testKubeConfig, testNode } from '../setup/cluster-access.js';
+import { createTestNamespace, kubectl, kubectlOk, skipWithout, testKubeConfig, testNode } from '../setup/cluster-access.js';
 import { waitFor } from './backend-harness.js';
 
 const node = testNode();
@@ -38,7 +38,7 @@ function status(url: string): Promise<number> {
   });
 }
 
-describe.skipIf(node === null)('the node', () => {
+describe.skipIf(skipWithout('the node', node !== null))('the node', () => {
   it('is Ready and schedulable, on its bridge address', async () => {
     const n = JSON.parse(await kubectlOk(['get', 'node', node?.name ?? '', '-o', 'json'])) as {
       spec: { taints?: unknown[]; unschedulable?: boolean };
@@ -93,7 +93,7 @@ describe.skipIf(node === null)('the node', () => {
   });
 });
 
-describe.skipIf(node === null)('the controller manager', () => {
+describe.skipIf(skipWithout('the node', node !== null))('the controller manager', () => {
   it('gives a new namespace its default ServiceAccount and the cluster CA ConfigMap', async () => {
     const namespace = await createTestNamespace('node-sa');
     await waitFor('the default ServiceAccount', async () => (await kubectl(['get', 'serviceaccount', 'default', '-n', namespace])).code === 0, 30_000);
@@ -112,7 +112,7 @@ describe.skipIf(node === null)('the controller manager', () => {
   });
 });
 
-describe.skipIf(node === null)('pod networking', () => {
+describe.skipIf(skipWithout('the node', node !== null))('pod networking', () => {
   it('reaches the API server through the kubernetes Service, and nothing beyond the machine; the host forwards nothing', async () => {
     const namespace = await createTestNamespace('node-net');
     const client = KubeClient.fromKubeConfig(testKubeConfig());

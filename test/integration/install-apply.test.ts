@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../src/cluster/binaries.js';
 import type { ControlPlaneState } from '../../src/cluster/control-plane.js';
 import { isRunning } from '../../src/cluster/processes.js';
-import { MANIFESTS, canStartControlPlanes, kubectl, kubectlOk, testNode } from '../setup/cluster-access.js';
+import { canStartControlPlanes, kubectl, kubectlOk, MANIFESTS, skipWithout, testNode } from '../setup/cluster-access.js';
 
 interface CliResult {
   code: number;
@@ -61,7 +61,7 @@ const manifestObjectCount = readFileSync(MANIFESTS, 'utf8')
   .split(/^---$/m)
   .filter((doc) => /^kind:/m.test(doc)).length;
 
-describe.skipIf(!canStartControlPlanes())('npm run cluster:up, then the documented install', () => {
+describe.skipIf(skipWithout('control planes of its own (not KWC_TEST_KUBECONFIG; the Kubernetes binaries)', canStartControlPlanes()))('npm run cluster:up, then the documented install', () => {
   let stateDir = '';
   let first: CliResult;
   let kubeconfig = '';
@@ -133,7 +133,7 @@ describe.skipIf(!canStartControlPlanes())('npm run cluster:up, then the document
     }
   });
 
-  it.skipIf(!withNode)('runs side by side with the test cluster: its own bridge, pod range and ports', () => {
+  it.skipIf(skipWithout('the node', withNode))('runs side by side with the test cluster: its own bridge, pod range and ports', () => {
     const state = readState(stateDir);
     expect(state.node?.bridge).not.toBe(`kwc${/10\.244\.(\d+)\./.exec(testNode()?.address ?? '')?.[1] ?? ''}`);
     expect(state.node?.address).not.toBe(testNode()?.address);

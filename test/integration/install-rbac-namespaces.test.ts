@@ -10,14 +10,14 @@ import { loadKubeConfig } from '../../src/cluster/kubeconfig.js';
 import { synthController } from '../support/synth.js';
 import { describeCheck, resourceAttributes, serviceAccountMay, type Check } from '../setup/access-review.js';
 import { CONTROLLER_SA, mustAllowInWatchedNamespaces } from '../setup/controller-access.js';
-import { canStartControlPlanes, kubectl, kubectlOk, startPrivateControlPlane } from '../setup/cluster-access.js';
+import { canStartControlPlanes, kubectl, kubectlOk, skipWithout, startPrivateControlPlane } from '../setup/cluster-access.js';
 
 const CONTROLLER_NAMESPACE = 'kwc-scoped';
 const WATCHED = ['team-a', 'team-b'];
 const UNWATCHED = 'team-c';
 const controller = { namespace: CONTROLLER_NAMESPACE, name: CONTROLLER_SA };
 
-describe.skipIf(!canStartControlPlanes())('an install limited to namespaces team-a and team-b', () => {
+describe.skipIf(skipWithout('control planes of its own (not KWC_TEST_KUBECONFIG; the Kubernetes binaries)', canStartControlPlanes()))('an install limited to namespaces team-a and team-b', () => {
   let plane: ControlPlane | undefined;
   const may = (check: Check, namespace: string): Promise<boolean> => {
     if (!plane) throw new Error('no control plane');

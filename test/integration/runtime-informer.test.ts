@@ -11,7 +11,7 @@ import { loadKubeConfig } from '../../src/cluster/kubeconfig.js';
 import { Informer, objectKey, type ListWatchSource } from '../../src/runtime/informer.js';
 import { EVENTS, KubeClient, resource, type CoreEvent, type KubeObject } from '../../src/runtime/k8s-client.js';
 import { kubeListWatch } from '../../src/runtime/list-watch.js';
-import { createTestNamespace, testKubeConfig } from '../setup/cluster-access.js';
+import { createTestNamespace, skipWithout, testKubeConfig } from '../setup/cluster-access.js';
 import { CuttableProxy, apiServerAddress, eventually } from './runtime-support.js';
 
 interface ConfigMap extends KubeObject {
@@ -158,7 +158,7 @@ describe('Informer on a real API server', () => {
  * does not cache (their watches go to etcd), on a control plane of its own
  * whose etcd it compacts - something a shared test cluster must not suffer.
  */
-describe.skipIf(inject('externalCluster'))('Informer and an expired resourceVersion', () => {
+describe.skipIf(skipWithout('the local test cluster (KWC_TEST_KUBECONFIG names another)', !inject('externalCluster')))('Informer and an expired resourceVersion', () => {
   let plane: ControlPlane;
   let client: KubeClient;
   let planeProxy: CuttableProxy;

@@ -140,6 +140,19 @@ export function testNode(): TestNode | null {
   return inject('node');
 }
 
+/**
+ * The condition of a `skipIf` for a test that needs `what` (the node, the
+ * local test cluster, control planes of its own): true, so the test skips,
+ * when it is missing on a developer's machine. Under `.ci/run` (KWC_CI=1) it
+ * never skips: it throws, so the test file fails naming what is missing,
+ * because CI runs every test that needs the local cluster.
+ */
+export function skipWithout(what: string, available: boolean): boolean {
+  if (available) return false;
+  if (process.env.KWC_CI === '1') throw new Error(`this test needs ${what}, which is missing; under .ci/run (KWC_CI=1) a test that needs the local cluster fails instead of skipping`);
+  return true;
+}
+
 /** The node, for tests that only run when there is one (see {@link testNode}). */
 export function requireNode(): TestNode {
   const node = testNode();

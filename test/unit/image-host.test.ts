@@ -30,6 +30,10 @@ describe('registryHost', () => {
     expect(registryHost('img:5000')).toBe('docker.io');
   });
 
+  test('a one-character name is a Docker Hub image', () => {
+    expect(registryHost('a')).toBe('docker.io');
+  });
+
   test('empty reference has no host', () => {
     expect(registryHost('')).toBeUndefined();
     expect(registryHost('  ')).toBeUndefined();
@@ -46,6 +50,18 @@ describe('checkRunnerImageAllowed', () => {
   test('allowed host passes, case-insensitively', () => {
     expect(checkRunnerImageAllowed('public.ecr.aws/spacelift/runner:1', ['public.ecr.aws'])).toEqual({ ok: true });
     expect(checkRunnerImageAllowed('Public.ECR.aws/spacelift/runner:1', ['PUBLIC.ecr.AWS'])).toEqual({ ok: true });
+  });
+
+  test('any host of the list allows, and listed hosts are trimmed', () => {
+    expect(checkRunnerImageAllowed('ghcr.io/org/runner:1', ['public.ecr.aws', 'ghcr.io'])).toEqual({ ok: true });
+    expect(checkRunnerImageAllowed('ghcr.io/org/runner:1', [' ghcr.io '])).toEqual({ ok: true });
+  });
+
+  test('the reason calls it the runner image unless told otherwise', () => {
+    expect(checkRunnerImageAllowed('evil.example.com/runner:1', ['ghcr.io'])).toEqual({
+      ok: false,
+      reason: 'runner image "evil.example.com/runner:1" is from registry host "evil.example.com", which is not in the pool\'s allowedRunnerImageHosts (ghcr.io)',
+    });
   });
 
   test('Docker Hub spellings are one host', () => {

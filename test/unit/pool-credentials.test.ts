@@ -3,7 +3,7 @@ import forge from 'node-forge';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { readPoolCredentials } from '../../src/controller/backend/credentials.js';
 import type { Secret } from '../../src/runtime/k8s-client.js';
-import { encodePoolToken } from '../../src/protocol/index.js';
+import { encodePoolToken, parsePoolToken } from '../../src/protocol/index.js';
 import type { WorkerPoolSpec } from '../../src/api/types.js';
 
 let token = '';
@@ -63,13 +63,42 @@ describe('readPoolCredentials', () => {
     if (!result.ok) expect(result.message).toContain(message);
   });
 
-  test('a pool without credentials says so', () => {
-    expect(readPoolCredentials({ poolSize: 1 }, 'ns', () => undefined)).toMatchObject({ ok: false, reason: 'CredentialsNotConfigured' });
+  test('a pool without credentials, or with only one of the two, says so', () => {
+    const message = 'spec.token and spec.privateKey are not set: the pool has no credentials to register workers with';
+    expect(readPoolCredentials({ poolSize: 1 }, 'ns', () => undefined)).toEqual({ ok: false, reason: 'CredentialsNotConfigured', message });
+    const lookup = () => secret({ token, privateKey: keyB64 });
+    expect(readPoolCredentials({ poolSize: 1, token: spec.token }, 'ns', lookup)).toMatchObject({ ok: false, reason: 'CredentialsNotConfigured' });
+    expect(readPoolCredentials({ poolSize: 1, privateKey: spec.privateKey }, 'ns', lookup)).toMatchObject({ ok: false, reason: 'CredentialsNotConfigured' });
+  });
+
+  test('a key whose value is only blanks is missing', () => {
+    expect(readPoolCredentials(spec, 'ns', () => secret({ token, privateKey: ' \n\t' }))).toEqual({
+      ok: false,
+      reason: 'SecretKeyMissing',
+      message: 'secret ns/creds has no key "privateKey" (spec.privateKey.secretKeyRef.key)',
+    });
   });
 
   test('the fingerprint follows the credentials', () => {
     const a = readPoolCredentials(spec, 'ns', () => secret({ token, privateKey: keyB64 }));
     const b = readPoolCredentials(spec, 'ns', () => secret({ token, privateKey: keyB64 }));
     expect(a.ok && b.ok && a.credentials.fingerprint === b.credentials.fingerprint).toBe(true);
+  });
+
+  test('the fingerprint changes when only the private key changes, or only the token', () => {
+    // Backend clients are cached by fingerprint: a rotated key with the same
+    // token must not reuse the client that signs with the old key.
+    const otherKey = Buffer.from(generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()).toString('base64');
+    const otherToken = encodePoolToken({ ...parsePoolToken(token), apiUrl: 'https://127.0.0.1:3' });
+    const fingerprint = (t: string, k: string) => {
+      const result = readPoolCredentials(spec, 'ns', () => secret({ token: t, privateKey: k }));
+      if (!result.ok) throw new Error(result.message);
+      return result.credentials.fingerprint;
+    };
+    const base = fingerprint(token, keyB64);
+    expect(base).toMatch(/^[0-9a-f]{16}$/);
+    expect(fingerprint(token, otherKey)).not.toBe(base);
+    expect(fingerprint(otherToken, keyB64)).not.toBe(base);
+    expect(fingerprint(otherToken, otherKey)).not.toBe(fingerprint(token, otherKey));
   });
 });

@@ -49,3 +49,26 @@ describe('decodeBase64Strict', () => {
     }
   });
 });
+
+// Cases found by mutation testing (docs/mutation.md).
+describe('decodeBase64Strict, at its edges', () => {
+  test('skips CR and LF anywhere, as Go does', () => {
+    expect(decodeBase64Strict('aGVs\r\nbG8h\r\n').toString()).toBe('hello!');
+    expect(decodeBase64Strict('aGVsbA=\r\n=\r\n').toString()).toBe('hell');
+  });
+
+  test('its error is a Base64DecodeError with the offset', () => {
+    const err = (() => {
+      try {
+        decodeBase64Strict('aGV*');
+      } catch (e) {
+        return e as Base64DecodeError;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(Base64DecodeError);
+    expect(err?.name).toBe('Base64DecodeError');
+    expect(err?.offset).toBe(3);
+    expect(err?.message).toBe('illegal base64 data at input byte 3');
+  });
+});

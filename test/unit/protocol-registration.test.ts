@@ -1,8 +1,8 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { mayPublish, maySubscribe } from '../../src/backend/acl.js';
 import { mosquittoAcl } from '../../src/backend/mosquitto.js';
-import { MAX_CLOCK_SKEW_MS, MemoryNonceStore, signRequest, verifySignedRequest } from '../../src/protocol/registration.js';
+import { canonicalRequest, MAX_CLOCK_SKEW_MS, MemoryNonceStore, SIGNATURE_HEADERS, signRequest, verifySignedRequest } from '../../src/protocol/registration.js';
 
 const gen = () => generateKeyPairSync('rsa', { modulusLength: 1024, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
 const pool = gen();
@@ -36,6 +36,24 @@ describe('signed worker requests', () => {
     expect(verify(sign(), { body: '{"csr":"y"}' })).toMatchObject({ ok: false, reason: expect.stringMatching(bad) });
     expect(verify(sign(), { method: 'DELETE' })).toMatchObject({ ok: false, reason: expect.stringMatching(bad) });
     expect(verify(sign(), { path: '/api/pools/P1/stats' })).toMatchObject({ ok: false, reason: expect.stringMatching(bad) });
+  });
+
+  test('refuse a nonce or a timestamp altered after signing', () => {
+    // Both are in the signed text: a replay with a fresh nonce, or a stale
+    // request with a fresh timestamp, must not verify.
+    const bad = /does not verify with the public key of pool P1: wrong pool private key, or the request was altered/;
+    const h = sign();
+    expect(verify({ ...h, [SIGNATURE_HEADERS.nonce]: 'f'.repeat(32) })).toMatchObject({ ok: false, status: 401, reason: expect.stringMatching(bad) });
+    expect(verify({ ...h, [SIGNATURE_HEADERS.timestamp]: String(NOW + 1) })).toMatchObject({ ok: false, status: 401, reason: expect.stringMatching(bad) });
+    expect(verify(h)).toEqual({ ok: true, poolId: 'P1' });
+  });
+
+  test('sign the documented canonical text: scheme, method, path, pool, timestamp, nonce, body hash', () => {
+    const fields = { method: 'post', path: '/api/pools/P1/workers', poolId: 'P1', timestamp: '1800000000000', nonce: 'n0nce' };
+    const bodyHash = createHash('sha256').update('{"csr":"x"}').digest('hex');
+    const expected = `WPC1-RSA-SHA256\nPOST\n/api/pools/P1/workers\nP1\n1800000000000\nn0nce\n${bodyHash}`;
+    expect(canonicalRequest({ ...fields, body: Buffer.from('{"csr":"x"}') })).toBe(expected);
+    expect(canonicalRequest({ ...fields, body: { sha256: bodyHash } })).toBe(expected);
   });
 
   test('refuse replays and stale or future timestamps', () => {

@@ -18,6 +18,12 @@ describe('scale up', () => {
   test('workers being deleted do not count', () => {
     expect(planScale(2, [w('a'), w('b', { deleting: true })])).toEqual({ create: 1, drain: [], undrain: [] });
   });
+
+  test('a draining worker being deleted is never taken back', () => {
+    // It is going away whatever the plan says; counting it as taken back would leave the pool one short.
+    expect(planScale(2, [w('a'), w('b', { draining: true, deleting: true }), w('c', { draining: true, busy: true, deleting: true })])).toEqual({ create: 1, drain: [], undrain: [] });
+    expect(planScale(3, [w('a'), w('b', { draining: true, busy: true, deleting: true }), w('c', { draining: true })])).toEqual({ create: 1, drain: [], undrain: ['c'] });
+  });
 });
 
 describe('scale down', () => {
@@ -35,6 +41,8 @@ describe('scale down', () => {
       w('pending', { registered: false }),
     ]);
     expect(plan.drain).toEqual(['pending', 'old-idle']);
+    // Unregistered first even when it has been idle for less time than the others.
+    expect(planScale(1, [w('old-idle', { idleSince: '2026-01-01T00:01:00Z' }), w('pending', { registered: false, idleSince: '2026-01-01T00:30:00Z' })]).drain).toEqual(['pending']);
   });
 
   test('to zero, busy workers are drained, not removed outright', () => {

@@ -73,7 +73,12 @@ export class SessionManager {
       topicNamespace: spec.topicNamespace,
       credentials: spec.credentials,
       initialState: spec.initialState,
-      onMessage: (message) => this.handlers.onMessage(workerKey, message),
+      // Debug lines, so that what the controller received (not what the backend sent) can be counted.
+      onMessage: async (message) => {
+        log.debug('message received', { type: message.type, runId: message.runId });
+        await this.handlers.onMessage(workerKey, message);
+        log.debug('message handled', { type: message.type, runId: message.runId });
+      },
       logger: { info: (msg, fields) => log.info(msg, fields), warn: (msg, fields) => log.warn(msg, fields) },
     });
     let everConnected = false;
