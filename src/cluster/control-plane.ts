@@ -451,10 +451,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       restartApiServer = async () => {
         signalGroup(state.apiserverPid, 'SIGKILL');
         while (isRunning(state.apiserverPid)) await sleep(50);
-        const again = spawnInOwnGroup(binaries.kubeApiserver, apiserverCommand, logOf('kube-apiserver'));
-        state.apiserverPid = again.pid;
-        writeState(dir, state);
-        await apiserverReady(again.pid);
+        // The killed process's listener can outlive it for a moment on a loaded
+        // machine (seen in a soak at load 20: "bind: address already in use").
+        for (let attempt = 1; ; attempt++) {
+          const again = spawnInOwnGroup(binaries.kubeApiserver, apiserverCommand, logOf('kube-apiserver'));
+          state.apiserverPid = again.pid;
+          writeState(dir, state);
+          try {
+            await apiserverReady(again.pid);
+            return;
+          } catch (error) {
+            if (!(error instanceof StartFailure && error.portTaken) || attempt >= 20) throw error;
+            await sleep(500);
+          }
+        }
       };
       writeFileSync(
         kubeconfigPath,
