@@ -77,7 +77,7 @@ describe.skipIf(skipWithout('the node', node !== null))('autoscaling on the node
     expect(watch.drainedWhileBusy).toEqual([]);
     const events = await e2e.eventsFor('WorkerPool', 'zero');
     expect(events.map((e) => e.message)).toEqual(expect.arrayContaining([expect.stringMatching(/^scaled up from 0 to \d worker/), expect.stringMatching(/^scaled down from \d to 0 worker/)]));
-  });
+  }, 600_000);
 
   test('a pool of at most 3 never has more, and every one of 10 runs finishes', async () => {
     const pool = await e2e.createWorkerPool('max', 0, { autoscaling: { minPoolSize: 0, maxPoolSize: 3, scaleDownDelay: '10s' } });
@@ -87,7 +87,7 @@ describe.skipIf(skipWithout('the node', node !== null))('autoscaling on the node
     await waitFor('every run finished', async () => (await Promise.all(runs.map((id) => e2e.run(id)))).every((r) => r.state === 'finished'), 300_000);
     expect(watch.peak).toBe(3);
     expect(watch.drainedWhileBusy).toEqual([]);
-  });
+  }, 600_000);
 
   test('a busy worker is never drained by a scale-down, and a burst cancels a pending one', async () => {
     const pool = await e2e.createWorkerPool('busy', 0, { autoscaling: { minPoolSize: 0, maxPoolSize: 4, scaleDownDelay: '20s' } });
@@ -111,5 +111,5 @@ describe.skipIf(skipWithout('the node', node !== null))('autoscaling on the node
     await e2e.endRun(pod?.metadata?.name ?? '', 0);
     await waitFor('the long run finished', async () => (await e2e.run(long)).state === 'finished', 60_000);
     await waitFor('back at zero', async () => watch.all().length === 0, 120_000);
-  });
+  }, 600_000);
 });

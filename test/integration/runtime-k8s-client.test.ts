@@ -3,9 +3,9 @@
  * subresource, patches of both kinds, optimistic concurrency, and the error
  * classification of what the server really answers.
  */
-import { loadAllYaml } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { classifyApiError, isAlreadyExists, isConflict, isInvalid, isNotFound } from '../../src/runtime/errors.js';
 import {
   EVENTS,
@@ -34,7 +34,9 @@ let client: KubeClient;
 
 /** Creates our CRDs from the committed install unless they are there already, and waits until they serve. */
 async function ensureCrds(): Promise<void> {
-  const docs = loadAllYaml(readFileSync(new URL('../../dist/manifests.yaml', import.meta.url), 'utf8')) as KubeObject[];
+  // Plain YAML: client-node's loadAllYaml maps fields to its models and drops
+  // those it has no name for (x-kubernetes-int-or-string), leaving an invalid CRD.
+  const docs = parseAllDocuments(readFileSync(new URL('../../dist/manifests.yaml', import.meta.url), 'utf8')).map((d) => d.toJS() as KubeObject);
   for (const crd of docs.filter((d) => d?.kind === 'CustomResourceDefinition')) {
     await client.create(CRDS, undefined, crd).catch((err: unknown) => {
       if (!isAlreadyExists(err)) throw err;
