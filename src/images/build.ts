@@ -355,26 +355,14 @@ exec sh -c "\${KWC_STANDIN_SCRIPT:-echo 'no KWC_STANDIN_SCRIPT in the run enviro
 async function standinImages(store: BlobStore, log: (line: string) => void): Promise<Pick<BuiltImages, 'standinLauncher' | 'standinRunner'>> {
   const busybox: PinnedPackage = { name: 'busybox-static', pinned: required(imageVersions(), 'DEB_BUSYBOX_STATIC') };
   const key = inputsKey([RECIPE_VERSION, 'standin', JSON.stringify(busybox), STANDIN_LAUNCHER, STANDIN_RUNNER]);
-  const layer = await cachedLayer(store, 'layer-standin', key, async () => {
-    const root = (await debPackages(store, [busybox], log)).get(busybox.name) as string;
-    const bin = join(root, 'bin', 'busybox');
-    const applets = (await runOk(bin, ['--list'])).split('\n').filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox');
-    return [
-      dir('bin'),
-      { type: 'file', path: 'bin/busybox', mode: 0o755, content: { fromFile: bin } },
-      ...applets.map((a): TarEntry => ({ type: 'symlink', path: `bin/${a}`, target: 'busybox' })),
-      dir('usr'),
-      dir('usr/share'),
-      dir('usr/share/doc'),
-      dir('usr/share/doc/busybox-static'),
-      { type: 'file', path: 'usr/share/doc/busybox-static/copyright', mode: 0o644, content: { fromFile: join(root, 'usr/share/doc/busybox-static/copyright') } },
-      dir('usr/local'),
-      dir('usr/local/bin'),
-      { type: 'file', path: 'usr/local/bin/kwc-standin-launcher', mode: 0o755, content: Buffer.from(STANDIN_LAUNCHER) },
-      { type: 'file', path: 'usr/local/bin/kwc-standin-runner', mode: 0o755, content: Buffer.from(STANDIN_RUNNER) },
-      dir('tmp', 0o1777),
-    ];
-  });
+  const layer = await cachedLayer(store, 'layer-standin', key, async () => [
+    ...(await busyboxEntries(store, log)),
+    dir('usr/local'),
+    dir('usr/local/bin'),
+    { type: 'file', path: 'usr/local/bin/kwc-standin-launcher', mode: 0o755, content: Buffer.from(STANDIN_LAUNCHER) },
+    { type: 'file', path: 'usr/local/bin/kwc-standin-runner', mode: 0o755, content: Buffer.from(STANDIN_RUNNER) },
+    dir('tmp', 0o1777),
+  ]);
   const env = ['PATH=/usr/local/bin:/bin'];
   return {
     standinLauncher: await assembleImage(store, 'localhost/kwc-standin-launcher', [layer], { Env: env, Entrypoint: ['/usr/local/bin/kwc-standin-launcher'] }),

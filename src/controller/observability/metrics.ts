@@ -383,10 +383,10 @@ export class ControllerMetrics {
         this.set({ kind: 'worker' }, depth.worker);
       },
     });
-    // The pools' sizes as `kubectl get workerpools` shows them, from their status.
+    // One gauge per pool, from the pools in the cache; `value` undefined leaves the pool out.
     const poolGauge = (name: string, help: string, value: (p: WorkerPoolObject) => number | undefined): void => {
       new Gauge({
-        name: `${OWN_PREFIX}pool_${name}`,
+        name: `${OWN_PREFIX}${name}`,
         help,
         labelNames: ['pool_ulid', 'namespace', 'name'],
         registers,
@@ -399,26 +399,14 @@ export class ControllerMetrics {
         },
       });
     };
-    poolGauge('desired_workers', 'status.desiredPoolSize of each pool: the size the controller is working towards.', (p) => p.status?.desiredPoolSize);
-    poolGauge('actual_workers', 'status.actualPoolSize of each pool: workers registered and connected.', (p) => p.status?.actualPoolSize);
-    poolGauge('busy_workers', 'status.busyWorkers of each pool: workers running a run.', (p) => p.status?.busyWorkers);
-    poolGauge('idle_workers', 'status.idleWorkers of each pool: registered, connected workers waiting for a run.', (p) => p.status?.idleWorkers);
-    // The autoscaler (pools with spec.autoscaling), from the pools' spec and status.
-    const autoscalingGauge = (name: string, help: string, value: (p: WorkerPoolObject) => number | undefined): void => {
-      new Gauge({
-        name: `${OWN_PREFIX}autoscaling_${name}`,
-        help,
-        labelNames: ['pool_ulid', 'namespace', 'name'],
-        registers,
-        collect() {
-          this.reset();
-          for (const p of self.source?.pools() ?? []) {
-            const v = p.spec.autoscaling === undefined ? undefined : value(p);
-            if (v !== undefined && p.status?.poolId !== undefined) this.set({ pool_ulid: p.status.poolId, namespace: p.metadata.namespace ?? '', name: p.metadata.name ?? '' }, v);
-          }
-        },
-      });
-    };
+    // The pools' sizes as `kubectl get workerpools` shows them, from their status.
+    poolGauge('pool_desired_workers', 'status.desiredPoolSize of each pool: the size the controller is working towards.', (p) => p.status?.desiredPoolSize);
+    poolGauge('pool_actual_workers', 'status.actualPoolSize of each pool: workers registered and connected.', (p) => p.status?.actualPoolSize);
+    poolGauge('pool_busy_workers', 'status.busyWorkers of each pool: workers running a run.', (p) => p.status?.busyWorkers);
+    poolGauge('pool_idle_workers', 'status.idleWorkers of each pool: registered, connected workers waiting for a run.', (p) => p.status?.idleWorkers);
+    // The autoscaler: only pools with spec.autoscaling that the backend knows.
+    const autoscalingGauge = (name: string, help: string, value: (p: WorkerPoolObject) => number | undefined): void =>
+      poolGauge(`autoscaling_${name}`, help, (p) => (p.spec.autoscaling === undefined || p.status?.poolId === undefined ? undefined : value(p)));
     autoscalingGauge('desired_workers', 'The pool size the autoscaler asks for, per autoscaled pool.', (p) => p.status?.autoscaling?.recommendation);
     autoscalingGauge('min_workers', 'spec.autoscaling.minPoolSize, per autoscaled pool.', (p) => p.spec.autoscaling?.minPoolSize);
     autoscalingGauge('max_workers', 'spec.autoscaling.maxPoolSize, per autoscaled pool.', (p) => p.spec.autoscaling?.maxPoolSize);
