@@ -210,6 +210,10 @@ export interface NonceStore {
 /** In-memory {@link NonceStore} (the backend persists its own). */
 export class MemoryNonceStore implements NonceStore {
   private readonly seen = new Map<string, number>();
+  /** Nonces held. Bounded: once over 10 000, the expired ones are dropped on the next call. */
+  get size(): number {
+    return this.seen.size;
+  }
   remember(poolId: string, nonce: string, expiresAt: number, now: number): boolean {
     if (this.seen.size > 10_000) for (const [k, exp] of this.seen) if (exp <= now) this.seen.delete(k);
     const key = `${poolId}/${nonce}`;
@@ -290,7 +294,10 @@ export function verifySignedRequest(req: {
   if (Math.abs(skew) > MAX_CLOCK_SKEW_MS) {
     return { ok: false, status: 401, reason: `request timestamp is ${Math.round(skew / 1000)} s off the backend clock (allowed ±${MAX_CLOCK_SKEW_MS / 1000} s): check the clocks, or this is a replayed request` };
   }
-  if (!req.nonces.remember(poolId, nonce, Number(timestamp) + MAX_CLOCK_SKEW_MS, now)) {
+  // Remembered one millisecond past the last instant its timestamp is accepted (skew of exactly
+  // MAX_CLOCK_SKEW_MS passes, and a nonce is forgotten at its expiry): without it, a replay at that
+  // very millisecond was accepted.
+  if (!req.nonces.remember(poolId, nonce, Number(timestamp) + MAX_CLOCK_SKEW_MS + 1, now)) {
     return { ok: false, status: 401, reason: 'request nonce was already used: replayed request refused' };
   }
   return { ok: true, poolId };

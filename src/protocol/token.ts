@@ -80,7 +80,7 @@ function requireString(obj: Record<string, unknown>, field: string): string {
   return v;
 }
 
-function requireUrl(obj: Record<string, unknown>, field: string, schemes: readonly string[]): string {
+function requireUrl(obj: Record<string, unknown>, field: string, scheme: string): string {
   const v = requireString(obj, field);
   let url: URL;
   try {
@@ -88,9 +88,7 @@ function requireUrl(obj: Record<string, unknown>, field: string, schemes: readon
   } catch {
     fail(`token field "${field}" is not a URL: ${JSON.stringify(v)}`);
   }
-  if (!schemes.includes(url.protocol)) {
-    fail(`token field "${field}" must use ${schemes.join(' or ')}, got ${JSON.stringify(v)}`);
-  }
+  if (url.protocol !== scheme) fail(`token field "${field}" must use ${scheme}, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -136,8 +134,8 @@ export function parsePoolToken(text: string): PoolToken {
   if (version !== PROTOCOL_VERSION) {
     fail(`token protocolVersion ${version} is not supported (this build speaks ${PROTOCOL_VERSION})`);
   }
-  const apiUrl = requireUrl(obj, 'apiUrl', ['https:']);
-  const brokerUrl = requireUrl(obj, 'brokerUrl', ['mqtts:']);
+  const apiUrl = requireUrl(obj, 'apiUrl', 'https:');
+  const brokerUrl = requireUrl(obj, 'brokerUrl', 'mqtts:');
   const poolId = requireString(obj, 'poolId');
   if (!POOL_ID.test(poolId)) fail(`token field "poolId" has invalid characters: ${JSON.stringify(poolId)}`);
   const caCert = requireString(obj, 'caCert');
@@ -188,7 +186,7 @@ export function assertRsaPrivateKeyPem(pem: string): void {
   const bad = (): never => {
     throw new PoolCredentialsError('privateKey', 'privateKey is not a PEM-encoded RSA private key');
   };
-  if (!pem.includes('-----BEGIN')) bad();
+  // createPrivateKey refuses whatever is not PEM (DER, a public key, text), so no check of our own before it.
   try {
     const key = createPrivateKey({ key: pem, format: 'pem' });
     if (key.asymmetricKeyType !== 'rsa') bad();

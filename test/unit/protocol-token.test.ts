@@ -50,6 +50,46 @@ describe('pool token', () => {
     expect(tokenError(b64({ ...base, caCert: 'garbage' }))).toMatch(/^token field "caCert" is not a PEM certificate/);
     expect(tokenError(b64({ ...base, topicNamespace: 'a/b' }))).toMatch(/^token field "topicNamespace" must be a single topic level/);
   });
+
+  test('serializes only the documented fields, topicNamespace only when set', () => {
+    const fields = (text: string): string[] => Object.keys(JSON.parse(Buffer.from(text, 'base64').toString('utf8')) as object);
+    expect(fields(encodePoolToken(base))).toEqual(['protocolVersion', 'apiUrl', 'brokerUrl', 'poolId', 'caCert']);
+    expect(fields(encodePoolToken({ ...base, topicNamespace: 'acme' }))).toEqual(['protocolVersion', 'apiUrl', 'brokerUrl', 'poolId', 'caCert', 'topicNamespace']);
+    const extra = { ...base, secretNote: 'not a token field' } as PoolToken;
+    expect(fields(encodePoolToken(extra))).not.toContain('secretNote');
+  });
+
+  test('refuses every JSON value that is not an object', () => {
+    for (const v of [null, [], 'text', 5, true]) {
+      expect(tokenError(b64(v))).toBe('token is not base64-encoded JSON: the decoded value is not a JSON object');
+    }
+  });
+
+  test('names a missing, null, mistyped or empty field', () => {
+    const { protocolVersion: _v, ...noVersion } = base;
+    void _v;
+    expect(tokenError(b64(noVersion))).toBe('token field "protocolVersion" is missing');
+    expect(tokenError(b64({ ...base, protocolVersion: 1.5 }))).toBe('token field "protocolVersion" must be an integer, got 1.5');
+    expect(tokenError(b64({ ...base, protocolVersion: '1' }))).toBe('token field "protocolVersion" must be an integer, got "1"');
+    expect(tokenError(b64({ ...base, protocolVersion: null }))).toBe('token field "protocolVersion" must be an integer, got null');
+    expect(tokenError(b64({ ...base, protocolVersion: 99 }))).toMatch(/^token protocolVersion 99 is not supported \(this build speaks /);
+    expect(tokenError(b64({ ...base, apiUrl: null }))).toBe('token field "apiUrl" is missing');
+    expect(tokenError(b64({ ...base, poolId: '' }))).toBe('token field "poolId" is empty');
+    expect(tokenError(b64({ ...base, caCert: '' }))).toBe('token field "caCert" is empty');
+    expect(tokenError(b64({ ...base, brokerUrl: 'https://backend.example:8883' }))).toBe('token field "brokerUrl" must use mqtts:, got "https://backend.example:8883"');
+    expect(tokenError(b64({ ...base, poolId: 'pool/1' }))).toBe('token field "poolId" has invalid characters: "pool/1"');
+    expect(tokenError(b64({ ...base, topicNamespace: 7 }))).toBe('token field "topicNamespace" must be a single topic level like "spacelift", got 7');
+  });
+
+  test('errors are PoolCredentialsError by name, for logs that print only the name', () => {
+    try {
+      parsePoolToken('!');
+    } catch (err) {
+      expect((err as Error).name).toBe('PoolCredentialsError');
+      return;
+    }
+    throw new Error('token was accepted');
+  });
 });
 
 describe('decodeSecretPrivateKey', () => {
