@@ -30,7 +30,7 @@ describe('backend API', () => {
   beforeAll(async () => {
     env = await startEnv('embedded');
     pool = await createPool(env, 'api');
-    csr = createCsr((await generateRsaKeyPair()).privateKeyPem);
+    csr = await createCsr((await generateRsaKeyPair()).privateKeyPem);
   });
   afterAll(async () => {
     pool?.client.close();

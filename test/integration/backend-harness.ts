@@ -208,7 +208,7 @@ export async function createPool(env: Env, name = 'test'): Promise<Pool> {
 
 export async function registerWorker(pool: Pool): Promise<WorkerCredentials> {
   const keys = await generateRsaKeyPair();
-  const res = await pool.client.register(createCsr(keys.privateKeyPem));
+  const res = await pool.client.register(await createCsr(keys.privateKeyPem));
   return { poolId: pool.id, workerId: res.workerId, certificatePem: res.certificatePem, privateKeyPem: keys.privateKeyPem, caPem: res.caPem };
 }
 

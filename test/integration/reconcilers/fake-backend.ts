@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import forge from 'node-forge';
 import type { BackendApi, BackendConnector, WorkerSession } from '../../../src/controller/backend/connector.js';
 import {
-  PROTOCOL_VERSION,
+  MESSAGE_VERSION,
   RetryableBackendError,
   TerminalBackendError,
   type BackendClientOptions,
@@ -323,7 +323,7 @@ export class FakeBackend implements BackendConnector {
     if (session === undefined) throw new Error(`worker ${workerId} has no session`);
     await session.deliver({
       type: 'schedule',
-      version: PROTOCOL_VERSION,
+      version: MESSAGE_VERSION,
       runId,
       runnerImage: 'registry.example.com/runner:1',
       launcherImage: 'registry.example.com/launcher:1',
@@ -336,7 +336,7 @@ export class FakeBackend implements BackendConnector {
   async stop(workerId: string, runId: string): Promise<void> {
     const session = this.sessionOf(workerId);
     if (session === undefined) throw new Error(`worker ${workerId} has no session`);
-    await session.deliver({ type: 'stop', version: PROTOCOL_VERSION, runId });
+    await session.deliver({ type: 'stop', version: MESSAGE_VERSION, runId });
   }
 
   /** The run statuses the controller sent for a run, in order. */
