@@ -53,7 +53,7 @@ describe('backend API', () => {
 
   test('the pool credentials are what the Secret holds: token = base64 JSON, privateKey = base64 of the PEM', async () => {
     const token = JSON.parse(Buffer.from(pool.tokenText, 'base64').toString());
-    expect(token).toMatchObject({ protocolVersion: 1, poolId: pool.id, apiUrl: env.backend.apiUrl, brokerUrl: env.backend.brokerUrl });
+    expect(token).toMatchObject({ protocolVersion: 2, poolId: pool.id, apiUrl: env.backend.apiUrl, brokerUrl: env.backend.brokerUrl });
     expect(token.caCert).toBe(env.backend.caPem);
     expect(Buffer.from(pool.privateKeyB64, 'base64').toString()).toMatch(/^-----BEGIN RSA PRIVATE KEY-----/);
     expect(pool.privateKeyB64).not.toMatch(/\s/);
