@@ -83,11 +83,9 @@ export function workerKeyTypeOf(key: KeyObject): WorkerKeyType | undefined {
 }
 
 function describeKey(key: KeyObject): string {
-  const type = workerKeyTypeOf(key);
-  if (type !== undefined) return type === 'rsa' ? `RSA of ${key.asymmetricKeyDetails?.modulusLength ?? '?'} bits` : KEY_TYPE_NAMES[type];
   const details = key.asymmetricKeyDetails;
   if (key.asymmetricKeyType === 'rsa') return `RSA of ${details?.modulusLength ?? '?'} bits`;
-  if (key.asymmetricKeyType === 'ec') return `EC on curve ${details?.namedCurve ?? '?'}`;
+  if (key.asymmetricKeyType === 'ec') return details?.namedCurve === 'prime256v1' ? KEY_TYPE_NAMES['ecdsa-p256'] : `EC on curve ${details?.namedCurve ?? '?'}`;
   return key.asymmetricKeyType ?? 'an unknown key type';
 }
 
