@@ -25,8 +25,8 @@ RUN npm run build
 
 # 2. Production dependencies only, without install scripts (none of them needs
 #    one), plus the optional peer dependencies at their locked versions: the
-#    npm package leaves the controller's own packages (mqtt, node-forge,
-#    prom-client, yaml; @kubernetes/client-node for exec/auth-provider/proxy-url
+#    npm package leaves the controller's own packages (@peculiar/x509, mqtt,
+#    node-forge, prom-client, reflect-metadata, yaml; @kubernetes/client-node for exec/auth-provider/proxy-url
 #    kubeconfigs) to those who run the controller, so that cdk8s apps using
 #    the constructs do not install them; the image runs the controller, so it
 #    has them all. Moved to "dependencies" here only, so that the prune keeps

@@ -147,6 +147,8 @@ export function createApiHandler(opts: { service: BackendService; store: StateSt
       },
     },
     { method: 'GET', pattern: new RegExp(`^/api/pools/${id}$`), auth: 'admin', handle: async ({ params }) => [200, service.getPool(params[0] as string)] },
+    // The pool's token as this backend issues it now (after an upgrade to protocol version 2, say); the private key does not change.
+    { method: 'GET', pattern: new RegExp(`^/api/pools/${id}/token$`), auth: 'admin', handle: async ({ params }) => [200, { token: service.poolToken(params[0] as string) }] },
     {
       method: 'GET',
       pattern: new RegExp(`^/api/pools/${id}/stats$`),

@@ -2,7 +2,7 @@
  * `npm run backend -- --data-dir <dir> [--port N] [--broker-port N] [--external-broker URL]
  *    [--host ADDR] [--public-host NAME] [--log-level debug|info|warn|error]
  *    [--worker-cert-lifetime 720h] [--crl-file PATH] [--crl-reload-command CMD]
- *    [--max-log-bytes 10Mi] [--default-runner-image REF] [--default-launcher-image REF]`
+ *    [--max-log-bytes 10Mi] [--default-runner-image REF] [--default-launcher-image REF] [--protocol-version 1|2]`
  * `npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port N] [--host ADDR] [--name HOST]... [--user USER]`
  * `npm run backend -- <pools|runs|logs|...> ...`: the command-line client (client/cli.ts).
  *
@@ -18,12 +18,14 @@ import { startBackend } from './server.js';
 import type { LogLevel } from './log.js';
 import { CLIENT_COMMANDS, runClient } from './client/cli.js';
 import { parseByteSize } from './sizes.js';
+import { PROTOCOL_VERSIONS } from '../protocol/version.js';
 
 const USAGE =
   `usage: npm run backend -- --data-dir <dir> [--port 9443] [--broker-port 8883] [--external-broker mqtts://host:port]\n` +
   `                      [--host 127.0.0.1] [--public-host <name>] [--log-level info]\n` +
   `                      [--worker-cert-lifetime 720h] [--crl-file <path>] [--crl-reload-command <shell command>]\n` +
   `                      [--max-log-bytes 10Mi] [--default-runner-image <ref>] [--default-launcher-image <ref>]\n` +
+  `                      [--protocol-version 2]   (1: speak only version 1, whose workers have RSA keys)\n` +
   `       npm run backend -- mosquitto-config --data-dir <dir> --out <dir> [--port 8883] [--host 127.0.0.1] [--name <dns or ip>]... [--user <unix user>]\n` +
   `       npm run -s backend -- <command> ...   the command-line client: npm run -s backend -- help\n`;
 
@@ -81,6 +83,7 @@ async function main(): Promise<void> {
         'max-log-bytes': { type: 'string' },
         'default-runner-image': { type: 'string' },
         'default-launcher-image': { type: 'string' },
+        'protocol-version': { type: 'string' },
       },
     });
   } catch (err) {
@@ -130,6 +133,10 @@ async function main(): Promise<void> {
     }
   }
 
+  const versionFlag = values['protocol-version'];
+  const protocolVersion = PROTOCOL_VERSIONS.find((v) => String(v) === versionFlag);
+  if (versionFlag !== undefined && protocolVersion === undefined) usage(`--protocol-version must be ${PROTOCOL_VERSIONS.join(' or ')}, got ${JSON.stringify(versionFlag)}`);
+
   const backend = await startBackend({
     dataDir,
     host: values.host,
@@ -143,6 +150,7 @@ async function main(): Promise<void> {
     maxLogBytes,
     defaultRunnerImage: values['default-runner-image'],
     defaultLauncherImage: values['default-launcher-image'],
+    protocolVersion,
     crlFile: values['crl-file'],
     // e.g. "systemctl reload mosquitto" or "pkill -HUP -x mosquitto": mosquitto rereads its crlfile on SIGHUP.
     onCrlWritten: reload === undefined ? undefined : () => runReload(reload),

@@ -4,7 +4,7 @@ import mqtt from 'mqtt';
 import { CrlWriter } from './crl.js';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { Socket } from 'node:net';
-import { DEFAULT_TOPIC_NAMESPACE } from '../protocol/version.js';
+import { DEFAULT_TOPIC_NAMESPACE, type ProtocolVersion } from '../protocol/version.js';
 import { loadOrCreateAdminToken } from './admin-token.js';
 import { createApiHandler } from './api.js';
 import { DEFAULT_MAX_PACKET_BYTES, startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
@@ -55,6 +55,12 @@ export interface BackendOptions {
   workerCertLifetimeMs?: number;
   /** A run whose worker rejects its schedule this many times fails; default 3. */
   maxScheduleRejections?: number;
+  /**
+   * The newest protocol version to speak (tokens of new pools carry it);
+   * default the latest, 2. At 1 the backend acts as one from before version 2:
+   * worker CSRs must have RSA keys. See docs/protocol.md, "Versions".
+   */
+  protocolVersion?: ProtocolVersion;
   /**
    * With an external broker: a file the backend keeps its CRL in (besides
    * `<dataDir>/crl.pem`), e.g. the `crlfile` of the mosquitto configuration.
@@ -219,6 +225,7 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
     offlineAfterMs: opts.offlineAfterMs,
     workerCertLifetimeMs: opts.workerCertLifetimeMs,
     maxScheduleRejections: opts.maxScheduleRejections,
+    protocolVersion: opts.protocolVersion,
     onRevoked: () => void crl.update(),
     onWorkerRemoved: (id) => {
       if (broker) broker.kick(id);

@@ -1,6 +1,5 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import type forge from 'node-forge';
-import { generateRsaKeyPair, verifyCsrPem } from '../protocol/keys.js';
+import { CsrKeyTypeError, generateRsaKeyPair, verifyCsrPem, workerKeyTypesUpTo, type VerifiedCsr } from '../protocol/keys.js';
 import { ACCEPTED_WORKER_ID, type RegisterResponse, type PoolStats, type ErrorCode, type RunLogState } from '../protocol/registration.js';
 import {
   checkMessage,
@@ -19,7 +18,7 @@ import { LogConflict, type LogMeta, type RunFiles } from './run-files.js';
 import { normalizeSerial, type WorkerAuth } from './broker.js';
 import type { RevokedCertificate } from './crl.js';
 import { encodePoolToken } from '../protocol/token.js';
-import { PROTOCOL_VERSION } from '../protocol/version.js';
+import { LATEST_PROTOCOL_VERSION, MESSAGE_VERSION, type ProtocolVersion } from '../protocol/version.js';
 import type { CertificateAuthority } from './ca.js';
 import { ulid } from '../protocol/ids.js';
 import type { Logger } from './log.js';
@@ -79,6 +78,13 @@ export interface ServiceOptions {
   workerCertLifetimeMs?: number;
   /** A run whose worker rejects its schedule this many times fails; default 3. */
   maxScheduleRejections?: number;
+  /**
+   * The newest protocol version this backend speaks, put in the tokens of new
+   * pools; default {@link LATEST_PROTOCOL_VERSION}. At 1, worker CSRs must have
+   * RSA keys (as for a backend from before version 2); at 2, ECDSA P-256 keys
+   * are accepted too. Either way every worker already registered keeps working.
+   */
+  protocolVersion?: ProtocolVersion;
 }
 
 /** What the API shows of a run. */
@@ -126,11 +132,13 @@ export class BackendService {
   private sender: WorkerSender | undefined;
   private readonly offlineAfterMs: number;
   private readonly redeliverMs: number;
+  readonly protocolVersion: ProtocolVersion;
   readonly counters: ServiceCounters = { rejectedMessages: 0, schedulesSent: 0, stopsSent: 0 };
 
   constructor(private readonly opts: ServiceOptions) {
     this.offlineAfterMs = opts.offlineAfterMs ?? 100_000;
     this.redeliverMs = opts.redeliverMs ?? 5_000;
+    this.protocolVersion = opts.protocolVersion ?? LATEST_PROTOCOL_VERSION;
   }
 
   private get data() {
@@ -150,16 +158,22 @@ export class BackendService {
     const id = ulid();
     this.data.pools[id] = { id, name, publicKeyPem, createdAt: new Date().toISOString() };
     await this.opts.store.persist();
-    const token = encodePoolToken({
-      protocolVersion: PROTOCOL_VERSION,
+    const token = this.poolToken(id);
+    this.opts.log.info('pool created', { poolId: id });
+    return { id, token, privateKey: Buffer.from(privateKeyPem, 'utf8').toString('base64') };
+  }
+
+  /** The `token` of a pool's Secret, at the protocol version this backend speaks now. */
+  poolToken(poolId: string): string {
+    this.pool(poolId);
+    return encodePoolToken({
+      protocolVersion: this.protocolVersion,
       apiUrl: this.opts.apiUrl,
       brokerUrl: this.opts.brokerUrl,
-      poolId: id,
+      poolId,
       caCert: this.opts.ca.certPem,
       ...(this.opts.topicNamespace ? { topicNamespace: this.opts.topicNamespace } : {}),
     });
-    this.opts.log.info('pool created', { poolId: id });
-    return { id, token, privateKey: Buffer.from(privateKeyPem, 'utf8').toString('base64') };
   }
 
   poolPublicKey(poolId: string): string | undefined {
@@ -296,24 +310,20 @@ export class BackendService {
     if (requestedId !== undefined && (typeof requestedId !== 'string' || !ACCEPTED_WORKER_ID.test(requestedId))) {
       throw new ApiError(400, 'bad-request', `field "workerId" must be 10-64 letters and digits, got ${JSON.stringify(requestedId)}`);
     }
-    const existing = typeof requestedId === 'string' ? this.data.workers[requestedId] : undefined;
-    if (existing && existing.poolId !== poolId) {
-      throw new ApiError(409, 'conflict', `worker id ${JSON.stringify(requestedId)} is already registered in another pool`);
-    }
-    // An id is never reused in another pool, even after deregistration: brokers key identities by id alone.
-    const retiredIn = typeof requestedId === 'string' ? this.data.retiredWorkers[requestedId] : undefined;
-    if (retiredIn !== undefined && retiredIn !== poolId) {
-      throw new ApiError(409, 'conflict', `worker id ${JSON.stringify(requestedId)} was used in another pool and cannot be registered again`);
-    }
+    this.checkWorkerId(poolId, requestedId);
     if (typeof csrPem !== 'string') throw new ApiError(400, 'bad-request', 'field "csr" must be a PEM certificate request string');
-    let publicKey: forge.pki.rsa.PublicKey;
+    let csr: VerifiedCsr;
     try {
-      publicKey = verifyCsrPem(csrPem).publicKey;
+      csr = await verifyCsrPem(csrPem, workerKeyTypesUpTo(this.protocolVersion));
     } catch (err) {
-      throw new ApiError(400, 'bad-request', (err as Error).message);
+      const note = err instanceof CsrKeyTypeError ? ` (this backend speaks protocol version ${this.protocolVersion})` : '';
+      throw new ApiError(400, 'bad-request', `${(err as Error).message}${note}`);
     }
     const workerId = typeof requestedId === 'string' ? requestedId : ulid();
-    const certificatePem = this.opts.ca.issueClient(publicKey, workerId, poolId, this.opts.workerCertLifetimeMs);
+    const certificatePem = await this.opts.ca.issueClient(csr.publicKeyPem, workerId, poolId, this.opts.workerCertLifetimeMs);
+    // Checked again after the awaits, against what another request may have done meanwhile.
+    this.pool(poolId);
+    const existing = this.checkWorkerId(poolId, workerId);
     const issued = new X509Certificate(certificatePem);
     const serial = normalizeSerial(issued.serialNumber);
     const notAfter = new Date(issued.validTo).toISOString();
@@ -330,6 +340,21 @@ export class BackendService {
     if (existing) this.opts.onRevoked?.();
     this.opts.log.info(existing ? 'worker registered again' : 'worker registered', { poolId, workerId, serial, notAfter });
     return { workerId, certificatePem, caPem: this.opts.ca.certPem };
+  }
+
+  /** The worker record an id chosen by the caller already has in this pool; 409 when the id belongs to another pool. */
+  private checkWorkerId(poolId: string, requestedId: unknown): WorkerRecord | undefined {
+    if (typeof requestedId !== 'string') return undefined;
+    const existing = this.data.workers[requestedId];
+    if (existing && existing.poolId !== poolId) {
+      throw new ApiError(409, 'conflict', `worker id ${JSON.stringify(requestedId)} is already registered in another pool`);
+    }
+    // An id is never reused in another pool, even after deregistration: brokers key identities by id alone.
+    const retiredIn = this.data.retiredWorkers[requestedId];
+    if (retiredIn !== undefined && retiredIn !== poolId) {
+      throw new ApiError(409, 'conflict', `worker id ${JSON.stringify(requestedId)} was used in another pool and cannot be registered again`);
+    }
+    return existing;
   }
 
   /**
@@ -383,7 +408,7 @@ export class BackendService {
     // field named, instead of being re-sent to a worker that rejects it forever.
     const draft = {
       type: 'schedule',
-      version: PROTOCOL_VERSION,
+      version: MESSAGE_VERSION,
       runId: ulid(),
       runnerImage: input.runnerImage ?? this.opts.defaultRunnerImage,
       launcherImage: input.launcherImage ?? this.opts.defaultLauncherImage,
@@ -524,7 +549,7 @@ export class BackendService {
       const workerId = r.workerId;
       this.finish(r, 'stopped', 'stopped before the worker accepted it');
       if (workerId && this.sender) {
-        this.sender.send(r.poolId, workerId, { type: 'stop', version: PROTOCOL_VERSION, runId: r.id });
+        this.sender.send(r.poolId, workerId, { type: 'stop', version: MESSAGE_VERSION, runId: r.id });
         this.counters.stopsSent++;
       }
     } else if (ACTIVE_RUN_STATES.has(r.state) && !r.stopRequested) {
@@ -617,10 +642,10 @@ export class BackendService {
       if (now - d.lastSent < wait) return;
     }
     const msg: ScheduleMessage | StopMessage = run.stopRequested
-      ? { type: 'stop', version: PROTOCOL_VERSION, runId: run.id }
+      ? { type: 'stop', version: MESSAGE_VERSION, runId: run.id }
       : {
           type: 'schedule',
-          version: PROTOCOL_VERSION,
+          version: MESSAGE_VERSION,
           runId: run.id,
           runnerImage: run.runnerImage,
           launcherImage: run.launcherImage,

@@ -1,11 +1,12 @@
-import { createPrivateKey, createPublicKey, generateKeyPair, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, webcrypto, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import forge from 'node-forge';
+import { PROTOCOL_VERSIONS, type ProtocolVersion } from './version.js';
+import { x509 } from './x509.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
-/** A PEM key pair. The private key is PKCS#1 (`BEGIN RSA PRIVATE KEY`), like `openssl genrsa`. */
-export interface RsaKeyPair {
+/** A PEM key pair: the public key as SPKI (`BEGIN PUBLIC KEY`). */
+export interface PemKeyPair {
   privateKeyPem: string;
   publicKeyPem: string;
 }
@@ -18,8 +19,9 @@ export interface RsaKeyPair {
  * the process starts; set it to the core count on bigger machines, since key
  * generation also competes with DNS and file I/O for those threads). Native
  * generation costs ~0.2 s of one core; node-forge's pure-JS one ~3.5 s.
+ * The private key is PKCS#1 (`BEGIN RSA PRIVATE KEY`), like `openssl genrsa`.
  */
-export async function generateRsaKeyPair(bits = 2048): Promise<RsaKeyPair> {
+export async function generateRsaKeyPair(bits = 2048): Promise<PemKeyPair> {
   const { privateKey, publicKey } = await generateKeyPairAsync('rsa', {
     modulusLength: bits,
     publicExponent: 0x10001,
@@ -35,103 +37,142 @@ export function publicKeyPemOf(privateKeyPem: string): string {
 }
 
 /**
- * Signs a node-forge certificate or CSR with Node's native RSA instead of
- * forge's pure-JS one (a 2048-bit private-key operation costs milliseconds in
- * JS and blocks the event loop; natively it is ~50x cheaper).
- *
- * Forge's `sign(key, md)` feeds the to-be-signed DER into `md` and then calls
- * `key.sign(md)`; we hand it a digest that only records the bytes and a key
- * whose `sign` signs them natively.
+ * Generates an ECDSA P-256 key pair with Node's native crypto, the worker key
+ * of protocol version 2: well under a millisecond where RSA-2048 takes ~0.1-0.2 s.
+ * The private key is PKCS#8 (`BEGIN PRIVATE KEY`), like `openssl genpkey`.
  */
-export function signNatively(target: forge.pki.Certificate | forge.pki.CertificateSigningRequest, privateKey: KeyObject | string): void {
-  const key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey;
-  let captured = '';
-  interface Recorder {
-    algorithm: string;
-    update(bytes: string): Recorder;
-  }
-  const recorder: Recorder = {
-    algorithm: 'sha256',
-    update(bytes: string): Recorder {
-      captured += bytes;
-      return recorder;
-    },
-  };
-  const signer = {
-    sign(): string {
-      return cryptoSign('sha256', Buffer.from(captured, 'binary'), key).toString('binary');
-    },
-  };
-  // The casts are the point of this helper: forge only calls the two members provided.
-  (target as forge.pki.Certificate).sign(
-    signer as unknown as forge.pki.rsa.PrivateKey,
-    recorder as unknown as forge.md.MessageDigest,
-  );
+export async function generateEcdsaKeyPair(): Promise<PemKeyPair> {
+  const { privateKey, publicKey } = await generateKeyPairAsync('ec', {
+    namedCurve: 'P-256',
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  return { privateKeyPem: privateKey, publicKeyPem: publicKey };
+}
+
+/** The kinds of worker key: RSA (protocol version 1) and ECDSA P-256 (version 2). */
+export type WorkerKeyType = 'rsa' | 'ecdsa-p256';
+
+/** The key type of workers registered under `version`. */
+export function workerKeyTypeFor(version: ProtocolVersion): WorkerKeyType {
+  return version >= 2 ? 'ecdsa-p256' : 'rsa';
 }
 
 /**
- * Makes a PEM certificate signing request for `privateKeyPem`.
+ * The worker key types a backend that speaks `version` accepts: those of
+ * every version up to it, so that workers registered before an upgrade keep
+ * working.
+ */
+export function workerKeyTypesUpTo(version: ProtocolVersion): readonly WorkerKeyType[] {
+  return [...new Set(PROTOCOL_VERSIONS.filter((v) => v <= version).map(workerKeyTypeFor))];
+}
+
+/** A new worker key pair of `type`: RSA-2048 or ECDSA P-256. */
+export function generateWorkerKeyPair(type: WorkerKeyType): Promise<PemKeyPair> {
+  return type === 'rsa' ? generateRsaKeyPair() : generateEcdsaKeyPair();
+}
+
+const KEY_TYPE_NAMES: Record<WorkerKeyType, string> = { rsa: 'RSA of at least 2048 bits', 'ecdsa-p256': 'ECDSA P-256' };
+
+/** The worker key type of a public or private key; undefined for any other key (RSA under 2048 bits, another curve). */
+export function workerKeyTypeOf(key: KeyObject): WorkerKeyType | undefined {
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'rsa' && (details?.modulusLength ?? 0) >= 2048) return 'rsa';
+  if (key.asymmetricKeyType === 'ec' && details?.namedCurve === 'prime256v1') return 'ecdsa-p256';
+  return undefined;
+}
+
+function describeKey(key: KeyObject): string {
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'rsa') return `RSA of ${details?.modulusLength ?? '?'} bits`;
+  if (key.asymmetricKeyType === 'ec') return details?.namedCurve === 'prime256v1' ? KEY_TYPE_NAMES['ecdsa-p256'] : `EC on curve ${details?.namedCurve ?? '?'}`;
+  return key.asymmetricKeyType ?? 'an unknown key type';
+}
+
+/** What WebCrypto calls the key and its SHA-256 signature. */
+function webCryptoAlgorithm(type: WorkerKeyType): webcrypto.RsaHashedImportParams | webcrypto.EcKeyImportParams {
+  return type === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', namedCurve: 'P-256' };
+}
+
+/** The signing algorithm for a key of `type`: SHA-256 with RSA (PKCS#1 v1.5) or with ECDSA. */
+export function signingAlgorithmFor(type: WorkerKeyType): webcrypto.RsaHashedImportParams | webcrypto.EcdsaParams {
+  return type === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', hash: 'SHA-256' };
+}
+
+/**
+ * A Node private key as a WebCrypto pair for signing with the X.509 library.
+ *
+ * @throws Error when the key is neither RSA of at least 2048 bits nor ECDSA P-256.
+ */
+export async function webCryptoKeyPair(privateKey: KeyObject): Promise<{ keys: webcrypto.CryptoKeyPair; type: WorkerKeyType }> {
+  const type = workerKeyTypeOf(privateKey);
+  if (type === undefined) throw new Error(`key must be ${KEY_TYPE_NAMES.rsa} or ${KEY_TYPE_NAMES['ecdsa-p256']}, got ${describeKey(privateKey)}`);
+  const algorithm = webCryptoAlgorithm(type);
+  const [priv, pub] = await Promise.all([
+    webcrypto.subtle.importKey('pkcs8', privateKey.export({ type: 'pkcs8', format: 'der' }), algorithm, false, ['sign']),
+    webcrypto.subtle.importKey('spki', createPublicKey(privateKey).export({ type: 'spki', format: 'der' }), algorithm, true, ['verify']),
+  ]);
+  return { keys: { privateKey: priv, publicKey: pub }, type };
+}
+
+/**
+ * Makes a PEM certificate signing request for `privateKeyPem`, RSA or ECDSA
+ * P-256, signed with SHA-256 through Node's WebCrypto.
  *
  * The subject is informational: the backend replaces it with the worker id it
  * assigns. The CSR proves possession of the key (it is self-signed).
  */
-export function createCsr(privateKeyPem: string, commonName = 'worker'): string {
-  // Only the public half goes into forge: parsing the whole private key in pure
-  // JS (eight big integers) cost more than the rest of the CSR together.
-  const key = createPrivateKey(privateKeyPem);
-  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.publicKeyFromAsn1(forge.asn1.fromDer(spki.toString('binary')));
-  csr.setSubject([{ name: 'commonName', value: commonName }]);
-  signNatively(csr, key);
-  return forge.pki.certificationRequestToPem(csr);
+export async function createCsr(privateKeyPem: string, commonName = 'worker'): Promise<string> {
+  const { keys, type } = await webCryptoKeyPair(createPrivateKey(privateKeyPem));
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: [{ CN: [commonName] }], keys, signingAlgorithm: signingAlgorithmFor(type) });
+  return csr.toString('pem');
 }
 
-/** A CSR that parsed and whose self-signature holds. */
+/** A CSR that parsed, whose key is of an accepted type and whose self-signature holds. */
 export interface VerifiedCsr {
-  csr: forge.pki.CertificateSigningRequest;
-  publicKey: forge.pki.rsa.PublicKey;
+  /** SPKI PEM of the CSR's key. */
+  publicKeyPem: string;
+  keyType: WorkerKeyType;
 }
+
+/** A CSR whose key is not of a type the caller accepts. */
+export class CsrKeyTypeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CsrKeyTypeError';
+  }
+}
+
+const CSR_PEM = /-----BEGIN (NEW )?CERTIFICATE REQUEST-----/;
 
 /**
- * Parses a PEM CSR and checks its self-signature and key type/size.
+ * Parses a PEM CSR and checks its key type and self-signature.
  *
+ * @param accepted the key types the caller takes (see {@link workerKeyTypesUpTo}).
  * @throws Error naming what is wrong (`csr is not a PEM certificate request: ...`,
- *   `csr signature does not verify`, `csr key must be RSA of at least 2048 bits`).
+ *   `csr signature does not verify`), {@link CsrKeyTypeError}
+ *   (`csr key must be RSA of at least 2048 bits, got ECDSA P-256`).
  */
-export function verifyCsrPem(pem: string): VerifiedCsr {
-  let csr: forge.pki.CertificateSigningRequest;
+export async function verifyCsrPem(pem: string, accepted: readonly WorkerKeyType[]): Promise<VerifiedCsr> {
+  if (!CSR_PEM.test(pem)) throw new Error('csr is not a PEM certificate request: no "-----BEGIN CERTIFICATE REQUEST-----" line');
+  let csr: x509.Pkcs10CertificateRequest;
+  let publicKey: KeyObject;
   try {
-    csr = forge.pki.certificationRequestFromPem(pem);
+    csr = new x509.Pkcs10CertificateRequest(pem);
+    publicKey = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
   } catch (err) {
     throw new Error(`csr is not a PEM certificate request: ${(err as Error).message}`);
   }
-  const pub = csr.publicKey as forge.pki.rsa.PublicKey | null;
-  if (!pub || typeof pub.n?.bitLength !== 'function' || pub.n.bitLength() < 2048) {
-    throw new Error('csr key must be RSA of at least 2048 bits');
+  const keyType = workerKeyTypeOf(publicKey);
+  if (keyType === undefined || !accepted.includes(keyType)) {
+    throw new CsrKeyTypeError(`csr key must be ${accepted.map((t) => KEY_TYPE_NAMES[t]).join(' or ')}, got ${describeKey(publicKey)}`);
   }
   let ok = false;
   try {
-    ok = csr.verify();
+    ok = await csr.verify();
   } catch {
     ok = false;
   }
   if (!ok) throw new Error('csr signature does not verify');
-  return { csr, publicKey: pub };
-}
-
-/** The subject common name of a PEM certificate, or undefined. */
-export function certificateCommonName(pem: string): string | undefined {
-  const cert = forge.pki.certificateFromPem(pem);
-  const cn = cert.subject.getField('CN') as { value?: unknown } | null;
-  return typeof cn?.value === 'string' ? cn.value : undefined;
-}
-
-/** Whether `certPem`'s public key matches `privateKeyPem`. */
-export function certificateMatchesKey(certPem: string, privateKeyPem: string): boolean {
-  const cert = forge.pki.certificateFromPem(certPem);
-  const certPub = forge.pki.publicKeyToPem(cert.publicKey);
-  const a = createPublicKey(certPub).export({ type: 'spki', format: 'der' });
-  const b = createPublicKey(createPrivateKey(privateKeyPem)).export({ type: 'spki', format: 'der' });
-  return a.equals(b);
+  return { publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), keyType };
 }

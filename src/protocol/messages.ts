@@ -1,11 +1,13 @@
 import { JsonSyntaxError, parseJson } from './json.js';
-import { PROTOCOL_VERSION } from './version.js';
+import { MESSAGE_VERSION } from './version.js';
 
 /**
  * MQTT message payloads (UTF-8 JSON). Every message carries `type` and
  * `version`; receivers validate with {@link parseMessage} and drop (count, log)
  * anything that fails. Unknown extra fields are ignored so that a minor,
- * additive change does not need a new version.
+ * additive change does not need a new version. The message version is not
+ * the protocol version: protocol version 2 left messages as they were
+ * (see {@link MESSAGE_VERSION}).
  */
 
 /** Run ids become part of Pod names, so they are restricted to DNS-label-safe text. */
@@ -32,7 +34,7 @@ export interface ScriptRef {
 /** backend -> worker: run this. Redelivered until the worker answers `accepted`; apply idempotently by `runId`. */
 export interface ScheduleMessage {
   type: 'schedule';
-  version: typeof PROTOCOL_VERSION;
+  version: typeof MESSAGE_VERSION;
   runId: string;
   /** Image of the `worker` container. */
   runnerImage: string;
@@ -53,7 +55,7 @@ export interface ScheduleMessage {
 /** backend -> worker: stop this run (no-op if unknown or already over). */
 export interface StopMessage {
   type: 'stop';
-  version: typeof PROTOCOL_VERSION;
+  version: typeof MESSAGE_VERSION;
   runId: string;
 }
 
@@ -64,7 +66,7 @@ export const WORKER_STATES: readonly WorkerState[] = ['idle', 'busy', 'draining'
 /** worker -> backend: current state, sent on every connect and as a periodic heartbeat. */
 export interface StateMessage {
   type: 'state';
-  version: typeof PROTOCOL_VERSION;
+  version: typeof MESSAGE_VERSION;
   state: WorkerState;
   /** The run in progress, when `busy`. */
   runId?: string;
@@ -76,7 +78,7 @@ export const RUN_STATUSES: readonly RunStatus[] = ['accepted', 'pod-created', 'r
 /** worker -> backend: progress of one run. */
 export interface RunStatusMessage {
   type: 'run-status';
-  version: typeof PROTOCOL_VERSION;
+  version: typeof MESSAGE_VERSION;
   runId: string;
   status: RunStatus;
   /** Human-readable cause; expected with `failed` and `stopped`. */
@@ -92,7 +94,7 @@ export interface RunStatusMessage {
  */
 export interface RejectMessage {
   type: 'reject';
-  version: typeof PROTOCOL_VERSION;
+  version: typeof MESSAGE_VERSION;
   runId: string;
   /** The worker's validation error. */
   reason: string;
@@ -217,7 +219,7 @@ function parseScript(o: Obj): ScriptRef | undefined {
 }
 
 function parseBody(type: MessageType, o: Obj): ProtocolMessage {
-  const version = PROTOCOL_VERSION;
+  const version = MESSAGE_VERSION;
   switch (type) {
     case 'schedule': {
       const msg: ScheduleMessage = {
@@ -304,8 +306,8 @@ export function checkMessage<T extends ProtocolMessage = ProtocolMessage>(
     return { ok: false, reason: known ? `message type "${type}" is not accepted in this direction` : `unknown message type ${JSON.stringify(type.slice(0, 64))}` };
   }
   const version = data['version'];
-  if (version !== PROTOCOL_VERSION) {
-    return { ok: false, reason: `unsupported version ${JSON.stringify(version)} of "${type}" (this build speaks ${PROTOCOL_VERSION})` };
+  if (version !== MESSAGE_VERSION) {
+    return { ok: false, reason: `unsupported version ${JSON.stringify(version)} of "${type}" (this build speaks message version ${MESSAGE_VERSION})` };
   }
   try {
     return { ok: true, message: parseBody(type as MessageType, data) as T };

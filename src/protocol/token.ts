@@ -2,15 +2,20 @@ import { createPrivateKey } from 'node:crypto';
 import forge from 'node-forge';
 import { Base64DecodeError, decodeBase64Strict } from './base64.js';
 import { JsonSyntaxError, parseJson } from './json.js';
-import { DEFAULT_TOPIC_NAMESPACE, PROTOCOL_VERSION } from './version.js';
+import { DEFAULT_TOPIC_NAMESPACE, PROTOCOL_VERSIONS, type ProtocolVersion } from './version.js';
 
 /**
  * The pool's connection settings. Serialized as base64 of JSON; that text is
  * what a user stores as the `token` key of the pool's Secret.
  */
 export interface PoolToken {
-  /** Protocol version the backend speaks; this build accepts only {@link PROTOCOL_VERSION}. */
-  protocolVersion: number;
+  /**
+   * The newest protocol version the backend speaks (it speaks the older ones
+   * too); one of {@link PROTOCOL_VERSIONS}. It decides the type of the keys of
+   * workers registered from now on (see `workerKeyTypeFor`); workers already
+   * registered keep theirs.
+   */
+  protocolVersion: ProtocolVersion;
   /** Base URL of the backend HTTP API, `https://host:port`. */
   apiUrl: string;
   /** URL of the MQTT broker, `mqtts://host:port`. */
@@ -131,8 +136,8 @@ export function parsePoolToken(text: string): PoolToken {
   if (typeof version !== 'number' || !Number.isInteger(version)) {
     fail(`token field "protocolVersion" must be an integer, got ${JSON.stringify(version)}`);
   }
-  if (version !== PROTOCOL_VERSION) {
-    fail(`token protocolVersion ${version} is not supported (this build speaks ${PROTOCOL_VERSION})`);
+  if (!isProtocolVersion(version)) {
+    fail(`token protocolVersion ${version} is not supported (this build speaks ${PROTOCOL_VERSIONS.join(' and ')})`);
   }
   const apiUrl = requireUrl(obj, 'apiUrl', 'https:');
   const brokerUrl = requireUrl(obj, 'brokerUrl', 'mqtts:');
@@ -153,6 +158,10 @@ export function parsePoolToken(text: string): PoolToken {
     token.topicNamespace = ns;
   }
   return token;
+}
+
+function isProtocolVersion(n: number): n is ProtocolVersion {
+  return (PROTOCOL_VERSIONS as readonly number[]).includes(n);
 }
 
 /**

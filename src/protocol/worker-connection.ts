@@ -13,7 +13,7 @@ import {
   type WorkerState,
 } from './messages.js';
 import { readonlyTopic, writeonlyTopic } from './topics.js';
-import { PROTOCOL_VERSION, DEFAULT_TOPIC_NAMESPACE } from './version.js';
+import { MESSAGE_VERSION, DEFAULT_TOPIC_NAMESPACE } from './version.js';
 
 /** What a worker needs to connect; all of it lives in the Worker's Secret. */
 export interface WorkerCredentials {
@@ -108,7 +108,7 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
       key: opts.credentials.privateKeyPem,
       ca: opts.credentials.caPem,
     });
-    const will: StateMessage = { type: 'state', version: PROTOCOL_VERSION, state: 'offline' };
+    const will: StateMessage = { type: 'state', version: MESSAGE_VERSION, state: 'offline' };
     // tls.connect takes a prebuilt SecureContext; reusing it across reconnects
     // avoids re-parsing the PEMs every time.
     const clientOpts: IClientOptions & { secureContext: SecureContext } = {
@@ -181,7 +181,7 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
    * queued in memory and sent after reconnecting; resolves on PUBACK.
    */
   sendRunStatus(update: Omit<RunStatusMessage, 'type' | 'version'>): Promise<void> {
-    const msg: RunStatusMessage = { type: 'run-status', version: PROTOCOL_VERSION, ...update };
+    const msg: RunStatusMessage = { type: 'run-status', version: MESSAGE_VERSION, ...update };
     // Keep the heartbeat consistent with the statuses: the backend fails a run
     // whose worker says `idle` after accepting it, so a heartbeat racing the
     // caller's own setState must already say `busy`.
@@ -219,7 +219,7 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
   }
 
   private publishState(): Promise<void> {
-    return this.publish({ type: 'state', version: PROTOCOL_VERSION, ...this.state });
+    return this.publish({ type: 'state', version: MESSAGE_VERSION, ...this.state });
   }
 
   private onConnect(sessionPresent: boolean): void {
@@ -278,7 +278,7 @@ export class WorkerConnection extends EventEmitter<WorkerConnectionEvents> {
       // after a few rejections instead of keeping this worker busy forever.
       const runId = rejectedScheduleRunId(payload);
       if (runId !== undefined) {
-        const reject: RejectMessage = { type: 'reject', version: PROTOCOL_VERSION, runId, reason: result.reason.slice(0, 4096) };
+        const reject: RejectMessage = { type: 'reject', version: MESSAGE_VERSION, runId, reason: result.reason.slice(0, 4096) };
         await this.publish(reject).catch((err: Error) => this.log.warn('could not report a rejected schedule', { workerId: this.workerId, runId, error: err.message }));
       }
       return;

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { repoRoot } from '../../src/cluster/binaries.js';
 import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject } from '../../src/api/types.js';
 import { EVENTS, KubeClient, PODS, SECRETS, type Pod } from '../../src/runtime/k8s-client.js';
-import { createPool, startEnv, waitFor, type Env, type Pool } from '../integration/backend-harness.js';
+import type { BackendOptions } from '../../src/backend/server.js';
+import { createPool, startEnv, waitFor, type BrokerKind, type Env, type Pool } from '../integration/backend-harness.js';
 import { createTestNamespace, ensureInstalled, kubeconfigPath, kubectlOk, testKubeConfig, testNode } from '../setup/cluster-access.js';
 
 export { waitFor };
@@ -144,12 +145,18 @@ export const documentedSecret: SecretData = (pool) => ({ token: pool.tokenText, 
 
 export const CONTROLLER_TEST_FLAGS = ['--health-probe-bind-address=0', '--metrics-bind-address=0', '--log-level=debug'];
 
-export async function startE2E(prefix: string, controllerArgs: readonly string[] = []): Promise<E2E> {
+/** The backend of an e2e run: its broker (default the embedded one) and options beyond the harness's. */
+export interface E2EBackend {
+  readonly broker?: BrokerKind;
+  readonly options?: Partial<BackendOptions>;
+}
+
+export async function startE2E(prefix: string, controllerArgs: readonly string[] = [], backend: E2EBackend = {}): Promise<E2E> {
   await ensureInstalled();
   const namespace = await createTestNamespace(prefix);
   const node = testNode();
   // On the bridge address (when there is a node), where pods, the in-cluster controller included, reach it.
-  const env = await startEnv('embedded', { redeliverMs: 1_000, offlineAfterMs: 20_000, ...(node !== null ? { host: node.address } : {}) });
+  const env = await startEnv(backend.broker ?? 'embedded', { redeliverMs: 1_000, offlineAfterMs: 20_000, ...(node !== null ? { host: node.address } : {}), ...backend.options });
   const kc = testKubeConfig();
   const client = KubeClient.fromKubeConfig(kc);
   const controllers: ControllerProcess[] = [];

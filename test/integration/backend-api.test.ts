@@ -4,6 +4,7 @@
  * `npm run backend` command line.
  */
 import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,9 @@ import { freePort } from '../../src/backend/broker.js';
 import {
   BackendClient,
   createCsr,
+  decodeSecretPrivateKey,
   encodePoolToken,
+  generateEcdsaKeyPair,
   generateRsaKeyPair,
   parsePoolToken,
   signRequest,
@@ -30,7 +33,7 @@ describe('backend API', () => {
   beforeAll(async () => {
     env = await startEnv('embedded');
     pool = await createPool(env, 'api');
-    csr = createCsr((await generateRsaKeyPair()).privateKeyPem);
+    csr = await createCsr((await generateRsaKeyPair()).privateKeyPem);
   });
   afterAll(async () => {
     pool?.client.close();
@@ -53,7 +56,7 @@ describe('backend API', () => {
 
   test('the pool credentials are what the Secret holds: token = base64 JSON, privateKey = base64 of the PEM', async () => {
     const token = JSON.parse(Buffer.from(pool.tokenText, 'base64').toString());
-    expect(token).toMatchObject({ protocolVersion: 1, poolId: pool.id, apiUrl: env.backend.apiUrl, brokerUrl: env.backend.brokerUrl });
+    expect(token).toMatchObject({ protocolVersion: 2, poolId: pool.id, apiUrl: env.backend.apiUrl, brokerUrl: env.backend.brokerUrl });
     expect(token.caCert).toBe(env.backend.caPem);
     expect(Buffer.from(pool.privateKeyB64, 'base64').toString()).toMatch(/^-----BEGIN RSA PRIVATE KEY-----/);
     expect(pool.privateKeyB64).not.toMatch(/\s/);
@@ -189,6 +192,55 @@ describe('npm run backend', () => {
       const lines = err.trim().split('\n');
       for (const l of lines) expect(() => JSON.parse(l)).not.toThrow();
       for (const secret of [adminToken, created.body.token, created.body.privateKey, 'BEGIN']) expect(err.includes(secret)).toBe(false);
+      // Protocol version 2 unless told otherwise (next test).
+      expect(JSON.parse(Buffer.from(created.body.token, 'base64').toString())).toMatchObject({ protocolVersion: 2 });
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('--protocol-version 1 makes it a backend of version 1 only: its tokens say 1 and it refuses ECDSA CSRs; another value is refused', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-backend-v1-'));
+    const start = (version: string) =>
+      spawn(process.execPath, ['--import', 'tsx', 'src/backend/main.ts', '--data-dir', path.join(dir, 'data'), '--port', '0', '--broker-port', '0', '--protocol-version', version], {
+        cwd: path.resolve(import.meta.dirname, '../..'),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    const bad = start('3');
+    let badErr = '';
+    bad.stderr.on('data', (d: Buffer) => (badErr += d.toString()));
+    const badExit = await new Promise<number | null>((resolve) => bad.once('exit', (code) => resolve(code)));
+    expect(badExit).toBe(2);
+    expect(badErr).toContain('--protocol-version must be 1 or 2, got "3"');
+
+    const child = start('1');
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    try {
+      const line = await waitFor('the ready line', () => {
+        if (child.exitCode !== null) throw new Error(`backend exited ${child.exitCode}: ${err}`);
+        return /\n/.test(out) ? out : undefined;
+      });
+      const apiUrl = /api=(\S+)/.exec(line)?.[1] as string;
+      const caPem = await readFile(path.join(dir, 'data', 'ca.pem'), 'utf8');
+      const adminToken = (await readFile(path.join(dir, 'data', 'admin-token'), 'utf8')).trim();
+      const created = await request<{ id: string; token: string; privateKey: string }>({ apiUrl, caPem }, 'POST', '/api/pools', { name: 'v1' }, adminToken);
+      expect(created.status).toBe(201);
+      const token = parsePoolToken(created.body.token);
+      expect(token.protocolVersion).toBe(1);
+      const client = new BackendClient({ token, privateKeyPem: decodeSecretPrivateKey(created.body.privateKey) });
+      try {
+        const refused = await client.register(await createCsr((await generateEcdsaKeyPair()).privateKeyPem)).catch((e: unknown) => e as Error);
+        expect(refused).toBeInstanceOf(TerminalBackendError);
+        expect((refused as Error).message).toContain('csr key must be RSA of at least 2048 bits, got ECDSA P-256 (this backend speaks protocol version 1)');
+        const rsa = await client.register(await createCsr((await generateRsaKeyPair()).privateKeyPem));
+        expect(new X509Certificate(rsa.certificatePem).publicKey.asymmetricKeyType).toBe('rsa');
+      } finally {
+        client.close();
+      }
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true });

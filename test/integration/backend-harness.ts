@@ -18,9 +18,10 @@ import {
   BackendClient,
   createCsr,
   decodeSecretPrivateKey,
-  generateRsaKeyPair,
+  generateWorkerKeyPair,
   parsePoolToken,
   WorkerConnection,
+  workerKeyTypeFor,
   type PoolToken,
   type ToWorkerMessage,
   type WorkerCredentials,
@@ -62,6 +63,8 @@ export interface Env {
   backend: RunningBackend;
   /** Every log line the backend wrote, across restarts. */
   logLines: string[];
+  /** What mosquitto wrote (its connection log), for `kind === 'mosquitto'`. */
+  brokerOutput: string[];
   options: BackendOptions;
   restartBackend(): Promise<void>;
   stopBackend(): Promise<void>;
@@ -75,6 +78,7 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
   const dir = await mkdtemp(path.join(os.tmpdir(), `wpc-backend-${kind}-`));
   const dataDir = path.join(dir, 'data');
   const logLines: string[] = [];
+  const output: string[] = [];
   let mosquitto: ChildProcess | undefined;
   const options: BackendOptions = {
     dataDir,
@@ -93,7 +97,6 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
       // As root, mosquitto would switch to the `mosquitto` user, who cannot read a 0700 temp dir.
       runAsUser: process.getuid?.() === 0 ? 'root' : undefined,
     });
-    const output: string[] = [];
     mosquitto = spawn(MOSQUITTO, ['-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     mosquitto.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
     mosquitto.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
@@ -121,6 +124,7 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
       return backend;
     },
     logLines,
+    brokerOutput: output,
     options,
     async stopBackend() {
       if (running) await backend.stop();
@@ -206,9 +210,10 @@ export async function createPool(env: Env, name = 'test'): Promise<Pool> {
   return { id: res.body.id, tokenText: res.body.token, privateKeyB64: res.body.privateKey, token, privateKeyPem, client: new BackendClient({ token, privateKeyPem }) };
 }
 
+/** A worker registered as the controller would: its key of the type the pool token's protocol version says. */
 export async function registerWorker(pool: Pool): Promise<WorkerCredentials> {
-  const keys = await generateRsaKeyPair();
-  const res = await pool.client.register(createCsr(keys.privateKeyPem));
+  const keys = await generateWorkerKeyPair(workerKeyTypeFor(pool.token.protocolVersion));
+  const res = await pool.client.register(await createCsr(keys.privateKeyPem));
   return { poolId: pool.id, workerId: res.workerId, certificatePem: res.certificatePem, privateKeyPem: keys.privateKeyPem, caPem: res.caPem };
 }
 

@@ -49,7 +49,7 @@ async function tryConnect(pool: Pool, creds: WorkerCredentials): Promise<'connec
 /** Registers `workerId` again with a new key: the backend issues a new certificate and revokes the old one. */
 async function rekey(pool: Pool, creds: WorkerCredentials): Promise<WorkerCredentials> {
   const keys = await generateRsaKeyPair();
-  const res = await pool.client.register(createCsr(keys.privateKeyPem), creds.workerId);
+  const res = await pool.client.register(await createCsr(keys.privateKeyPem), creds.workerId);
   return { ...creds, certificatePem: res.certificatePem, privateKeyPem: keys.privateKeyPem };
 }
 
@@ -94,10 +94,10 @@ describe.each<BrokerKind>(['embedded', 'mosquitto'])('worker certificates with t
     const b = await createPool(env, `reuse-b-${kind}`);
     const workerId = `01jreuse${kind === 'embedded' ? 'e' : 'm'}aaaaaaaaaaaaaaaaa`;
     const keys = await generateRsaKeyPair();
-    const inA = await a.client.register(createCsr(keys.privateKeyPem), workerId);
+    const inA = await a.client.register(await createCsr(keys.privateKeyPem), workerId);
     const credsA: WorkerCredentials = { poolId: a.id, workerId, certificatePem: inA.certificatePem, privateKeyPem: keys.privateKeyPem, caPem: inA.caPem };
     await a.client.deregister(workerId);
-    const err = await b.client.register(createCsr(keys.privateKeyPem), workerId).catch((e: unknown) => e as Error);
+    const err = await b.client.register(await createCsr(keys.privateKeyPem), workerId).catch((e: unknown) => e as Error);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/409: worker id "01jreuse.*" was used in another pool and cannot be registered again/);
     await waitFor('the old certificate refused', async () => (await tryConnect(a, credsA)) === 'refused');

@@ -9,7 +9,6 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import forge from 'node-forge';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { freePort, normalizeSerial, startEmbeddedBroker, type EmbeddedBroker } from '../../src/backend/broker.js';
@@ -33,7 +32,7 @@ beforeAll(async () => {
   const server = await ca.issueServer(['127.0.0.1', 'localhost'], '127.0.0.1');
   const keys = await generateRsaKeyPair();
   workerKey = keys.privateKeyPem;
-  workerCert = ca.issueClient(forge.pki.publicKeyFromPem(keys.publicKeyPem), WORKER, POOL);
+  workerCert = await ca.issueClient(keys.publicKeyPem, WORKER, POOL);
   const serial = normalizeSerial(new X509Certificate(workerCert).serialNumber);
   port = await freePort();
   broker = await startEmbeddedBroker({

@@ -39,6 +39,14 @@ describe('computePoolStatus', () => {
     expect(computePoolStatus(pool, ok, workers, now).conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True', reason: 'PoolReady' });
   });
 
+  test('accepted credentials say which protocol version the token speaks and so which keys new workers get', () => {
+    const message = (protocolVersion?: 1 | 2): string | undefined =>
+      computePoolStatus(pool, { ...ok, protocolVersion }, [], now).conditions?.find((c) => c.type === 'CredentialsValid')?.message;
+    expect(message(1)).toBe('the token and private key were accepted; protocol version 1: new workers get RSA keys');
+    expect(message(2)).toBe('the token and private key were accepted; protocol version 2: new workers get ECDSA P-256 keys');
+    expect(message()).toBe('the token and private key were accepted');
+  });
+
   test('broken credentials leave the actual size empty and say why', () => {
     const status = computePoolStatus(pool, { valid: false, reason: 'InvalidPrivateKey', message: 'unable to base64 decode privateKey: illegal base64 data at input byte 4364' }, [], now);
     expect(status.actualPoolSize).toBeUndefined();

@@ -40,8 +40,8 @@ describe('parseMessage', () => {
     expect(reason('[1,2]')).toBe('message must be a JSON object, got array');
     expect(reason('{"version":1}')).toBe('field "type" must be a string, got undefined');
     expect(reason('{"type":"teleport","version":1}')).toBe('unknown message type "teleport"');
-    expect(reason('{"type":"stop","version":2,"runId":"a"}')).toBe('unsupported version 2 of "stop" (this build speaks 1)');
-    expect(reason('{"type":"stop","runId":"a"}')).toBe('unsupported version undefined of "stop" (this build speaks 1)');
+    expect(reason('{"type":"stop","version":2,"runId":"a"}')).toBe('unsupported version 2 of "stop" (this build speaks message version 1)');
+    expect(reason('{"type":"stop","runId":"a"}')).toBe('unsupported version undefined of "stop" (this build speaks message version 1)');
     expect(reason('{"type":"stop","version":1}')).toBe('invalid "stop" message: field "runId" is missing');
     expect(reason('{"type":"stop","version":1,"runId":5}')).toBe('invalid "stop" message: field "runId" must be a string, got number 5');
     expect(reason('{"type":"stop","version":1,"runId":"a/b"}')).toBe('invalid "stop" message: field "runId" has an invalid value "a/b"');

@@ -44,7 +44,7 @@ describe('pool token', () => {
     void _omit;
     expect(tokenError(b64(noBroker))).toBe('token field "brokerUrl" is missing');
     expect(tokenError(b64({ ...base, poolId: 7 }))).toBe('token field "poolId" must be a string, got number');
-    expect(tokenError(b64({ ...base, protocolVersion: 2 }))).toBe('token protocolVersion 2 is not supported (this build speaks 1)');
+    expect(tokenError(b64({ ...base, protocolVersion: 3 }))).toBe('token protocolVersion 3 is not supported (this build speaks 1 and 2)');
     expect(tokenError(b64({ ...base, apiUrl: 'http://x:1' }))).toBe('token field "apiUrl" must use https:, got "http://x:1"');
     expect(tokenError(b64({ ...base, brokerUrl: 'nope' }))).toBe('token field "brokerUrl" is not a URL: "nope"');
     expect(tokenError(b64({ ...base, caCert: 'garbage' }))).toMatch(/^token field "caCert" is not a PEM certificate/);

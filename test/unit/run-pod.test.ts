@@ -13,7 +13,7 @@ import {
 } from '../../src/controller/runs/run-pod.js';
 import { InvalidTimeoutError } from '../../src/controller/runs/run-timeouts.js';
 import type { ScheduleMessage } from '../../src/protocol/messages.js';
-import { PROTOCOL_VERSION } from '../../src/protocol/version.js';
+import { MESSAGE_VERSION } from '../../src/protocol/version.js';
 
 const RUN_ID = '01HZX3ABCDEFGHJKMNPQRSTVWX';
 const WORKER_ID = '01hzx0workerid0000000000aa';
@@ -21,7 +21,7 @@ const WORKER_ID = '01hzx0workerid0000000000aa';
 function schedule(over: Partial<ScheduleMessage> = {}): ScheduleMessage {
   return {
     type: 'schedule',
-    version: PROTOCOL_VERSION,
+    version: MESSAGE_VERSION,
     runId: RUN_ID,
     runnerImage: 'public.ecr.aws/spacelift/runner-terraform:latest',
     launcherImage: 'public.ecr.aws/spacelift/launcher:v1.2.3',

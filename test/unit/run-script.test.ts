@@ -11,14 +11,14 @@ import { parseByteSize } from '../../src/backend/sizes.js';
 import { buildRunPod, ENV_SCRIPT_SHA256, NameConflictError, runSecretName, VOLUME_RUN_SCRIPT, type RunPodInput } from '../../src/controller/runs/run-pod.js';
 import { buildRunSecret } from '../../src/controller/runs/run-secret.js';
 import { checkMessage, MAX_SCRIPT_BYTES, type ScheduleMessage } from '../../src/protocol/messages.js';
-import { PROTOCOL_VERSION } from '../../src/protocol/version.js';
+import { MESSAGE_VERSION } from '../../src/protocol/version.js';
 
 const RUN_ID = '01HZX3ABCDEFGHJKMNPQRSTVWX';
 const WORKER_ID = '01hzx0workerid0000000000aa';
 const SHA = 'a'.repeat(64);
 
 function schedule(over: Partial<ScheduleMessage> = {}): ScheduleMessage {
-  return { type: 'schedule', version: PROTOCOL_VERSION, runId: RUN_ID, runnerImage: 'localhost/kwc-runner:1', launcherImage: 'localhost/kwc-launcher:1', env: {}, timeouts: {}, ...over };
+  return { type: 'schedule', version: MESSAGE_VERSION, runId: RUN_ID, runnerImage: 'localhost/kwc-runner:1', launcherImage: 'localhost/kwc-launcher:1', env: {}, timeouts: {}, ...over };
 }
 
 function input(over: Partial<ScheduleMessage> = {}, pod: Record<string, unknown> = {}): RunPodInput {

@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { CONTROLLER_NAME } from '../../api/constants.js';
 
 /** What the controller imports at start, besides Node.js itself. */
-export const CONTROLLER_PACKAGES = ['mqtt', 'node-forge', 'prom-client', 'yaml'] as const;
+export const CONTROLLER_PACKAGES = ['@peculiar/x509', 'mqtt', 'node-forge', 'prom-client', 'reflect-metadata', 'yaml'] as const;
 
 const { peerDependencies } = createRequire(import.meta.url)('kube-workerpool-controller/package.json') as {
   peerDependencies: Record<string, string>;

@@ -122,7 +122,7 @@ export async function reconcilePool(base: ControllerContext, key: string, rc: Re
   // Workers register either way: a bad template fails runs with its reason, it does not stop the pool.
   await scale(ctx, key, pool, poolId, workers, size.desired);
   await syncDisruptionBudget(ctx, pool, newRunPodDisruptionBudget(pool, poolId));
-  await writeStatus(ctx, pool, { valid: true, poolId }, workers, { template, desired: size.desired, autoscale: size.autoscale });
+  await writeStatus(ctx, pool, { valid: true, poolId, protocolVersion: credentials.credentials.token.protocolVersion }, workers, { template, desired: size.desired, autoscale: size.autoscale });
   const recheck = size.autoscale?.recheckAfterMs;
   return recheck === undefined ? undefined : { requeueAfter: recheck };
 }

@@ -6,9 +6,19 @@ import { LABEL_WORKERPOOL } from '../../api/constants.js';
 import { CredentialsReason, PoolCondition, PoolReadyReason, type CredentialsProblem } from '../../api/conditions.js';
 import type { WorkerObject, WorkerPoolObject, WorkerPoolStatus } from '../../api/types.js';
 import { setCondition, type Condition } from '../../runtime/conditions.js';
+import { workerKeyTypeFor, type ProtocolVersion } from '../../protocol/index.js';
+
+const KEYS_OF_NEW_WORKERS = { rsa: 'RSA', 'ecdsa-p256': 'ECDSA P-256' } as const;
+
+function credentialsAccepted(protocolVersion: ProtocolVersion | undefined): string {
+  const accepted = 'the token and private key were accepted';
+  if (protocolVersion === undefined) return accepted;
+  return `${accepted}; protocol version ${protocolVersion}: new workers get ${KEYS_OF_NEW_WORKERS[workerKeyTypeFor(protocolVersion)]} keys`;
+}
 
 export type CredentialsState =
-  | { readonly valid: true; readonly poolId: string }
+  /** `protocolVersion`: the token's, which decides the keys of new workers; shown in the condition when known. */
+  | { readonly valid: true; readonly poolId: string; readonly protocolVersion?: ProtocolVersion }
   | { readonly valid: false; readonly reason: CredentialsProblem; readonly message: string; readonly poolId?: string };
 
 export function isBusy(w: WorkerObject): boolean {
@@ -33,7 +43,7 @@ export function computePoolStatus(
 
   let conditions: Condition[] = [...(pool.status?.conditions ?? [])];
   conditions = credentials.valid
-    ? setCondition(conditions, { type: PoolCondition.CredentialsValid, status: 'True', reason: CredentialsReason.CredentialsAccepted, message: 'the token and private key were accepted' }, generation, now)
+    ? setCondition(conditions, { type: PoolCondition.CredentialsValid, status: 'True', reason: CredentialsReason.CredentialsAccepted, message: credentialsAccepted(credentials.protocolVersion) }, generation, now)
     : setCondition(conditions, { type: PoolCondition.CredentialsValid, status: 'False', reason: credentials.reason, message: credentials.message }, generation, now);
 
   let ready: { status: 'True' | 'False'; reason: string; message: string };

@@ -7,7 +7,7 @@
  * where they are validated.
  */
 import { PoolCondition } from '../../api/conditions.js';
-import { PROTOCOL_VERSION } from '../../protocol/index.js';
+import { MESSAGE_VERSION } from '../../protocol/index.js';
 import type { WorkerPoolObject } from '../../api/types.js';
 import { findCondition } from '../../runtime/conditions.js';
 import type { ControllerContext } from '../context.js';
@@ -39,7 +39,7 @@ export async function checkPodTemplate(ctx: ControllerContext, pool: WorkerPoolO
       worker: { name: `${pool.metadata.name ?? ''}-template-check`, uid: '00000000-0000-0000-0000-000000000000', workerId: 'template-check' },
       schedule: {
         type: 'schedule',
-        version: PROTOCOL_VERSION,
+        version: MESSAGE_VERSION,
         runId: 'template-check',
         runnerImage: pool.spec.pod?.defaultRunnerImage ?? PLACEHOLDER_IMAGE,
         launcherImage: PLACEHOLDER_IMAGE,

@@ -6,6 +6,10 @@
  * its key, the key is stored before registration, and registration reuses
  * the Worker's id, so a controller killed at any step resumes where it was
  * without a second registration or key.
+ *
+ * New keys follow the pool token's protocol version (RSA under 1, ECDSA P-256
+ * under 2); a key already in the Worker's Secret is kept whatever its type,
+ * so moving a pool to version 2 re-registers nothing.
  */
 import { ANNOTATION_DRAINING, FINALIZER_RUN_POD, FINALIZER_WORKER, LABEL_RUN_ID, LABEL_WORKER_SECRET, WORKER_KIND } from '../../api/constants.js';
 import { BusyReason, CertificateReason, EventReason, RegisteredReason, WorkerCondition, type WorkerState } from '../../api/conditions.js';
@@ -15,6 +19,8 @@ import {
   RetryableBackendError,
   TerminalBackendError,
   tokenTopicNamespace,
+  workerKeyTypeFor,
+  type PoolToken,
   type WorkerState as ProtocolWorkerState,
 } from '../../protocol/index.js';
 import { setCondition, type Condition, type ConditionInput } from '../../runtime/conditions.js';
@@ -100,7 +106,7 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
 
   let content;
   try {
-    const secret = await ensureKey(ctx, key, worker, a.credentials.token.poolId);
+    const secret = await ensureKey(ctx, key, worker, a.credentials.token);
     if (secret === undefined) return;
     if ('conflict' in secret) {
       // Someone else's Secret under the Worker's name: never adopted, never overwritten.
@@ -206,12 +212,12 @@ async function keepCertificateCurrent(ctx: ControllerContext, key: string, worke
     let next = content.nextPrivateKeyPem;
     if (next === undefined) {
       // Made outside this reconcile like the first key; the factory brings the worker back when it is ready.
-      const pair = ctx.keys.take(key);
+      const pair = ctx.keys.take(key, workerKeyTypeFor(a.credentials.token.protocolVersion));
       if (pair === undefined) return { content, condition: current(times) };
       await ctx.client.mergePatch(SECRETS, namespace, name, pendingKeyPatch(pair.privateKeyPem));
       next = pair.privateKeyPem;
     }
-    const res = await a.backend.register(createCsr(next, worker.spec.workerId), worker.spec.workerId, { signal: ctx.signal });
+    const res = await a.backend.register(await createCsr(next, worker.spec.workerId), worker.spec.workerId, { signal: ctx.signal });
     await ctx.client.mergePatch(SECRETS, namespace, name, renewedPatch(next, res.certificatePem, res.caPem));
     const renewed = { privateKeyPem: next, certificatePem: res.certificatePem, caPem: res.caPem };
     ctx.registrations.written(key, { ...renewed, replaces: content.certificatePem });
@@ -243,16 +249,18 @@ async function keepCertificateCurrent(ctx: ControllerContext, key: string, worke
  * registration; undefined while the key is being made; a conflict when a
  * Secret of that name exists that the Worker does not own.
  */
-async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObject, poolId: string): Promise<Secret | { readonly conflict: string } | undefined> {
+async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObject, token: PoolToken): Promise<Secret | { readonly conflict: string } | undefined> {
   const namespace = worker.metadata.namespace;
   const name = worker.metadata.name ?? '';
   const conflict = { conflict: notOwnedReason('Secret', `${namespace ?? ''}/${name}`, worker) };
   const cached = ctx.caches.secrets.get(namespace, name);
   if (cached !== undefined && !isSecretOf(cached, worker)) return conflict;
+  // A key stored before is used as it is, whatever its type: an RSA worker of protocol version 1 stays one.
   if (cached !== undefined && readWorkerSecret(cached).privateKeyPem !== undefined) return cached;
-  // Made outside this reconcile, which comes back when it is ready (see key-factory.ts).
-  const keys = ctx.keys.take(key);
+  // Made outside this reconcile, which comes back when it is ready (see key-factory.ts), of the type the token's version says.
+  const keys = ctx.keys.take(key, workerKeyTypeFor(token.protocolVersion));
   if (keys === undefined) return undefined;
+  const poolId = token.poolId;
   if (cached !== undefined) {
     // Emptied by hand: a new key, and with it a new registration (the old certificate is for the old key).
     const fresh = buildWorkerSecret(worker, poolId, keys.privateKeyPem);
@@ -274,7 +282,7 @@ async function ensureKey(ctx: ControllerContext, key: string, worker: WorkerObje
 async function register(ctx: ControllerContext, worker: WorkerObject, a: Access, privateKeyPem: string): Promise<{ certificatePem: string; caPem: string } | undefined> {
   const log = ctx.log.with({ namespace: worker.metadata.namespace, name: worker.metadata.name, kind: WORKER_KIND });
   try {
-    const res = await a.backend.register(createCsr(privateKeyPem, worker.spec.workerId), worker.spec.workerId, { signal: ctx.signal });
+    const res = await a.backend.register(await createCsr(privateKeyPem, worker.spec.workerId), worker.spec.workerId, { signal: ctx.signal });
     await ctx.client.mergePatch(SECRETS, worker.metadata.namespace, worker.metadata.name ?? '', certificatePatch(res.certificatePem, res.caPem));
     log.info('worker registered', { workerId: worker.spec.workerId });
     return { certificatePem: res.certificatePem, caPem: res.caPem };

@@ -18,10 +18,11 @@
  *
  * @module
  */
-import { generateRsaKeyPair, type RsaKeyPair } from '../../protocol/index.js';
+import { generateWorkerKeyPair, type PemKeyPair, type WorkerKeyType } from '../../protocol/index.js';
 
 interface Job {
-  done?: RsaKeyPair;
+  readonly type: WorkerKeyType;
+  done?: PemKeyPair;
   failed?: { readonly error: unknown };
 }
 
@@ -34,20 +35,22 @@ export class KeyFactory {
     /** Called with the key's owner when its pair is ready (or failed): queue its reconcile. */
     private readonly onReady: (owner: string) => void,
     private readonly concurrency: number,
-    private readonly generate: () => Promise<RsaKeyPair> = () => generateRsaKeyPair(),
+    private readonly generate: (type: WorkerKeyType) => Promise<PemKeyPair> = generateWorkerKeyPair,
   ) {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`key factory: concurrency must be a positive integer, got ${concurrency}`);
   }
 
   /**
-   * The pair made for `owner`, once; undefined while it is being made (the
-   * first call starts it). A failed generation is thrown once, and the next
-   * call starts again.
+   * The pair of `type` made for `owner`, once; undefined while it is being
+   * made (the first call starts it). A failed generation is thrown once, and
+   * the next call starts again. A pair of another type (the pool's token
+   * changed protocol version meanwhile) is dropped and a new one started.
    */
-  take(owner: string): RsaKeyPair | undefined {
+  take(owner: string, type: WorkerKeyType): PemKeyPair | undefined {
     const job = this.jobs.get(owner);
-    if (job === undefined) {
-      this.jobs.set(owner, {});
+    if (job === undefined || job.type !== type) {
+      if (job !== undefined) this.forget(owner);
+      this.jobs.set(owner, { type });
       this.waiting.push(owner);
       this.pump();
       return undefined;
@@ -75,18 +78,19 @@ export class KeyFactory {
   private pump(): void {
     while (this.running < this.concurrency && this.waiting.length > 0) {
       const owner = this.waiting.shift() as string;
+      const job = this.jobs.get(owner) as Job;
       this.running++;
-      this.generate().then(
-        (pair) => this.settle(owner, { done: pair }),
-        (error: unknown) => this.settle(owner, { failed: { error } }),
+      this.generate(job.type).then(
+        (pair) => this.settle(owner, job, { done: pair }),
+        (error: unknown) => this.settle(owner, job, { failed: { error } }),
       );
     }
   }
 
-  private settle(owner: string, outcome: Job): void {
+  private settle(owner: string, job: Job, outcome: Pick<Job, 'done' | 'failed'>): void {
     this.running--;
-    const job = this.jobs.get(owner);
-    if (job !== undefined) {
+    // Only the job still asked for: one forgotten or replaced meanwhile is dropped.
+    if (this.jobs.get(owner) === job) {
       Object.assign(job, outcome);
       this.onReady(owner);
     }

@@ -4,7 +4,7 @@
  * renewal that fails is an Event and a condition, not an outage. The backend
  * double issues real X.509 certificates with a lifetime of seconds.
  */
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WORKER_REF, type WorkerObject } from '../../../src/api/types.js';
 import { runPodName } from '../../../src/controller/runs/run-pod.js';
@@ -44,8 +44,13 @@ async function secretSerial(name: string): Promise<string | undefined> {
   return crt === undefined ? undefined : new X509Certificate(Buffer.from(crt, 'base64').toString()).serialNumber.toLowerCase();
 }
 
-async function oneIdleWorker(pool: string, poolId: string): Promise<WorkerObject> {
-  await c.createPool(pool, 1, poolCredentials(poolId));
+async function secretKeyType(name: string): Promise<string | undefined> {
+  const key = (await c.admin.get(SECRETS, c.ns, name)).data?.['tls.key'];
+  return key === undefined ? undefined : createPrivateKey(Buffer.from(key, 'base64').toString()).asymmetricKeyType;
+}
+
+async function oneIdleWorker(pool: string, poolId: string, credentials = poolCredentials(poolId)): Promise<WorkerObject> {
+  await c.createPool(pool, 1, credentials);
   await eventually(`an idle worker of ${pool}`, async () => (await c.workers(pool))[0]?.status?.state === 'Idle');
   return (await c.workers(pool))[0] as WorkerObject;
 }
@@ -72,6 +77,24 @@ describe('worker certificates', () => {
     expect(worker?.status?.conditions?.find((x) => x.type === 'CertificateValid')).toMatchObject({ status: 'True', reason: 'Current' });
     const events = await c.admin.list(EVENTS, c.ns, { fieldSelector: `involvedObject.name=${name},reason=WorkerCertificateRenewed` });
     expect(events.items.length).toBeGreaterThan(0);
+  }, 90_000);
+
+  it('of an RSA worker whose pool moved to protocol version 2 are renewed with an ECDSA P-256 key, under the same worker id', async () => {
+    const v1 = poolCredentials('01hcertsupgradeaaaaaaaaaaa', 1);
+    const w = await oneIdleWorker('upgraded', v1.poolId, v1);
+    const name = w.metadata.name ?? '';
+    expect(await secretKeyType(name)).toBe('rsa');
+    // The pool's token moves to version 2 (same pool, same pool key).
+    const v2 = poolCredentials(v1.poolId, 2);
+    await c.admin.mergePatch(SECRETS, c.ns, 'upgraded-credentials', { stringData: { token: v2.token } });
+    await eventually('the renewal to an ECDSA key', async () => (await secretKeyType(name)) === 'ec', 40_000);
+    const after = (await c.workers('upgraded'))[0];
+    expect(after?.metadata.uid).toBe(w.metadata.uid);
+    expect(after?.spec.workerId).toBe(w.spec.workerId);
+    await eventually('the session runs on an ECDSA certificate', async () => {
+      const session = c.backend.sessionOf(w.spec.workerId);
+      return session?.connected === true && new X509Certificate(session.options.credentials.certificatePem).publicKey.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+    });
   }, 90_000);
 
   it('are renewed while the worker is busy, and the run goes on', async () => {

@@ -5,10 +5,12 @@
  * unreachable on demand. Everything on the Kubernetes side stays real.
  */
 import { EventEmitter } from 'node:events';
-import forge from 'node-forge';
+import { createPrivateKey, createPublicKey, randomBytes, type webcrypto } from 'node:crypto';
+import { generateEcdsaKeyPair, signingAlgorithmFor, verifyCsrPem, webCryptoKeyPair, workerKeyTypesUpTo } from '../../../src/protocol/keys.js';
+import { x509 } from '../../../src/protocol/x509.js';
 import type { BackendApi, BackendConnector, WorkerSession } from '../../../src/controller/backend/connector.js';
 import {
-  PROTOCOL_VERSION,
+  MESSAGE_VERSION,
   RetryableBackendError,
   TerminalBackendError,
   type BackendClientOptions,
@@ -184,7 +186,7 @@ export class FakeBackend implements BackendConnector {
         worker.deregistered = false;
         this.workers.set(id, worker);
         if (this.certLifetimeMs === undefined) return { workerId: id, certificatePem: `fake certificate of ${id}`, caPem: 'fake broker CA' };
-        const { certificatePem, serial, caPem } = issueCertificate(csr, id, this.certLifetimeMs);
+        const { certificatePem, serial, caPem } = await issueCertificate(csr, id, this.certLifetimeMs);
         this.issued.set(id, [...(this.issued.get(id) ?? []), serial]);
         return { workerId: id, certificatePem, caPem };
       },
@@ -323,7 +325,7 @@ export class FakeBackend implements BackendConnector {
     if (session === undefined) throw new Error(`worker ${workerId} has no session`);
     await session.deliver({
       type: 'schedule',
-      version: PROTOCOL_VERSION,
+      version: MESSAGE_VERSION,
       runId,
       runnerImage: 'registry.example.com/runner:1',
       launcherImage: 'registry.example.com/launcher:1',
@@ -336,7 +338,7 @@ export class FakeBackend implements BackendConnector {
   async stop(workerId: string, runId: string): Promise<void> {
     const session = this.sessionOf(workerId);
     if (session === undefined) throw new Error(`worker ${workerId} has no session`);
-    await session.deliver({ type: 'stop', version: PROTOCOL_VERSION, runId });
+    await session.deliver({ type: 'stop', version: MESSAGE_VERSION, runId });
   }
 
   /** The run statuses the controller sent for a run, in order. */
@@ -345,30 +347,44 @@ export class FakeBackend implements BackendConnector {
   }
 }
 
-let ca: { key: forge.pki.rsa.PrivateKey; cert: forge.pki.Certificate; pem: string } | undefined;
+let ca: Promise<{ keys: webcrypto.CryptoKeyPair; cert: x509.X509Certificate; pem: string }> | undefined;
 
-/** A real client certificate for the CSR's key, from a throw-away CA, valid `lifetimeMs` from now. */
-function issueCertificate(csrPem: string, workerId: string, lifetimeMs: number): { certificatePem: string; serial: string; caPem: string } {
-  if (ca === undefined) {
-    const keys = forge.pki.rsa.generateKeyPair({ bits: 1024, e: 0x10001 });
-    const cert = forge.pki.createCertificate();
-    cert.publicKey = keys.publicKey;
-    cert.serialNumber = '01';
-    cert.validity.notBefore = new Date(Date.now() - 60_000);
-    cert.validity.notAfter = new Date(Date.now() + 24 * 3600_000);
-    cert.setSubject([{ name: 'commonName', value: 'fake broker CA' }]);
-    cert.setIssuer([{ name: 'commonName', value: 'fake broker CA' }]);
-    cert.sign(keys.privateKey, forge.md.sha256.create());
-    ca = { key: keys.privateKey, cert, pem: forge.pki.certificateToPem(cert) };
-  }
-  const csr = forge.pki.certificationRequestFromPem(csrPem);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = csr.publicKey as forge.pki.PublicKey;
-  cert.serialNumber = forge.util.bytesToHex(forge.random.getBytesSync(8)).replace(/^[89a-f]/, '1');
-  cert.validity.notBefore = new Date();
-  cert.validity.notAfter = new Date(Date.now() + lifetimeMs);
-  cert.setSubject([{ name: 'commonName', value: workerId }]);
-  cert.setIssuer(ca.cert.subject.attributes);
-  cert.sign(ca.key, forge.md.sha256.create());
-  return { certificatePem: forge.pki.certificateToPem(cert), serial: cert.serialNumber, caPem: ca.pem };
+/** A throw-away CA (ECDSA P-256: made in a millisecond), once per process. */
+function fakeCa(): NonNullable<typeof ca> {
+  ca ??= (async () => {
+    const { keys } = await webCryptoKeyPair(createPrivateKey((await generateEcdsaKeyPair()).privateKeyPem));
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '01',
+      name: [{ CN: ['fake broker CA'] }],
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 24 * 3600_000),
+      keys,
+      signingAlgorithm: signingAlgorithmFor('ecdsa-p256'),
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+    });
+    return { keys, cert, pem: cert.toString('pem') };
+  })();
+  return ca;
+}
+
+/**
+ * A real client certificate for the CSR's key (RSA or ECDSA P-256, the CSR
+ * checked as the backend does), from a throw-away CA, valid `lifetimeMs` from now.
+ */
+async function issueCertificate(csrPem: string, workerId: string, lifetimeMs: number): Promise<{ certificatePem: string; serial: string; caPem: string }> {
+  const { keys, cert: caCert, pem } = await fakeCa();
+  const csr = await verifyCsrPem(csrPem, workerKeyTypesUpTo(2));
+  // A leading 1: no leading zero for the tests to normalize away.
+  const serial = `1${randomBytes(8).toString('hex').slice(1)}`;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial,
+    subject: [{ CN: [workerId] }],
+    issuer: caCert.subjectName,
+    notBefore: new Date(),
+    notAfter: new Date(Date.now() + lifetimeMs),
+    publicKey: createPublicKey(csr.publicKeyPem).export({ type: 'spki', format: 'der' }),
+    signingKey: keys.privateKey,
+    signingAlgorithm: signingAlgorithmFor('ecdsa-p256'),
+  });
+  return { certificatePem: cert.toString('pem'), serial, caPem: pem };
 }

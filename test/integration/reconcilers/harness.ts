@@ -9,7 +9,7 @@ import forge from 'node-forge';
 import { FIELD_MANAGER, FINALIZER_RUN_POD } from '../../../src/api/constants.js';
 import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject } from '../../../src/api/types.js';
 import { Manager } from '../../../src/controller/manager.js';
-import { encodePoolToken } from '../../../src/protocol/index.js';
+import { encodePoolToken, type ProtocolVersion } from '../../../src/protocol/index.js';
 import { ignoreNotFound } from '../../../src/runtime/errors.js';
 import { removeFinalizer } from '../../../src/runtime/finalizers.js';
 import { Informer } from '../../../src/runtime/informer.js';
@@ -40,7 +40,7 @@ export interface PoolCredentials {
 let caPem: string | undefined;
 
 /** A pool token and key of the protocol's real formats (the fake backend accepts any pool id). */
-export function poolCredentials(poolId: string): PoolCredentials {
+export function poolCredentials(poolId: string, protocolVersion: ProtocolVersion = 1): PoolCredentials {
   if (caPem === undefined) {
     const keys = forge.pki.rsa.generateKeyPair({ bits: 1024, e: 0x10001 });
     const cert = forge.pki.createCertificate();
@@ -53,7 +53,7 @@ export function poolCredentials(poolId: string): PoolCredentials {
     cert.sign(keys.privateKey);
     caPem = forge.pki.certificateToPem(cert);
   }
-  const token = encodePoolToken({ protocolVersion: 1, apiUrl: 'https://backend.invalid:8443', brokerUrl: 'mqtts://backend.invalid:8883', poolId, caCert: caPem });
+  const token = encodePoolToken({ protocolVersion, apiUrl: 'https://backend.invalid:8443', brokerUrl: 'mqtts://backend.invalid:8883', poolId, caCert: caPem });
   const privateKeyPem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   return { poolId, token, privateKeyPem };
 }
