@@ -228,10 +228,19 @@ describe('resolveRunTimeouts', () => {
     expect(r.warnings).toEqual([]);
   });
 
-  test('blanks around a pool duration are ignored', () => {
+  test('blanks around a pool duration are ignored, and the launcher gets the value without them', () => {
     const r = resolveRunTimeouts(spec({ workerContainer: { env: [{ name: ENV_RUN_TIMEOUT, value: ' 70m ' }] } }));
     expect(r.runTimeoutSeconds).toBe(4200);
     expect(r.activeDeadlineSeconds).toBe(4500);
+    // Go's time.ParseDuration refuses " 70m ".
+    expect(r.env).toEqual([{ name: ENV_RUN_TIMEOUT, value: '70m' }]);
+  });
+
+  test('an empty value beside valueFrom is the valueFrom, as Kubernetes reads it', () => {
+    const r = resolveRunTimeouts(spec({ workerContainer: { env: [{ name: ENV_RUN_TIMEOUT, value: '', valueFrom: { configMapKeyRef: { name: 'c', key: 'k' } } }] } }), { runSeconds: 600 });
+    expect(r.env).toEqual([]);
+    expect(r.runTimeoutSeconds).toBeUndefined();
+    expect(r.warnings[0]).toMatch(/comes from valueFrom, which the controller cannot read/);
   });
 
   test('unparseable pool variable: typed error naming the field and the value', () => {
