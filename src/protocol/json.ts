@@ -136,7 +136,7 @@ export function jsonErrorIndex(text: string): number {
   try {
     value(0);
     ws();
-    return i < text.length ? i : text.length;
+    return i;
   } catch (at) {
     if (typeof at === 'number') return at;
     throw at;

@@ -20,14 +20,25 @@ function bad(name: string, minAgo: number): HistoryPod {
 }
 const failed = (n: number): HistoryPod[] => Array.from({ length: n }, (_, i) => bad(`f${i}`, i + 1)); // f0 newest
 
+function errorOf(f: () => unknown): Error {
+  try {
+    f();
+  } catch (err) {
+    if (err instanceof Error) return err;
+    throw err;
+  }
+  throw new Error('expected an error, got none');
+}
+
 describe('historyPolicy', () => {
   test('defaults: successful deleted, 5 failed kept, no TTL', () => {
     expect(DEFAULT_FAILED_PODS_HISTORY_LIMIT).toBe(5);
     expect(historyPolicy(spec())).toEqual({ successful: { limit: 0 }, failed: { limit: 5 } });
   });
   test('keepSuccessfulPods lifts the successful limit', () => {
-    expect(historyPolicy(spec({ keepSuccessfulPods: true })).successful).toEqual({});
-    expect(historyPolicy(spec({ keepSuccessfulPods: false })).successful).toEqual({ limit: 0 });
+    // Strict: "no limit" and "no TTL" are absent fields, not fields holding undefined.
+    expect(historyPolicy(spec({ keepSuccessfulPods: true })).successful).toStrictEqual({});
+    expect(historyPolicy(spec({ keepSuccessfulPods: false })).successful).toStrictEqual({ limit: 0 });
   });
   test('explicit limits win over keepSuccessfulPods', () => {
     expect(historyPolicy(spec({ keepSuccessfulPods: true, successfulPodsHistoryLimit: 2 })).successful).toEqual({ limit: 2 });
@@ -55,6 +66,20 @@ describe('historyPolicy', () => {
     expect(() => historyPolicy(spec({ successfulPodsHistoryTTL: '-1h' }))).toThrow(/successfulPodsHistoryTTL/);
     expect(() => historyPolicy(spec({ failedPodsHistoryLimit: -1 }))).toThrow(/failedPodsHistoryLimit/);
     expect(() => historyPolicy(spec({ successfulPodsHistoryLimit: 1.5 }))).toThrow(/successfulPodsHistoryLimit/);
+  });
+  test('errors read as their class in logs and say what is wrong', () => {
+    expect(String(errorOf(() => historyPolicy(spec({ failedPodsHistoryLimit: -1 }))))).toBe(
+      'HistoryConfigError: invalid failedPodsHistoryLimit: -1 must be a whole number, 0 or more',
+    );
+    expect(errorOf(() => historyPolicy(spec({ successfulPodsHistoryTTL: '-1h' }))).message).toBe(
+      'invalid successfulPodsHistoryTTL: "-1h" must not be negative',
+    );
+    expect(errorOf(() => historyPolicy(spec({ failedPodsHistoryTTL: '1 day' }))).message).toContain(
+      'invalid failedPodsHistoryTTL: "1 day" is not a Go duration such as "24h" or "1h30m" (time: ',
+    );
+  });
+  test('blanks around a TTL are ignored', () => {
+    expect(historyPolicy(spec({ failedPodsHistoryTTL: ' 1h ' })).failed).toStrictEqual({ ttlMs: 3_600_000 });
   });
 });
 
@@ -94,6 +119,12 @@ describe('planPodHistory', () => {
 
   test('a Pod exactly at its TTL is deleted', () => {
     expect(planPodHistory([bad('a', 60)], spec({ failedPodsHistoryTTL: '1h' }), NOW).delete).toEqual(['a']);
+  });
+
+  test('a TTL of zero deletes Pods as soon as they end', () => {
+    expect(planPodHistory([bad('f', 0), ok('s', 0)], spec({ failedPodsHistoryTTL: '0s', successfulPodsHistoryTTL: '0s' }), NOW)).toEqual({
+      delete: ['f', 's'],
+    });
   });
 
   test('limit and TTL together: whichever deletes first', () => {
@@ -136,6 +167,14 @@ describe('planPodHistory', () => {
     const plan2 = planPodHistory([...pods].reverse(), spec({ failedPodsHistoryLimit: 1 }), NOW);
     expect(plan1).toEqual(plan2);
     expect(plan1.delete).toHaveLength(2);
+  });
+
+  test('of Pods that ended together, the greatest name is kept and the rest go in name order', () => {
+    const pods = [bad('b', 90), bad('a', 90), bad('c', 90)];
+    expect(planPodHistory(pods, spec({ failedPodsHistoryLimit: 1 }), NOW).delete).toEqual(['a', 'b']);
+    expect(planPodHistory(pods, spec({ failedPodsHistoryLimit: 0 }), NOW).delete).toEqual(['a', 'b', 'c']);
+    // Over the limit and past the TTL at once: still one list in name order.
+    expect(planPodHistory(pods, spec({ failedPodsHistoryLimit: 1, failedPodsHistoryTTL: '1h' }), NOW).delete).toEqual(['a', 'b', 'c']);
   });
 
   test('an invalid setting throws rather than deleting anything', () => {

@@ -30,6 +30,8 @@ function pod(status: {
   init?: ContainerStatusView[];
   worker?: ContainerStatusView['state'];
   workerLast?: ContainerStatusView['lastState'];
+  /** Regular containers a webhook added beside `worker` (a mesh proxy); the kubelet lists them by name. */
+  injected?: ContainerStatusView[];
 }): RunPodView {
   const p: {
     metadata: { creationTimestamp: string };
@@ -43,7 +45,10 @@ function pod(status: {
   s.startTime = status.startTime ?? T(-20);
   if (status.conditions) s.conditions = status.conditions;
   if (status.init) s.initContainerStatuses = status.init;
-  if (status.worker) s.containerStatuses = [{ name: 'worker', state: status.worker, lastState: status.workerLast }];
+  if (status.worker || status.injected) {
+    const worker: ContainerStatusView[] = status.worker ? [{ name: 'worker', state: status.worker, lastState: status.workerLast }] : [];
+    s.containerStatuses = [...(status.injected ?? []), ...worker];
+  }
   return p as RunPodView;
 }
 
@@ -155,6 +160,97 @@ describe('classifyRunPod: outcomes', () => {
     };
     expect(classifyRunPod(p, NOW)).toMatchObject({ phase: 'failed', exitCode: 4, finishedAt: new Date(T(-5)) });
   });
+
+  test('a Succeeded Pod whose worker status is gone: succeeded with exit code 0, and no end time it does not know', () => {
+    expect(classifyRunPod(pod({ phase: 'Succeeded' }), NOW)).toStrictEqual({ phase: 'succeeded', exitCode: 0 });
+    expect(classifyRunPod(pod({ phase: 'Failed' }), NOW)).toStrictEqual({ phase: 'failed', reason: 'Pod failed' });
+  });
+
+  test('a missing or empty termination reason and a blank termination message are left out', () => {
+    expect(classifyRunPod(pod({ phase: 'Failed', worker: { terminated: { exitCode: 4 } } }), NOW).reason).toBe('worker container exited with code 4');
+    expect(classifyRunPod(pod({ phase: 'Failed', worker: { terminated: { exitCode: 4, reason: '', message: ' \n ' } } }), NOW).reason).toBe(
+      'worker container exited with code 4',
+    );
+    expect(classifyRunPod(pod({ phase: 'Failed', worker: { terminated: { exitCode: 137, reason: 'OOMKilled', message: '\n' } } }), NOW).reason).toBe(
+      'worker container ran out of memory (OOMKilled, exit code 137)',
+    );
+  });
+
+  test('a termination message is trimmed and each run of whitespace becomes one space', () => {
+    const s = classifyRunPod(
+      pod({ phase: 'Failed', worker: { terminated: { exitCode: 1, reason: 'Error', message: '\nError: apply failed\n\n  on main.tf line 3\n' } } }),
+      NOW,
+    );
+    expect(s.reason).toBe('worker container exited with code 1 (Error): Error: apply failed on main.tf line 3');
+  });
+
+  test('a message of 300 characters is kept whole; a longer one is cut to 300 ending in "..."', () => {
+    const prefix = 'worker container exited with code 1 (Error): ';
+    const detail = (message: string): string | undefined =>
+      classifyRunPod(pod({ phase: 'Failed', worker: { terminated: { exitCode: 1, reason: 'Error', message } } }), NOW).reason?.slice(prefix.length);
+    expect(detail('x'.repeat(300))).toBe('x'.repeat(300));
+    expect(detail('x'.repeat(301))).toBe(`${'x'.repeat(297)}...`);
+  });
+
+  test('a Pod-level reason with a blank or no message, and a Pod message without a reason', () => {
+    expect(classifyRunPod(pod({ phase: 'Failed', reason: 'Evicted', message: '  ' }), NOW).reason).toBe('Pod was evicted (Evicted)');
+    expect(classifyRunPod(pod({ phase: 'Failed', reason: 'NodeShutdown' }), NOW).reason).toBe('Pod failed (NodeShutdown)');
+    expect(classifyRunPod(pod({ phase: 'Failed', reason: '', message: 'Pod was rejected by the node' }), NOW).reason).toBe(
+      'Pod failed: Pod was rejected by the node',
+    );
+    expect(classifyRunPod(pod({ phase: 'Failed', message: ' \n' }), NOW).reason).toBe('Pod failed');
+  });
+
+  test('the run ended when worker did, not when the sidecars were stopped after it', () => {
+    const s = classifyRunPod(
+      pod({
+        phase: 'Succeeded',
+        init: [initDone, { name: 'launcher-grpc', state: { terminated: { exitCode: 0, finishedAt: T(-1) } } }],
+        worker: { terminated: { exitCode: 0, reason: 'Completed', finishedAt: T(-2) } },
+      }),
+      NOW,
+    );
+    expect(s.finishedAt).toEqual(new Date(T(-2)));
+  });
+
+  test('without a worker end time: the latest container end, else the latest condition change', () => {
+    // The deadline passed while worker still waited; the kubelet stopped the sidecars in reverse order, then marked the Pod not ready.
+    const deadline = classifyRunPod(
+      pod({
+        phase: 'Failed',
+        reason: 'DeadlineExceeded',
+        conditions: [{ type: 'Ready', status: 'False', reason: 'PodCompleted', lastTransitionTime: T(0) }],
+        init: [
+          initDone,
+          { name: 'launcher-grpc', state: { terminated: { exitCode: 137, finishedAt: T(-2) } } },
+          { name: 'dind', state: { terminated: { exitCode: 137, finishedAt: T(-5) } } },
+        ],
+        worker: { waiting: { reason: 'ContainerCreating' } },
+      }),
+      NOW,
+    );
+    expect(deadline.finishedAt).toEqual(new Date(T(-2)));
+    // Evicted before any container ran: only the conditions carry times.
+    const evicted = classifyRunPod(
+      pod({
+        phase: 'Failed',
+        reason: 'Evicted',
+        conditions: [
+          { type: 'PodScheduled', status: 'True', lastTransitionTime: T(-20) },
+          { type: 'Ready', status: 'False', lastTransitionTime: T(-3) },
+          { type: 'Initialized', status: 'False', lastTransitionTime: T(-10) },
+        ],
+      }),
+      NOW,
+    );
+    expect(evicted.finishedAt).toEqual(new Date(T(-3)));
+  });
+
+  test('a container injected beside worker (a mesh proxy, listed first) does not stand in for it', () => {
+    const proxy: ContainerStatusView = { name: 'istio-proxy', state: { running: { startedAt: T(-14) } } };
+    const s = classifyRunPod(pod({ phase: 'Running', init: [initDone, grpcUp], injected: [proxy], worker: { terminated: { exitCode: 2, reason: 'Error' } } }), NOW);
+    expect(s).toMatchObject({ phase: 'failed', exitCode: 2, reason: 'worker container exited with code 2 (Error)' });
+  });
 });
 
 describe('classifyRunPod: cannot start', () => {
@@ -239,9 +335,42 @@ describe('classifyRunPod: cannot start', () => {
       }),
       NOW,
     );
-    expect(s.cannotStart).toMatchObject({ reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient cpu.' });
+    expect(s.cannotStart).toMatchObject({ reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient cpu.', sinceKnown: true });
     expect(s.cannotStart?.container).toBeUndefined();
     expect(s.stuckSince).toEqual(new Date(T(-7)));
+  });
+
+  test('unschedulable with no message and no timestamps: an empty message, the caller’s now, flagged unknown', () => {
+    const s = classifyRunPod({ status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable' }] } }, NOW);
+    expect(s.cannotStart).toStrictEqual({ reason: 'Unschedulable', message: '', since: NOW, sinceKnown: false });
+  });
+
+  test('PodScheduled=False for another reason (scheduling gates) is not unschedulable', () => {
+    const s = classifyRunPod(
+      pod({ phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'SchedulingGated', message: 'Scheduling is blocked due to non-empty scheduling gates', lastTransitionTime: T(-7) }] }),
+      NOW,
+    );
+    expect(s).toEqual({ phase: 'pending' });
+  });
+
+  test('a waiting worker with no message and no earlier crash: exactly what is known', () => {
+    const s = classifyRunPod(
+      pod({ phase: 'Pending', conditions: [{ type: 'Initialized', status: 'True', lastTransitionTime: T(-12) }], init: [initDone, grpcUp, dindUp], worker: { waiting: { reason: 'ImagePullBackOff' } } }),
+      NOW,
+    );
+    expect(s.cannotStart).toStrictEqual({ reason: 'ImagePullBackOff', container: 'worker', initContainer: false, message: '', since: new Date(T(-12)), sinceKnown: true });
+  });
+
+  test('an init container after one with no recorded time: since the Pod started', () => {
+    const s = classifyRunPod(
+      pod({
+        phase: 'Pending',
+        init: [{ name: 'init', state: { terminated: { exitCode: 0 } } }, { name: 'launcher-grpc', state: { waiting: { reason: 'ErrImagePull' } } }],
+      }),
+      NOW,
+    );
+    expect(s.cannotStart).toMatchObject({ container: 'launcher-grpc', sinceKnown: true });
+    expect(s.stuckSince).toEqual(new Date(T(-20)));
   });
 
   test('no timestamps at all: the caller’s now, flagged unknown', () => {
@@ -302,6 +431,26 @@ describe('stuckVerdict', () => {
     expect(c).toMatchObject({ fail: true, reason: 'init container "launcher-grpc" keeps crashing (CrashLoopBackOff, last exit code 2) for 15m0s: back-off' });
   });
 
+  test('without a message or a last exit code the reason ends at the duration', () => {
+    const noMessage = pod({ phase: 'Pending', conditions: [{ type: 'Initialized', status: 'True', lastTransitionTime: T(-4) }], worker: { waiting: { reason: 'ImagePullBackOff' } } });
+    expect(stuckVerdict(noMessage, NOW, 60_000)).toMatchObject({ fail: true, reason: 'worker container cannot start (ImagePullBackOff) for 4m0s' });
+    const unschedulable = pod({ phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', lastTransitionTime: T(-10) }] });
+    expect(stuckVerdict(unschedulable, NOW, 60_000)).toMatchObject({ fail: true, reason: 'run Pod cannot be scheduled (Unschedulable) for 10m0s' });
+    const firstCrash = pod({ phase: 'Pending', init: [initDone, { name: 'launcher-grpc', state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off' } } }] });
+    expect(stuckVerdict(firstCrash, NOW, 60_000)).toMatchObject({ fail: true, reason: 'init container "launcher-grpc" keeps crashing (CrashLoopBackOff) for 15m0s: back-off' });
+  });
+
+  test('a regular container other than worker is named as a container', () => {
+    const p = pod({
+      phase: 'Pending',
+      conditions: [{ type: 'Initialized', status: 'True', lastTransitionTime: T(-12) }],
+      init: [initDone, grpcUp, dindUp],
+      injected: [{ name: 'istio-proxy', state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "proxy"' } } }],
+      worker: { waiting: { reason: 'ContainerCreating' } },
+    });
+    expect(stuckVerdict(p, NOW, 60_000)).toMatchObject({ fail: true, reason: 'container "istio-proxy" cannot start (ImagePullBackOff) for 12m0s: Back-off pulling image "proxy"' });
+  });
+
   test('running, finished and healthy pending pods are never stuck', () => {
     expect(stuckVerdict(pod({ phase: 'Running', worker: { running: {} } }), NOW, 0)).toEqual({ fail: false });
     expect(stuckVerdict(pod({ phase: 'Failed', worker: { terminated: { exitCode: 1 } } }), NOW, 0)).toEqual({ fail: false });
@@ -323,6 +472,24 @@ describe('withRecentEvents', () => {
   });
   test('no events: reason unchanged', () => {
     expect(withRecentEvents('x', [])).toBe('x');
+  });
+
+  test('an event shows only the parts it has; an empty one is left out', () => {
+    const r = withRecentEvents('x', [
+      { type: 'Warning', message: 'no reason' },
+      { type: 'Warning', reason: '', message: 'empty reason' },
+      { type: 'Normal', reason: 'Pulled' },
+      {},
+    ]);
+    expect(r).toBe('x; recent events: Warning: no reason; Warning: empty reason; Normal Pulled');
+    expect(withRecentEvents('x', [{}, { type: '', reason: '', message: '' }])).toBe('x');
+  });
+
+  test('a repeated event is listed once, where it last happened', () => {
+    const pulled = { type: 'Normal', reason: 'Pulled', message: 'image pulled' };
+    const failed = { type: 'Warning', reason: 'Failed', message: 'Error: exit 1' };
+    expect(withRecentEvents('x', [pulled, failed, pulled])).toBe('x; recent events: Warning Failed: Error: exit 1; Normal Pulled: image pulled');
+    expect(withRecentEvents('x', [failed, pulled, failed, pulled], 5)).toBe('x; recent events: Warning Failed: Error: exit 1; Normal Pulled: image pulled');
   });
 });
 
@@ -346,5 +513,21 @@ describe('disruptionOf', () => {
   test('is undefined without the condition, or with it False (a plain kubectl delete pod)', () => {
     expect(disruptionOf(pod({ phase: 'Running' }))).toBeUndefined();
     expect(disruptionOf(pod({ conditions: [{ type: 'DisruptionTarget', status: 'False', reason: 'EvictionByEvictionAPI' }] }))).toBeUndefined();
+  });
+
+  test('is undefined for a healthy Pod whose other conditions are all True', () => {
+    const conditions: PodConditionView[] = [
+      { type: 'PodScheduled', status: 'True' },
+      { type: 'Initialized', status: 'True' },
+      { type: 'Ready', status: 'True', reason: 'PodReady' },
+    ];
+    expect(disruptionOf(pod({ phase: 'Running', conditions }))).toBeUndefined();
+  });
+
+  test('without a reason, or with an empty one and a blank message, names the condition only', () => {
+    expect(disruptionOf(pod({ conditions: [{ type: 'DisruptionTarget', status: 'True' }] }))).toBe('the run Pod was evicted before the run ended (DisruptionTarget)');
+    expect(disruptionOf(pod({ conditions: [{ type: 'DisruptionTarget', status: 'True', reason: '', message: ' \n' }] }))).toBe(
+      'the run Pod was evicted before the run ended (DisruptionTarget)',
+    );
   });
 });

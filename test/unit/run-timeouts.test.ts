@@ -21,6 +21,16 @@ function envOf(r: ReturnType<typeof resolveRunTimeouts>): Record<string, string 
   return Object.fromEntries(r.env.map((e) => [e.name, e.value]));
 }
 
+function errorOf(f: () => unknown): Error {
+  try {
+    f();
+  } catch (err) {
+    if (err instanceof Error) return err;
+    throw err;
+  }
+  throw new Error('expected an error, got none');
+}
+
 describe('rules', () => {
   test('the margin is five minutes', () => {
     expect(DEADLINE_MARGIN_SECONDS).toBe(300);
@@ -46,6 +56,8 @@ describe('resolveRunTimeouts', () => {
     expect(r.activeDeadlineSeconds).toBeUndefined();
     expect(r.env).toEqual([]);
     expect(r.warnings).toEqual([]);
+    // Absent, not present and undefined: "absent means no deadline".
+    expect(r).toStrictEqual({ env: [], warnings: [] });
   });
 
   test('docs example: activeDeadlineSeconds 4200 alone derives a 65 minute run timeout', () => {
@@ -86,8 +98,39 @@ describe('resolveRunTimeouts', () => {
     );
     expect(r.activeDeadlineSeconds).toBe(4200);
     expect(envOf(r)[ENV_RUN_TIMEOUT]).toBe('70m');
-    expect(r.warnings).toHaveLength(1);
-    expect(r.warnings[0]).toContain('activeDeadlineSeconds (4200)');
+    expect(r.warnings).toEqual([
+      `spec.pod.activeDeadlineSeconds (4200) is not longer than ${ENV_RUN_TIMEOUT} (70m): ` +
+        'the Pod is killed before the launcher can stop the run gracefully; ' +
+        'leave one of them unset to have the other derived with a 300s margin',
+    ]);
+  });
+
+  test('a message limit equal to the pool\'s keeps the pool\'s text and deadline', () => {
+    const r = resolveRunTimeouts(
+      spec({
+        activeDeadlineSeconds: 5000,
+        workerContainer: {
+          env: [
+            { name: ENV_RUN_TIMEOUT, value: '70m' },
+            { name: ENV_LOGS_TIMEOUT, value: '20m' },
+          ],
+        },
+      }),
+      { runSeconds: 4200, logsSeconds: 1200 },
+    );
+    expect(r.activeDeadlineSeconds).toBe(5000);
+    expect(envOf(r)).toEqual({ [ENV_RUN_TIMEOUT]: '70m', [ENV_LOGS_TIMEOUT]: '20m' });
+  });
+
+  test('one second is the shortest deadline and timeout accepted', () => {
+    const pool = resolveRunTimeouts(spec({ activeDeadlineSeconds: 1 }));
+    expect(pool.activeDeadlineSeconds).toBe(1);
+    expect(pool.runTimeoutSeconds).toBe(1);
+    const message = resolveRunTimeouts(spec(), { runSeconds: 1, logsSeconds: 1 });
+    expect(message.runTimeoutSeconds).toBe(1);
+    expect(message.logsTimeoutSeconds).toBe(1);
+    expect(message.activeDeadlineSeconds).toBe(301);
+    expect(envOf(message)).toEqual({ [ENV_RUN_TIMEOUT]: '1s', [ENV_LOGS_TIMEOUT]: '1s' });
   });
 
   test('message run timeout alone sets both', () => {
@@ -164,8 +207,40 @@ describe('resolveRunTimeouts', () => {
     );
     expect(r.env).toEqual([]);
     expect(r.activeDeadlineSeconds).toBe(900);
-    expect(r.warnings).toHaveLength(2);
-    expect(r.warnings[0]).toContain('valueFrom');
+    // The launcher reads the variables, not the message: the controller does not know the effective limits.
+    expect(r.runTimeoutSeconds).toBeUndefined();
+    expect(r.logsTimeoutSeconds).toBeUndefined();
+    expect(r.warnings).toEqual([
+      `${ENV_RUN_TIMEOUT} in spec.pod.workerContainer.env comes from valueFrom, which the controller cannot read: ` +
+        'it is passed through unchanged and the Pod deadline does not take it into account',
+      `${ENV_LOGS_TIMEOUT} in spec.pod.workerContainer.env comes from valueFrom, which the controller cannot read: ` +
+        "it is passed through unchanged and the schedule message's log timeout is ignored",
+    ]);
+  });
+
+  test('a literal value is read even beside a valueFrom', () => {
+    const r = resolveRunTimeouts(
+      spec({ workerContainer: { env: [{ name: ENV_RUN_TIMEOUT, value: '70m', valueFrom: { configMapKeyRef: { name: 'c', key: 'k' } } }] } }),
+    );
+    expect(r.runTimeoutSeconds).toBe(4200);
+    expect(r.activeDeadlineSeconds).toBe(4500);
+    expect(envOf(r)).toEqual({ [ENV_RUN_TIMEOUT]: '70m' });
+    expect(r.warnings).toEqual([]);
+  });
+
+  test('blanks around a pool duration are ignored, and the launcher gets the value without them', () => {
+    const r = resolveRunTimeouts(spec({ workerContainer: { env: [{ name: ENV_RUN_TIMEOUT, value: ' 70m ' }] } }));
+    expect(r.runTimeoutSeconds).toBe(4200);
+    expect(r.activeDeadlineSeconds).toBe(4500);
+    // Go's time.ParseDuration refuses " 70m ".
+    expect(r.env).toEqual([{ name: ENV_RUN_TIMEOUT, value: '70m' }]);
+  });
+
+  test('an empty value beside valueFrom is the valueFrom, as Kubernetes reads it', () => {
+    const r = resolveRunTimeouts(spec({ workerContainer: { env: [{ name: ENV_RUN_TIMEOUT, value: '', valueFrom: { configMapKeyRef: { name: 'c', key: 'k' } } }] } }), { runSeconds: 600 });
+    expect(r.env).toEqual([]);
+    expect(r.runTimeoutSeconds).toBeUndefined();
+    expect(r.warnings[0]).toMatch(/comes from valueFrom, which the controller cannot read/);
   });
 
   test('unparseable pool variable: typed error naming the field and the value', () => {
@@ -182,6 +257,25 @@ describe('resolveRunTimeouts', () => {
     expect(e.value).toBe('70 minutes');
     expect(e.message).toContain('"70 minutes"');
     expect(e.message).toContain(ENV_RUN_TIMEOUT);
+    expect(e.message).toContain('"70 minutes" is not a Go duration such as "70m" or "1h30m" (time: ');
+  });
+
+  test('a pool variable with neither value nor valueFrom is refused as empty', () => {
+    const err = errorOf(() => resolveRunTimeouts(spec({ workerContainer: { env: [{ name: ENV_RUN_TIMEOUT }] } })));
+    expect(err).toBeInstanceOf(InvalidTimeoutError);
+    expect(err.message).toContain(`invalid spec.pod.workerContainer.env[0] (${ENV_RUN_TIMEOUT}): "" is not a Go duration`);
+  });
+
+  test('a zero pool duration is refused as not longer than zero', () => {
+    const err = errorOf(() => resolveRunTimeouts(spec({ workerContainer: { env: [{ name: ENV_LOGS_TIMEOUT, value: '0s' }] } })));
+    expect(err.message).toBe(`invalid spec.pod.workerContainer.env[0] (${ENV_LOGS_TIMEOUT}): "0s" must be longer than zero`);
+  });
+
+  test('errors read as their class in logs', () => {
+    expect(String(new RunConfigError('spec.pod.x', 1, 'x is wrong'))).toBe('RunConfigError: x is wrong');
+    expect(String(errorOf(() => resolveRunTimeouts(spec({ activeDeadlineSeconds: 0 }))))).toBe(
+      'InvalidTimeoutError: invalid spec.pod.activeDeadlineSeconds: 0 must be a whole number of seconds, at least 1',
+    );
   });
 
   test.each(['0', '-5m', '', '70'])('pool variable %j is refused', (value) => {
@@ -192,5 +286,16 @@ describe('resolveRunTimeouts', () => {
 
   test.each([0, -1, 1.5])('activeDeadlineSeconds %j is refused', (v) => {
     expect(() => resolveRunTimeouts(spec({ activeDeadlineSeconds: v }))).toThrow(/spec\.pod\.activeDeadlineSeconds/);
+  });
+
+  test.each([
+    [{ runSeconds: 0 }, 'timeouts.runSeconds of the schedule message: 0'],
+    [{ runSeconds: 1.5 }, 'timeouts.runSeconds of the schedule message: 1.5'],
+    [{ logsSeconds: -1 }, 'timeouts.logsSeconds of the schedule message: -1'],
+    [{ logsSeconds: 0.5 }, 'timeouts.logsSeconds of the schedule message: 0.5'],
+  ])('schedule message timeouts %j are refused, naming the field and value', (timeouts, fieldAndValue) => {
+    const err = errorOf(() => resolveRunTimeouts(spec({ activeDeadlineSeconds: 4200 }), timeouts));
+    expect(err).toBeInstanceOf(InvalidTimeoutError);
+    expect(err.message).toBe(`invalid ${fieldAndValue} must be a whole number of seconds, at least 1`);
   });
 });

@@ -139,19 +139,22 @@ function readUserDuration(env: readonly V1EnvVar[], name: string): UserDuration 
   });
   if (index < 0) return { kind: 'absent' };
   const entry = env[index];
-  if (entry.valueFrom !== undefined && entry.value === undefined) return { kind: 'opaque' };
+  // Kubernetes takes valueFrom when value is empty, as the API server allows both only then.
+  if (entry.valueFrom !== undefined && (entry.value ?? '') === '') return { kind: 'opaque' };
   const field = `spec.pod.workerContainer.env[${index}] (${name})`;
-  const text = entry.value ?? '';
+  const raw = entry.value ?? '';
+  // Trimmed here and in what the Pod gets: Go's time.ParseDuration in the launcher refuses blanks.
+  const text = raw.trim();
   let ns: bigint;
   try {
-    ns = parseDurationNs(text.trim());
+    ns = parseDurationNs(text);
   } catch (err) {
     if (err instanceof DurationError) {
-      throw new InvalidTimeoutError(field, text, `is not a Go duration such as "70m" or "1h30m" (${err.message})`);
+      throw new InvalidTimeoutError(field, raw, `is not a Go duration such as "70m" or "1h30m" (${err.message})`);
     }
     throw err;
   }
-  if (ns <= 0n) throw new InvalidTimeoutError(field, text, 'must be longer than zero');
+  if (ns <= 0n) throw new InvalidTimeoutError(field, raw, 'must be longer than zero');
   return { kind: 'value', seconds: Number(ns) / 1e9, text };
 }
 
