@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 
 /**
  * Pool-signed requests: how the controller proves to the backend that a
@@ -279,10 +279,10 @@ export function verifySignedRequest(req: {
   if (!TIMESTAMP.test(timestamp)) return { ok: false, status: 401, reason: `header ${SIGNATURE_HEADERS.timestamp} must be milliseconds since the epoch, got ${JSON.stringify(timestamp.slice(0, 40))}` };
   if (!NONCE.test(nonce)) return { ok: false, status: 401, reason: `header ${SIGNATURE_HEADERS.nonce} must be 16-128 characters of [A-Za-z0-9_-]` };
   const text = canonicalRequest({ method: req.method, path: req.path, poolId, timestamp, nonce, body: req.body });
-  let valid = false;
+  let valid: boolean;
   try {
-    const key = typeof pub === 'string' ? createPublicKey(pub) : pub;
-    valid = cryptoVerify('sha256', Buffer.from(text, 'utf8'), key, Buffer.from(signature, 'base64'));
+    // verify takes the PEM or the KeyObject as it is; a key that does not parse throws.
+    valid = cryptoVerify('sha256', Buffer.from(text, 'utf8'), pub, Buffer.from(signature, 'base64'));
   } catch {
     valid = false;
   }

@@ -1,4 +1,4 @@
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { Base64DecodeError, decodeBase64Strict } from './base64.js';
 import { JsonSyntaxError, parseJson } from './json.js';
@@ -54,8 +54,9 @@ export function encodePoolToken(token: PoolToken): string {
     brokerUrl: token.brokerUrl,
     poolId: token.poolId,
     caCert: token.caCert,
+    // Left out of the JSON when undefined.
+    topicNamespace: token.topicNamespace,
   };
-  if (token.topicNamespace !== undefined) body.topicNamespace = token.topicNamespace;
   return Buffer.from(JSON.stringify(body), 'utf8').toString('base64');
 }
 
@@ -196,13 +197,13 @@ export function assertRsaPrivateKeyPem(pem: string): void {
     throw new PoolCredentialsError('privateKey', 'privateKey is not a PEM-encoded RSA private key');
   };
   // createPrivateKey refuses whatever is not PEM (DER, a public key, text), so no check of our own before it.
+  let key: KeyObject;
   try {
-    const key = createPrivateKey({ key: pem, format: 'pem' });
-    if (key.asymmetricKeyType !== 'rsa') bad();
-  } catch (err) {
-    if (err instanceof PoolCredentialsError) throw err;
-    bad();
+    key = createPrivateKey({ key: pem, format: 'pem' });
+  } catch {
+    return bad();
   }
+  if (key.asymmetricKeyType !== 'rsa') bad();
 }
 
 /** The topic namespace of a token, defaulting to `spacelift`. */

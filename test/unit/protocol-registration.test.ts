@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { mayPublish, maySubscribe } from '../../src/backend/acl.js';
 import { mosquittoAcl } from '../../src/backend/mosquitto.js';
@@ -128,6 +128,25 @@ describe('signed worker requests, at their edges', () => {
       const h = signRequest({ method: 'POST', path: '/api/pools/P1/workers', poolId: 'P1', body: Buffer.from('{"csr":"x"}'), privateKey: pool.privateKey, now: NOW, nonce });
       expect(verify(h)).toEqual({ ok: true, poolId: 'P1' });
     }
+  });
+
+  test('quotes at most 40 characters of a malformed timestamp', () => {
+    const long = `${'y'.repeat(40)}${'z'.repeat(60)}`;
+    expect(verify({ ...sign(), [SIGNATURE_HEADERS.timestamp]: long })).toEqual({
+      ok: false,
+      status: 401,
+      reason: `header x-wp-timestamp must be milliseconds since the epoch, got "${'y'.repeat(40)}"`,
+    });
+  });
+
+  test('a pool public key that does not parse refuses the request, it does not throw', () => {
+    const r = verifySignedRequest({ method: 'POST', path: '/api/pools/P1/workers', headers: sign(), body: Buffer.from('{"csr":"x"}'), expectedPoolId: 'P1', publicKeyFor: () => '-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n', nonces: new MemoryNonceStore(), now: NOW });
+    expect(r).toEqual({ ok: false, status: 401, reason: 'request signature does not verify with the public key of pool P1: wrong pool private key, or the request was altered' });
+  });
+
+  test('verifies with a KeyObject as with the PEM', () => {
+    const r = verifySignedRequest({ method: 'POST', path: '/api/pools/P1/workers', headers: sign(), body: Buffer.from('{"csr":"x"}'), expectedPoolId: 'P1', publicKeyFor: () => createPublicKey(pool.publicKey), nonces: new MemoryNonceStore(), now: NOW });
+    expect(r).toEqual({ ok: true, poolId: 'P1' });
   });
 
   test('accepts a clock off by exactly the allowed skew, either way, and not a millisecond more', () => {
