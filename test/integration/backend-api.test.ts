@@ -163,22 +163,35 @@ async function startCaOnly(): Promise<{ certPem: string }> {
   return { certPem: ca.certPem };
 }
 
+/** `npm run backend`'s entry point on free ports with its data in `dir`, its output collected; `ready()` waits for the ready line. */
+function startBackend(dir: string, args: readonly string[]) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/backend/main.ts', '--data-dir', path.join(dir, 'data'), '--port', '0', '--broker-port', '0', ...args], {
+    cwd: path.resolve(import.meta.dirname, '../..'),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return {
+    child,
+    out: () => out,
+    err: () => err,
+    ready: () =>
+      waitFor('the ready line', () => {
+        if (child.exitCode !== null) throw new Error(`backend exited ${child.exitCode}: ${err}`);
+        return /\n/.test(out) ? out : undefined;
+      }),
+  };
+}
+
 describe('npm run backend', () => {
   test('prints exactly one ready line, serves the API, and logs JSON lines without secrets', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-backend-cli-'));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/backend/main.ts', '--data-dir', path.join(dir, 'data'), '--port', '0', '--broker-port', '0'], {
-      cwd: path.resolve(import.meta.dirname, '../..'),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const backend = startBackend(dir, []);
+    const { child } = backend;
     try {
-      const line = await waitFor('the ready line', () => {
-        if (child.exitCode !== null) throw new Error(`backend exited ${child.exitCode}: ${err}`);
-        return /\n/.test(out) ? out : undefined;
-      });
+      const line = await backend.ready();
       expect(line).toMatch(/^backend ready: api=https:\/\/127\.0\.0\.1:\d+ broker=mqtts:\/\/127\.0\.0\.1:\d+\n$/);
       const apiUrl = /api=(\S+)/.exec(line)?.[1] as string;
       const caPem = await readFile(path.join(dir, 'data', 'ca.pem'), 'utf8');
@@ -188,10 +201,10 @@ describe('npm run backend', () => {
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(out).toBe(line);
-      const lines = err.trim().split('\n');
+      expect(backend.out()).toBe(line);
+      const lines = backend.err().trim().split('\n');
       for (const l of lines) expect(() => JSON.parse(l)).not.toThrow();
-      for (const secret of [adminToken, created.body.token, created.body.privateKey, 'BEGIN']) expect(err.includes(secret)).toBe(false);
+      for (const secret of [adminToken, created.body.token, created.body.privateKey, 'BEGIN']) expect(backend.err().includes(secret)).toBe(false);
       // Protocol version 2 unless told otherwise (next test).
       expect(JSON.parse(Buffer.from(created.body.token, 'base64').toString())).toMatchObject({ protocolVersion: 2 });
     } finally {
@@ -202,28 +215,14 @@ describe('npm run backend', () => {
 
   test('--protocol-version 1 makes it a backend of version 1 only: its tokens say 1 and it refuses ECDSA CSRs; another value is refused', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-backend-v1-'));
-    const start = (version: string) =>
-      spawn(process.execPath, ['--import', 'tsx', 'src/backend/main.ts', '--data-dir', path.join(dir, 'data'), '--port', '0', '--broker-port', '0', '--protocol-version', version], {
-        cwd: path.resolve(import.meta.dirname, '../..'),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-    const bad = start('3');
-    let badErr = '';
-    bad.stderr.on('data', (d: Buffer) => (badErr += d.toString()));
-    const badExit = await new Promise<number | null>((resolve) => bad.once('exit', (code) => resolve(code)));
+    const bad = startBackend(dir, ['--protocol-version', '3']);
+    const badExit = await new Promise<number | null>((resolve) => bad.child.once('exit', (code) => resolve(code)));
     expect(badExit).toBe(2);
-    expect(badErr).toContain('--protocol-version must be 1 or 2, got "3"');
+    expect(bad.err()).toContain('--protocol-version must be 1 or 2, got "3"');
 
-    const child = start('1');
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const { child, ready } = startBackend(dir, ['--protocol-version', '1']);
     try {
-      const line = await waitFor('the ready line', () => {
-        if (child.exitCode !== null) throw new Error(`backend exited ${child.exitCode}: ${err}`);
-        return /\n/.test(out) ? out : undefined;
-      });
+      const line = await ready();
       const apiUrl = /api=(\S+)/.exec(line)?.[1] as string;
       const caPem = await readFile(path.join(dir, 'data', 'ca.pem'), 'utf8');
       const adminToken = (await readFile(path.join(dir, 'data', 'admin-token'), 'utf8')).trim();

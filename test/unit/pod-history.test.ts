@@ -7,6 +7,7 @@ import {
   planPodHistory,
   type HistoryPod,
 } from '../../src/controller/runs/pod-history.js';
+import { errorOf } from '../support/error-of.js';
 
 const NOW = new Date('2026-01-01T12:00:00Z');
 const ago = (min: number): Date => new Date(NOW.getTime() - min * 60_000);
@@ -19,16 +20,6 @@ function bad(name: string, minAgo: number): HistoryPod {
   return { name, result: 'failed', finishedAt: ago(minAgo) };
 }
 const failed = (n: number): HistoryPod[] => Array.from({ length: n }, (_, i) => bad(`f${i}`, i + 1)); // f0 newest
-
-function errorOf(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    if (err instanceof Error) return err;
-    throw err;
-  }
-  throw new Error('expected an error, got none');
-}
 
 describe('historyPolicy', () => {
   test('defaults: successful deleted, 5 failed kept, no TTL', () => {

@@ -12,6 +12,7 @@ import {
   runTimeoutForDeadline,
 } from '../../src/controller/runs/run-timeouts.js';
 import { parseDuration } from '../../src/runtime/duration.js';
+import { errorOf } from '../support/error-of.js';
 
 function spec(pod: Record<string, unknown> = {}): WorkerPoolSpec {
   return { pod } as WorkerPoolSpec;
@@ -19,16 +20,6 @@ function spec(pod: Record<string, unknown> = {}): WorkerPoolSpec {
 
 function envOf(r: ReturnType<typeof resolveRunTimeouts>): Record<string, string | undefined> {
   return Object.fromEntries(r.env.map((e) => [e.name, e.value]));
-}
-
-function errorOf(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    if (err instanceof Error) return err;
-    throw err;
-  }
-  throw new Error('expected an error, got none');
 }
 
 describe('rules', () => {
