@@ -1,8 +1,9 @@
 /**
  * The benchmarks of issue 9, each against a limit measured in the same run:
  *
- * 1. scale-out  poolSize 0 -> N until status.actualPoolSize == N;
- *               limit N x median(one native RSA-2048 key pair) / cores
+ * 1. scale-out  poolSize 0 -> N until status.actualPoolSize == N; limit:
+ *               N keys of the pool's type / cores + the controller's API
+ *               writes by a bare client + N bare broker sessions (scale-limit.ts)
  * 2. dispatch   backend publishes `schedule` -> run Pod seen by a watch;
  *               limit: the same Pods created bare with a KubeClient
  * 3. idle       kube-apiserver's request counters over a quiet window,
@@ -24,7 +25,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LABEL_RUN_ID, LABEL_WORKERPOOL } from '../src/api/constants.js';
 import { WORKER_REF, WORKERPOOL_REF, type WorkerObject } from '../src/api/types.js';
 import { KubeClient, PODS, SECRETS, resourcePath, resource, type Pod } from '../src/runtime/k8s-client.js';
-import { generateRsaKeyPair } from '../src/protocol/keys.js';
+import { generateWorkerKeyPair, workerKeyTypeFor, type WorkerKeyType } from '../src/protocol/keys.js';
+import { parsePoolToken } from '../src/protocol/token.js';
+import type { ProtocolVersion } from '../src/protocol/version.js';
 import { freePort } from '../src/backend/broker.js';
 import { diffCounts, perMinute, scrapeCodeCount, scrapeRequestCounts, type RequestCounts } from './lib/apiserver-metrics.js';
 import { startBenchBackend, type BenchBackend } from './lib/backend.js';
@@ -33,9 +36,10 @@ import { buildController, COMPILED_MAIN } from './lib/build.js';
 import { ControllerProcess } from './lib/controller.js';
 import { CpuMeter, memoryOf } from './lib/proc.js';
 import { nowMs, WatchThread, type WatchEvent } from './lib/watch.js';
+import { controllerWrites, measureScaleLimit, type ScaleLimit } from './scale-limit.js';
 
-export type Phase = 'scale' | 'idle' | 'lifecycle' | 'coldstart' | 'dispatch' | 'failover' | 'recovery';
-export const ALL_PHASES: readonly Phase[] = ['scale', 'idle', 'lifecycle', 'coldstart', 'dispatch', 'failover', 'recovery'];
+export type Phase = 'scale' | 'idle' | 'lifecycle' | 'coldstart' | 'latency' | 'dispatch' | 'failover' | 'recovery';
+export const ALL_PHASES: readonly Phase[] = ['scale', 'idle', 'lifecycle', 'coldstart', 'latency', 'dispatch', 'failover', 'recovery'];
 
 export interface BenchOptions {
   /** N: workers in the pool. */
@@ -50,6 +54,10 @@ export interface BenchOptions {
   coldStartRuns?: number;
   /** Key pairs generated one after another for the scale-out limit. */
   keys: number;
+  /** The protocol version the bench's backend speaks (1: RSA workers, 2: ECDSA); default the backend's own. */
+  protocolVersion?: ProtocolVersion;
+  /** Runs of the queue-to-run latency measure (default 50). */
+  latencyRuns?: number;
   /** Which measures to take; scale-out always runs (the others need its workers). */
   phases: ReadonlySet<Phase>;
   /** Use this cluster instead of starting one. */
@@ -67,6 +75,8 @@ export interface BenchOptions {
   noBuild?: boolean;
   /** Serve the controller's metrics (plain HTTP on loopback) and count its reconciles per phase. */
   controllerMetrics?: boolean;
+  /** Write a V8 heap snapshot of the controller here at the end of the idle window (read it with bench/heap-summary.ts). */
+  heapSnapshotDir?: string;
   log: (line: string) => void;
 }
 
@@ -81,10 +91,14 @@ export interface ScaleResult {
   workers: number;
   seconds: number;
   workersPerSecond: number;
+  /** The worker key type the pool's token asks for (protocol version 1: rsa, 2: ecdsa-p256). */
+  keyType: WorkerKeyType;
   keyMedianMs: number;
   keySamplesMs: number[];
   cores: number;
   limitSeconds: number;
+  /** What the limit is made of. */
+  limit: ScaleLimit;
   ratio: number;
   /** Seconds until the backend had all N workers online (before the status says so). */
   backendOnlineSeconds?: number;
@@ -92,12 +106,6 @@ export interface ScaleResult {
   cpu: Record<string, number>;
   /** Reconciles by kind during the scale-out (with controllerMetrics). */
   reconciles?: Record<string, number>;
-  /** Mean CPU time of one key pair (robust to other load on the machine). */
-  keyCpuMs: number;
-  /** CPU of every process in the system during the scale-out / CPU of the N keys alone. */
-  cpuRatio: number;
-  /** The same keys generated all at once (every core, as the controller does): N / that throughput. */
-  parallelLimitSeconds: number;
   /**
    * Where each worker's time went, seconds (p50 / max over workers), from
    * watch events: Worker created -> its key Secret created (key generated) ->
@@ -124,6 +132,8 @@ export interface IdleResult {
   rssMiB: number;
   peakMiB: number;
   mibPerWorker: number;
+  /** Path of the controller's heap snapshot taken after the RSS reading (with heapSnapshotDir). */
+  heapSnapshot?: string;
 }
 
 export interface DispatchResult {
@@ -159,6 +169,17 @@ export interface ColdStartResult {
   bare: Percentiles;
   /** submitToRunning.p50 / bare.p50. */
   p50Ratio: number;
+}
+
+export interface LatencyResult {
+  /** Runs submitted one after another to idle workers of the main pool. */
+  runs: number;
+  /** POST /api/runs -> its run Pod Running, ms. */
+  submitToRunning: Percentiles;
+  /** A bare copy of a run Pod on the same node: create -> Running, ms. */
+  bare: Percentiles;
+  p50Ratio: number;
+  p99Ratio: number;
 }
 
 export interface LifecycleResult {
@@ -216,10 +237,13 @@ export interface BenchResult {
   kubernetes?: string;
   /** 1-minute load average at the start and the end: other work on the machine shows here. */
   load: { start: number; end: number };
-  options: { workers: number; runs: number; idleSeconds: number; baselineSeconds: number; keys: number; controller: 'tsx' | 'compiled' };
+  /** True when no node ran the run Pods and the bench played the kubelet (more Pods than one node's maxPods). */
+  playedKubelet: boolean;
+  options: { workers: number; runs: number; idleSeconds: number; baselineSeconds: number; keys: number; controller: 'tsx' | 'compiled'; protocolVersion?: ProtocolVersion };
   scale: ScaleResult;
   idle?: IdleResult;
   dispatch?: DispatchResult;
+  latency?: LatencyResult;
   lifecycle?: LifecycleResult;
   coldStart?: ColdStartResult;
   failover?: FailoverResult;
@@ -291,6 +315,7 @@ async function startController(ctx: Ctx, leaderElect: boolean, label: string): P
     logFile: join(ctx.logDir, `controller-${label}.log`),
     cpuProfDir: ctx.opts.cpuProfDir,
     compiledMain: ctx.compiledMain,
+    heapSnapshotDir: ctx.opts.heapSnapshotDir,
   });
   ctx.controllers.push(c);
   ctx.controller = c;
@@ -317,25 +342,16 @@ function poolStatusWhen(ctx: Ctx, what: string, check: (s: Record<string, unknow
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : -1);
 
-/** Wall time of each key generated one after another, and their mean CPU time (which other load on the machine does not inflate). */
-async function measureKeys(count: number): Promise<{ wallMs: number[]; cpuMs: number }> {
-  await generateRsaKeyPair(); // warm-up: the first call loads OpenSSL's RSA code
+/** Wall time of each key of this type generated one after another. */
+async function measureKeys(type: WorkerKeyType, count: number): Promise<number[]> {
+  await generateWorkerKeyPair(type); // warm-up: the first call loads OpenSSL's code for the type
   const samples: number[] = [];
-  const cpu0 = process.cpuUsage();
   for (let i = 0; i < count; i++) {
     const t = performance.now();
-    await generateRsaKeyPair();
+    await generateWorkerKeyPair(type);
     samples.push(performance.now() - t);
   }
-  const cpu = process.cpuUsage(cpu0);
-  return { wallMs: samples, cpuMs: (cpu.user + cpu.system) / 1000 / count };
-}
-
-/** Keys per second with every core busy: `count` generated at once, as many as the thread pool runs. */
-async function measureParallelKeys(count: number): Promise<number> {
-  const t = performance.now();
-  await Promise.all(Array.from({ length: count }, () => generateRsaKeyPair()));
-  return count / ((performance.now() - t) / 1000);
+  return samples;
 }
 
 async function workers(ctx: Ctx): Promise<WorkerObject[]> {
@@ -368,12 +384,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     namespaces.push(namespace, bareNamespace);
     log(`namespaces ${namespace} (controller) and ${bareNamespace} (bare pods)`);
 
-    log(`measuring the cost of one RSA-2048 key pair (${opts.keys} in a row)`);
-    const keySamples = await measureKeys(opts.keys);
-
-    backend = await startBenchBackend();
+    backend = await startBenchBackend(opts.protocolVersion);
     const pool = await backend.admin<{ id: string; token: string; privateKey: string }>('POST', '/api/pools', { name: 'bench' });
     if (pool.status !== 201) throw new Error(`create pool: HTTP ${pool.status}`);
+    const keyType = workerKeyTypeFor(parsePoolToken(pool.body.token).protocolVersion);
+    log(`measuring the cost of one worker key pair of the pool's type, ${keyType} (${opts.keys} in a row)`);
+    const keySamples = await measureKeys(keyType, opts.keys);
     const poolName = 'bench';
     await cluster.client.create(SECRETS, namespace, {
       metadata: { name: `${poolName}-credentials` },
@@ -427,14 +443,15 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await sleep(1000);
     const rssBase = memoryOf(controller.pid).rssMiB;
 
-    const scale = await scaleOut(ctx, keySamples, cores);
+    const scale = await scaleOut(ctx, { type: keyType, wallMs: keySamples }, cores, bareNamespace);
     const result: BenchResult = {
       date: new Date().toISOString(),
       cores,
       node: process.version,
       kubernetes: cluster.versions?.kubernetes,
       load: { start: loadStart, end: 0 },
-      options: { workers: opts.workers, runs, idleSeconds: opts.idleSeconds, baselineSeconds: opts.baselineSeconds, keys: opts.keys, controller: opts.compiled === true ? 'compiled' : 'tsx' },
+      playedKubelet: cluster.runImages === undefined,
+      options: { workers: opts.workers, runs, idleSeconds: opts.idleSeconds, baselineSeconds: opts.baselineSeconds, keys: opts.keys, controller: opts.compiled === true ? 'compiled' : 'tsx', protocolVersion: opts.protocolVersion },
       scale,
       problems,
     };
@@ -446,6 +463,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     if (opts.phases.has('coldstart')) {
       if (cluster.runImages === undefined) log('coldstart: skipped, no node runs the run Pods at this size');
       else result.coldStart = await coldStart(ctx, bareNamespace, opts.coldStartRuns ?? 20);
+    }
+    if (opts.phases.has('latency')) {
+      if (cluster.runImages === undefined) log('latency: skipped, no node runs the run Pods at this size');
+      else result.latency = await latency(ctx, bareNamespace, opts.latencyRuns ?? 50);
     }
     if (opts.phases.has('dispatch') || opts.phases.has('failover') || opts.phases.has('recovery')) {
       const dispatched = await dispatch(ctx, runs, bareNamespace);
@@ -469,16 +490,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
 
 // ---------------------------------------------------------------------------
 
-async function scaleOut(ctx: Ctx, keys: { wallMs: number[]; cpuMs: number }, cores: number): Promise<ScaleResult> {
+async function scaleOut(ctx: Ctx, keys: { type: WorkerKeyType; wallMs: number[] }, cores: number, bareNamespace: string): Promise<ScaleResult> {
   const { opts, cluster, backend } = ctx;
   const n = opts.workers;
   const keySamples = keys.wallMs;
   const keyMedianMs = median(keySamples);
-  const limitSeconds = (n * keyMedianMs) / cores / 1000;
-  ctx.opts.log(`scale-out: poolSize 0 -> ${n} (limit ${limitSeconds.toFixed(2)} s: ${n} x ${keyMedianMs.toFixed(0)} ms / ${cores} cores)`);
-
-  const parallelRate = await measureParallelKeys(Math.max(8, 4 * cores));
-  const parallelLimitSeconds = n / parallelRate;
+  ctx.opts.log(`scale-out: poolSize 0 -> ${n} (${keys.type} keys, median ${keyMedianMs.toFixed(2)} ms)`);
 
   // Per-worker milestones, by worker name (Secret name = Worker name) and by worker id.
   const created = new Map<string, number>();
@@ -508,11 +525,17 @@ async function scaleOut(ctx: Ctx, keys: { wallMs: number[]; cpuMs: number }, cor
   };
   const meter = new CpuMeter(() => ({ controller: ctx.controller.pid, 'bench (backend, broker)': process.pid, ...cluster.pids }));
   const reconcilesBefore = await reconcileCounts(ctx.controller);
+  const apiBefore = await scrapeRequestCounts(cluster.kc);
   meter.begin();
   const t0 = nowMs();
   await cluster.client.mergePatch(WORKERPOOL_REF, ctx.namespace, ctx.poolName, { spec: { poolSize: n } });
   const done = await poolStatusWhen(ctx, `actualPoolSize == ${n}`, (s) => num(s.actualPoolSize) === n, Math.max(180_000, n * 1_000));
   const cpu = meter.end();
+  // Less the bench's own patch of poolSize.
+  // Pods are left out: the controller makes none in a scale-out, and on a node the kubelet's writes would count.
+  const writes = controllerWrites(diffCounts(apiBefore, await scrapeRequestCounts(cluster.kc)), CONTROLLER_RESOURCES.filter((r) => r !== 'pods'));
+  writes.set('PATCH workerpools', (writes.get('PATCH workerpools') ?? 0) - 1);
+  if ((writes.get('PATCH workerpools') ?? 0) <= 0) writes.delete('PATCH workerpools');
   const reconciles = diffRecord(reconcilesBefore, await reconcileCounts(ctx.controller));
   backend.tap.onReceive = undefined;
   stopWorkers();
@@ -537,22 +560,30 @@ async function scaleOut(ctx: Ctx, keys: { wallMs: number[]; cpuMs: number }, cor
     'last status connected -> pool status': stage(() => Math.max(...statusConnected.values()), () => done),
   };
   ctx.opts.log(`scale-out: ${seconds.toFixed(2)} s`);
+  const bareClient = KubeClient.fromKubeConfig(cluster.kc);
+  let limit: ScaleLimit;
+  try {
+    limit = await measureScaleLimit({ client: bareClient, controllerNamespace: ctx.namespace, bareNamespace, poolName: ctx.poolName, workers: n, writes, keyMedianMs, cores, backend, log: opts.log });
+  } finally {
+    bareClient.rest.close();
+  }
+  if (limit.notReplayed.length > 0) ctx.problems.push(`scale-out limit: no bare copy of ${limit.notReplayed.join(', ')}`);
+  ctx.opts.log(`scale-out limit: ${limit.seconds.toFixed(2)} s (ratio ${(seconds / limit.seconds).toFixed(2)})`);
   return {
     workers: n,
     seconds,
     workersPerSecond: n / seconds,
+    keyType: keys.type,
     keyMedianMs,
-    keySamplesMs: keySamples.map((v) => round(v, 1)),
+    keySamplesMs: keySamples.map((v) => round(v, 2)),
     cores,
-    limitSeconds,
-    ratio: seconds / limitSeconds,
+    limitSeconds: limit.seconds,
+    limit,
+    ratio: seconds / limit.seconds,
     backendOnlineSeconds: allOnlineAt === undefined ? undefined : (allOnlineAt - t0) / 1000,
     cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v)])),
-    parallelLimitSeconds,
     stages,
     reconciles,
-    keyCpuMs: round(keys.cpuMs, 1),
-    cpuRatio: round(Object.values(cpu).reduce((a, v) => a + v, 0) / ((n * keys.cpuMs) / 1000)),
   };
 }
 
@@ -578,6 +609,8 @@ async function idle(ctx: Ctx, background: RequestCounts, rssBase: number): Promi
   const cpu = meter.end().controller ?? 0;
   backend.tap.onReceive = undefined;
   const mem = memoryOf(controller.pid);
+  const heapSnapshot = opts.heapSnapshotDir === undefined ? undefined : await controller.heapSnapshot();
+  if (heapSnapshot !== undefined) opts.log(`idle: heap snapshot ${heapSnapshot}`);
 
   const window = perMinute(diffCounts(before, after), seconds);
   const bg = perMinute(background, opts.baselineSeconds);
@@ -611,6 +644,7 @@ async function idle(ctx: Ctx, background: RequestCounts, rssBase: number): Promi
     rssMiB: round(mem.rssMiB, 1),
     peakMiB: round(mem.peakMiB, 1),
     mibPerWorker: round((mem.rssMiB - rssBase) / n, 3),
+    ...(heapSnapshot === undefined ? {} : { heapSnapshot }),
   };
 }
 
@@ -755,9 +789,7 @@ async function lifecycle(ctx: Ctx, runs: number): Promise<LifecycleResult> {
  * own share: the same Pod spec created bare, create -> Running.
  */
 async function coldStart(ctx: Ctx, bareNamespace: string, runs: number): Promise<ColdStartResult> {
-  const { opts, cluster, backend, watches } = ctx;
-  const images = cluster.runImages;
-  if (images === undefined) throw new Error('coldstart needs a node');
+  const { opts, cluster, backend } = ctx;
   opts.log(`coldstart: ${runs} runs, each to an autoscaled pool at 0 workers`);
   const created = await backend.admin<{ id: string; token: string; privateKey: string }>('POST', '/api/pools', { name: 'bench-cold' });
   if (created.status !== 201) throw new Error(`create pool: HTTP ${created.status}`);
@@ -772,19 +804,62 @@ async function coldStart(ctx: Ctx, bareNamespace: string, runs: number): Promise
       privateKey: { secretKeyRef: { name: `${name}-credentials`, key: 'privateKey' } },
     },
   });
+  const workersOfPool = async (): Promise<number> => (await cluster.client.listAll(WORKER_REF, ctx.namespace, { labelSelector: `${LABEL_WORKERPOOL}=${created.body.id}` })).items.length;
+  const timed = await runsToRunning(ctx, created.body.id, runs, () => until(`pool ${name} at 0 workers`, async () => (await workersOfPool()) === 0, 120_000, 100));
+  opts.log(`coldstart: the same Pod created bare ${runs} times, one after another`);
+  const bare = await bareToRunning(ctx, timed.template, bareNamespace, runs, 'cold-bare');
+  await cluster.client.delete(WORKERPOOL_REF, ctx.namespace, name).catch(() => undefined);
+  const c = percentiles(timed.samples);
+  const b = percentiles(bare);
+  return { runs, submitToRunning: roundP(c), bare: roundP(b), p50Ratio: round(c.p50 / b.p50) };
+}
+
+/**
+ * Queue-to-run latency on idle workers (issue 19): `runs` short runs one
+ * after another on the main pool, each from POST /api/runs to its run Pod's
+ * first Running on a watch; against a bare copy of the run Pod, create ->
+ * Running, in the same run on the same node.
+ */
+async function latency(ctx: Ctx, bareNamespace: string, runs: number): Promise<LatencyResult> {
+  const { cluster } = ctx;
+  ctx.opts.log(`latency: ${runs} runs one after another on idle workers`);
+  const busyNone = (): Promise<number> => poolStatusWhen(ctx, 'no busy worker', (st) => num(st.busyWorkers) === 0, 120_000);
+  const timed = await runsToRunning(ctx, ctx.poolId, runs, async () => {
+    await busyNone();
+  });
+  ctx.opts.log(`latency: the same Pod created bare ${runs} times, one after another`);
+  const bare = await bareToRunning(ctx, timed.template, bareNamespace, runs, 'latency-bare');
+  await busyNone();
+  // The measures after this one time bursts: the node's teardown of these Pods must not fall in them.
+  await until('the latency Pods gone', async () => (await cluster.client.listAll(PODS, ctx.namespace)).items.length + (await cluster.client.listAll(PODS, bareNamespace)).items.length === 0, 120_000, 500);
+  await sleep(10_000);
+  const c = percentiles(timed.samples);
+  const b = percentiles(bare);
+  return { runs, submitToRunning: roundP(c), bare: roundP(b), p50Ratio: round(c.p50 / b.p50), p99Ratio: round(c.p99 / b.p99) };
+}
+
+/**
+ * Submits `runs` short runs to a pool one after another (each once `ready`
+ * resolves, each waited for to finish) and times POST /api/runs -> the run
+ * Pod's first Running seen on a watch. Returns the samples and the first run
+ * Pod, to be copied bare.
+ */
+async function runsToRunning(ctx: Ctx, poolId: string, runs: number, ready: () => Promise<unknown>): Promise<{ samples: number[]; template: Pod }> {
+  const { cluster, backend, watches } = ctx;
+  const images = cluster.runImages;
+  if (images === undefined) throw new Error('timing runs to Running needs a node');
   const running = new Map<string, number>();
   const stopPods = await watches.watch(resourcePath(PODS, ctx.namespace), {}, (e) => {
     const runId = e.object.labels?.[LABEL_RUN_ID];
     if (runId !== undefined && e.object.status?.phase === 'Running' && !running.has(runId)) running.set(runId, e.t);
   });
-  const workersOfPool = async (): Promise<number> => (await cluster.client.listAll(WORKER_REF, ctx.namespace, { labelSelector: `${LABEL_WORKERPOOL}=${created.body.id}` })).items.length;
   const samples: number[] = [];
   let template: Pod | undefined;
   try {
     for (let i = 0; i < runs; i++) {
-      await until(`pool ${name} at 0 workers`, async () => (await workersOfPool()) === 0, 120_000, 100);
+      await ready();
       const t = nowMs();
-      const res = await backend.admin<{ id: string }>('POST', '/api/runs', { poolId: created.body.id, ...images, env: { KWC_STANDIN_SCRIPT: 'sleep 1' } });
+      const res = await backend.admin<{ id: string }>('POST', '/api/runs', { poolId, ...images, env: { KWC_STANDIN_SCRIPT: 'sleep 1' } });
       if (res.status !== 201) throw new Error(`submit run: HTTP ${res.status}`);
       const id = res.body.id;
       await until(`run ${id} Running`, () => running.has(id), 120_000);
@@ -795,30 +870,31 @@ async function coldStart(ctx: Ctx, bareNamespace: string, runs: number): Promise
   } finally {
     stopPods();
   }
-  if (template === undefined) throw new Error('coldstart: no run Pod to copy');
+  if (template === undefined) throw new Error('no run Pod to copy');
+  return { samples, template };
+}
 
-  opts.log(`coldstart: the same Pod created bare ${runs} times, one after another`);
+/** A bare copy of `template` created `runs` times one after another in `namespace`: create -> Running on a watch, ms. */
+async function bareToRunning(ctx: Ctx, template: Pod, namespace: string, runs: number, prefix: string): Promise<number[]> {
+  const { cluster, watches } = ctx;
   const bareRunning = new Map<string, number>();
-  const stopBare = await watches.watch(resourcePath(PODS, bareNamespace), {}, (e) => {
+  const stopBare = await watches.watch(resourcePath(PODS, namespace), {}, (e) => {
     if (e.object.name !== undefined && e.object.status?.phase === 'Running' && !bareRunning.has(e.object.name)) bareRunning.set(e.object.name, e.t);
   });
   const bare: number[] = [];
   try {
     for (let i = 0; i < runs; i++) {
-      const podName = `cold-bare-${i}`;
+      const podName = `${prefix}-${i}`;
       const t = nowMs();
-      await cluster.client.create(PODS, bareNamespace, { metadata: { name: podName }, spec: { ...template.spec, containers: template.spec?.containers ?? [], nodeName: undefined } });
+      await cluster.client.create(PODS, namespace, { metadata: { name: podName }, spec: { ...template.spec, containers: template.spec?.containers ?? [], nodeName: undefined } });
       await until(`bare pod ${podName} Running`, () => bareRunning.has(podName), 120_000);
       bare.push((bareRunning.get(podName) as number) - t);
-      await cluster.client.delete(PODS, bareNamespace, podName).catch(() => undefined);
+      await cluster.client.delete(PODS, namespace, podName).catch(() => undefined);
     }
   } finally {
     stopBare();
   }
-  await cluster.client.delete(WORKERPOOL_REF, ctx.namespace, name).catch(() => undefined);
-  const c = percentiles(samples);
-  const b = percentiles(bare);
-  return { runs, submitToRunning: roundP(c), bare: roundP(b), p50Ratio: round(c.p50 / b.p50) };
+  return bare;
 }
 
 /** 409 answers kube-apiserver gave (to anyone) so far. */

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { startBackend, type RunningBackend } from '../../src/backend/server.js';
 import { BackendService, type WorkerSender } from '../../src/backend/service.js';
 import type { RunStatusMessage, ScheduleMessage, StateMessage, StopMessage } from '../../src/protocol/messages.js';
+import type { ProtocolVersion } from '../../src/protocol/version.js';
 import { nowMs } from './watch.js';
 
 export interface Sent {
@@ -70,12 +71,13 @@ export interface BenchBackend {
   stop(): Promise<void>;
 }
 
-export async function startBenchBackend(): Promise<BenchBackend> {
+export async function startBenchBackend(protocolVersion?: ProtocolVersion): Promise<BenchBackend> {
   install();
   const dataDir = await mkdtemp(join(tmpdir(), 'kwc-bench-backend-'));
   const logCounts = new Map<string, number>();
   const backend = await startBackend({
     dataDir,
+    protocolVersion,
     logLevel: 'info',
     // Counted, not kept: a 1000-worker run logs tens of thousands of lines.
     logSink: (line) => {

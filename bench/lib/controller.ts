@@ -4,7 +4,7 @@
  * spend the bench's CPU on the controller's logs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot } from '../../src/cluster/binaries.js';
@@ -21,6 +21,8 @@ export interface ControllerOptions {
   metricsPort?: number;
   /** Run this compiled main.js with plain node instead of src/controller/cli/main.ts through tsx. */
   compiledMain?: string;
+  /** Directory for V8 heap snapshots, taken on {@link ControllerProcess.heapSnapshot}. */
+  heapSnapshotDir?: string;
 }
 
 export class ControllerProcess {
@@ -32,7 +34,10 @@ export class ControllerProcess {
 
   constructor(readonly options: ControllerOptions) {
     const fd = openSync(options.logFile, 'a');
-    const nodeArgs = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];
+    const nodeArgs = [
+      ...(options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`]),
+      ...(options.heapSnapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${options.heapSnapshotDir}`]),
+    ];
     const args = [
       `--namespaces=${options.namespace}`,
       '--health-probe-bind-address=0',
@@ -92,6 +97,30 @@ export class ControllerProcess {
       if (!this.running) throw new Error(`controller exited before logging "${msg}"; see ${this.options.logFile}`);
       if (Date.now() > deadline) throw new Error(`controller did not log "${msg}" within ${timeoutMs} ms; see ${this.options.logFile}`);
       await sleep(50);
+    }
+  }
+
+  /**
+   * Has the process write a V8 heap snapshot (SIGUSR2, with heapSnapshotDir)
+   * and resolves with its path once the file stops growing. The process is
+   * frozen while it writes (seconds at a thousand workers).
+   */
+  async heapSnapshot(timeoutMs = 300_000): Promise<string> {
+    const dir = this.options.heapSnapshotDir;
+    if (dir === undefined) throw new Error('heapSnapshot needs heapSnapshotDir');
+    const before = new Set(readdirSync(dir));
+    this.child.kill('SIGUSR2');
+    const deadline = Date.now() + timeoutMs;
+    let last = -1;
+    for (;;) {
+      await sleep(1000);
+      const file = readdirSync(dir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+      if (file !== undefined) {
+        const size = statSync(join(dir, file)).size;
+        if (size > 0 && size === last) return join(dir, file);
+        last = size;
+      }
+      if (Date.now() > deadline) throw new Error(`no heap snapshot in ${dir} within ${timeoutMs} ms`);
     }
   }
 

@@ -19,6 +19,7 @@ test.skipIf(skipWithout('the node', node !== null))('the bench measures every ro
     baselineSeconds: 1,
     keys: 2,
     coldStartRuns: 2,
+    latencyRuns: 2,
     phases: new Set(ALL_PHASES),
     kubeconfigPath: inject('kubeconfigPath'),
     kubectl: inject('kubectlPath'),
@@ -29,6 +30,14 @@ test.skipIf(skipWithout('the node', node !== null))('the bench measures every ro
   expect(result.scale).toMatchObject({ workers: 3 });
   expect(result.scale.seconds).toBeGreaterThan(0);
   expect(result.scale.limitSeconds).toBeGreaterThan(0);
+  // The limit's parts: the controller's writes made again by a bare client, and bare broker sessions.
+  expect(result.scale.limit.writesPerWorker['POST workers']).toBeGreaterThanOrEqual(1);
+  expect(result.scale.limit.apiSeconds).toBeGreaterThan(0);
+  expect(result.scale.limit.brokerSeconds).toBeGreaterThan(0);
+  expect(result.scale.limit.seconds).toBeCloseTo(result.scale.limit.keySeconds + result.scale.limit.apiSeconds + result.scale.limit.brokerSeconds, 6);
+  expect(result.scale.keyType).toBe('ecdsa-p256');
+  expect(result.playedKubelet).toBe(false);
+  expect(result.latency).toMatchObject({ runs: 2, submitToRunning: { n: 2 }, bare: { n: 2 } });
   expect(result.dispatch?.dispatch.n).toBe(3);
   expect(result.dispatch?.bare.n).toBe(3);
   expect(result.idle?.rssMiB).toBeGreaterThan(0);
@@ -40,6 +49,6 @@ test.skipIf(skipWithout('the node', node !== null))('the bench measures every ro
   expect(result.coldStart?.submitToRunning.p50).toBeGreaterThan(result.coldStart?.bare.p50 ?? Infinity);
   expect(result.failover?.toLeaderSeconds).toBeGreaterThan(0);
   expect(result.failover?.toAdoptedSeconds).toBeGreaterThanOrEqual(result.failover?.toSyncedSeconds ?? Infinity);
-  expect(rows(result).map((r) => r.measure.split(' ')[0])).toEqual(['scale-out', 'dispatch', 'dispatch', 'idle', 'idle', 'API', 'cold', 'failover', 'recovery']);
+  expect(rows(result).map((r) => r.measure.split(' ')[0])).toEqual(['scale-out', 'dispatch', 'dispatch', 'idle', 'idle', 'API', 'cold', 'queue-to-run', 'queue-to-run', 'failover', 'recovery']);
   expect(markdownSection(result, 'npm run bench')).toContain('| measure |');
 }, 300_000);
