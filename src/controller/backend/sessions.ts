@@ -57,11 +57,15 @@ export class SessionManager {
     private readonly connector: BackendConnector = PROTOCOL_CONNECTOR,
   ) {}
 
-  /** Opens the session, or replaces it when the broker or credentials changed. Idempotent. */
-  ensure(workerKey: string, spec: SessionSpec): void {
+  /**
+   * Opens the session, or replaces it when the broker or credentials changed.
+   * Idempotent. True when it opened one now (it reports its connect, or its
+   * failure, through onConnectionChange).
+   */
+  ensure(workerKey: string, spec: SessionSpec): boolean {
     const fingerprint = fingerprintOf(spec);
     const existing = this.sessions.get(workerKey);
-    if (existing?.fingerprint === fingerprint) return;
+    if (existing?.fingerprint === fingerprint) return false;
     // A replaced session (a renewed certificate, new credentials) ends with a clean DISCONNECT before
     // the new one connects: a takeover would end it without one, and the broker would publish its
     // will, telling the backend the worker went offline.
@@ -106,6 +110,7 @@ export class SessionManager {
           if (this.sessions.get(workerKey)?.connection === connection) connection.start();
         });
     }
+    return true;
   }
 
   has(workerKey: string): boolean {
