@@ -11,7 +11,7 @@
  */
 import { sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
-import { bitString, certificateSubject, explicit, integer, nullValue, octetString, oid, sequence, time } from './der.js';
+import { bitString, certificateSubject, explicit, integer, nullValue, octetString, oid, sequence, time } from '../protocol/der.js';
 
 export interface RevokedCertificate {
   /** Serial, hex. */

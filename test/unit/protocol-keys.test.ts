@@ -83,6 +83,12 @@ describe('CSRs', () => {
     expect(checked.text).toMatch(/Subject: CN ?= ?01JWORKER000000000000000000/);
     expect(checked.text).toMatch(/Signature Algorithm: ecdsa-with-SHA256/);
     expect(checked.text).toMatch(/NIST CURVE: P-256/);
+    // PEM as RFC 7468 has it: 64 characters a line, the labels on lines of their own.
+    expect(csr.startsWith('-----BEGIN CERTIFICATE REQUEST-----\n') && csr.endsWith('\n-----END CERTIFICATE REQUEST-----\n')).toBe(true);
+    const lines = csr.split('\n').slice(1, -2);
+    expect(lines.slice(0, -1).every((l) => l.length === 64)).toBe(true);
+    expect(lines.at(-1)?.length).toBeGreaterThan(0);
+    expect(lines.at(-1)?.length).toBeLessThanOrEqual(64);
     const verified = await verifyCsrPem(csr, workerKeyTypesUpTo(2));
     expect(verified.keyType).toBe('ecdsa-p256');
     expect(spki(verified.publicKeyPem).equals(spki(ec.publicKeyPem))).toBe(true);

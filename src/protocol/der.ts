@@ -1,7 +1,8 @@
 /**
- * Just enough DER (ITU-T X.690) to write a certificate revocation list and to
- * read a certificate's subject: independent of the key type and of
- * node-forge, which has no CRL support.
+ * Just enough DER (ITU-T X.690) to write a certificate revocation list, a
+ * worker's certificate signing request (keys.ts) and to read a certificate's
+ * subject: independent of the key type and of node-forge, which has no CRL
+ * support.
  *
  * @module
  */
@@ -23,6 +24,8 @@ export const octetString = (b: Buffer): Buffer => tlv(0x04, b);
 export const bitString = (b: Buffer): Buffer => tlv(0x03, Buffer.from([0]), b);
 export const explicit = (n: number, inner: Buffer): Buffer => tlv(0xa0 | n, inner);
 export const nullValue = (): Buffer => Buffer.from([0x05, 0x00]);
+export const set = (...items: Buffer[]): Buffer => tlv(0x31, ...items);
+export const utf8String = (s: string): Buffer => tlv(0x0c, Buffer.from(s, 'utf8'));
 
 /** A non-negative INTEGER from hex (a certificate serial) or a number. */
 export function integer(value: string | number): Buffer {
