@@ -2,7 +2,8 @@ import { createPrivateKey, createPublicKey, randomBytes, X509Certificate, type K
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { generateRsaKeyPair, signingAlgorithmFor, webCryptoKeyPair, workerKeyTypeOf } from '../protocol/keys.js';
+import { signingAlgorithmFor, webCryptoKeyPair } from '../protocol/csr-verify.js';
+import { generateRsaKeyPair, workerKeyTypeOf } from '../protocol/keys.js';
 import { x509 } from '../protocol/x509.js';
 import { buildCrl, type RevokedCertificate } from './crl.js';
 

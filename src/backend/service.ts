@@ -1,5 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import { CsrKeyTypeError, generateRsaKeyPair, verifyCsrPem, workerKeyTypesUpTo, type VerifiedCsr } from '../protocol/keys.js';
+import { CsrKeyTypeError, verifyCsrPem, type VerifiedCsr } from '../protocol/csr-verify.js';
+import { generateRsaKeyPair, workerKeyTypesUpTo } from '../protocol/keys.js';
 import { ACCEPTED_WORKER_ID, type RegisterResponse, type PoolStats, type ErrorCode, type RunLogState } from '../protocol/registration.js';
 import {
   checkMessage,

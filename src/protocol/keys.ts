@@ -1,8 +1,7 @@
-import { createPrivateKey, createPublicKey, generateKeyPair, sign, webcrypto, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import * as der from './der.js';
 import { PROTOCOL_VERSIONS, type ProtocolVersion } from './version.js';
-import { x509 } from './x509.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -73,7 +72,7 @@ export function generateWorkerKeyPair(type: WorkerKeyType): Promise<PemKeyPair> 
   return type === 'rsa' ? generateRsaKeyPair() : generateEcdsaKeyPair();
 }
 
-const KEY_TYPE_NAMES: Record<WorkerKeyType, string> = { rsa: 'RSA of at least 2048 bits', 'ecdsa-p256': 'ECDSA P-256' };
+export const KEY_TYPE_NAMES: Readonly<Record<WorkerKeyType, string>> = { rsa: 'RSA of at least 2048 bits', 'ecdsa-p256': 'ECDSA P-256' };
 
 /** The worker key type of a public or private key; undefined for any other key (RSA under 2048 bits, another curve). */
 export function workerKeyTypeOf(key: KeyObject): WorkerKeyType | undefined {
@@ -83,37 +82,12 @@ export function workerKeyTypeOf(key: KeyObject): WorkerKeyType | undefined {
   return undefined;
 }
 
-function describeKey(key: KeyObject): string {
+/** A key's type and size in words, for errors. */
+export function describeKey(key: KeyObject): string {
   const details = key.asymmetricKeyDetails;
   if (key.asymmetricKeyType === 'rsa') return `RSA of ${details?.modulusLength ?? '?'} bits`;
   if (key.asymmetricKeyType === 'ec') return details?.namedCurve === 'prime256v1' ? KEY_TYPE_NAMES['ecdsa-p256'] : `EC on curve ${details?.namedCurve ?? '?'}`;
   return key.asymmetricKeyType ?? 'an unknown key type';
-}
-
-/** What WebCrypto calls the key and its SHA-256 signature. */
-function webCryptoAlgorithm(type: WorkerKeyType): webcrypto.RsaHashedImportParams | webcrypto.EcKeyImportParams {
-  return type === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', namedCurve: 'P-256' };
-}
-
-/** The signing algorithm for a key of `type`: SHA-256 with RSA (PKCS#1 v1.5) or with ECDSA. */
-export function signingAlgorithmFor(type: WorkerKeyType): webcrypto.RsaHashedImportParams | webcrypto.EcdsaParams {
-  return type === 'rsa' ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } : { name: 'ECDSA', hash: 'SHA-256' };
-}
-
-/**
- * A Node private key as a WebCrypto pair for signing with the X.509 library.
- *
- * @throws Error when the key is neither RSA of at least 2048 bits nor ECDSA P-256.
- */
-export async function webCryptoKeyPair(privateKey: KeyObject): Promise<{ keys: webcrypto.CryptoKeyPair; type: WorkerKeyType }> {
-  const type = workerKeyTypeOf(privateKey);
-  if (type === undefined) throw new Error(`key must be ${KEY_TYPE_NAMES.rsa} or ${KEY_TYPE_NAMES['ecdsa-p256']}, got ${describeKey(privateKey)}`);
-  const algorithm = webCryptoAlgorithm(type);
-  const [priv, pub] = await Promise.all([
-    webcrypto.subtle.importKey('pkcs8', privateKey.export({ type: 'pkcs8', format: 'der' }), algorithm, false, ['sign']),
-    webcrypto.subtle.importKey('spki', createPublicKey(privateKey).export({ type: 'spki', format: 'der' }), algorithm, true, ['verify']),
-  ]);
-  return { keys: { privateKey: priv, publicKey: pub }, type };
 }
 
 /** PKCS#1 v1.5 with SHA-256, and ECDSA with SHA-256 (RFC 4055, RFC 5758): the RSA one takes a NULL parameter, the ECDSA one none. */
@@ -152,53 +126,4 @@ export async function createCsr(privateKeyPem: string, commonName = 'worker'): P
   const request = der.sequence(info, CSR_SIGNATURE_ALGORITHMS[type], der.bitString(sign('sha256', info, key)));
   const body = request.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
   return `-----BEGIN CERTIFICATE REQUEST-----\n${body}\n-----END CERTIFICATE REQUEST-----\n`;
-}
-
-/** A CSR that parsed, whose key is of an accepted type and whose self-signature holds. */
-export interface VerifiedCsr {
-  /** SPKI PEM of the CSR's key. */
-  publicKeyPem: string;
-  keyType: WorkerKeyType;
-}
-
-/** A CSR whose key is not of a type the caller accepts. */
-export class CsrKeyTypeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CsrKeyTypeError';
-  }
-}
-
-const CSR_PEM = /-----BEGIN (NEW )?CERTIFICATE REQUEST-----/;
-
-/**
- * Parses a PEM CSR and checks its key type and self-signature.
- *
- * @param accepted the key types the caller takes (see {@link workerKeyTypesUpTo}).
- * @throws Error naming what is wrong (`csr is not a PEM certificate request: ...`,
- *   `csr signature does not verify`), {@link CsrKeyTypeError}
- *   (`csr key must be RSA of at least 2048 bits, got ECDSA P-256`).
- */
-export async function verifyCsrPem(pem: string, accepted: readonly WorkerKeyType[]): Promise<VerifiedCsr> {
-  if (!CSR_PEM.test(pem)) throw new Error('csr is not a PEM certificate request: no "-----BEGIN CERTIFICATE REQUEST-----" line');
-  let csr: x509.Pkcs10CertificateRequest;
-  let publicKey: KeyObject;
-  try {
-    csr = new x509.Pkcs10CertificateRequest(pem);
-    publicKey = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
-  } catch (err) {
-    throw new Error(`csr is not a PEM certificate request: ${(err as Error).message}`);
-  }
-  const keyType = workerKeyTypeOf(publicKey);
-  if (keyType === undefined || !accepted.includes(keyType)) {
-    throw new CsrKeyTypeError(`csr key must be ${accepted.map((t) => KEY_TYPE_NAMES[t]).join(' or ')}, got ${describeKey(publicKey)}`);
-  }
-  let ok = false;
-  try {
-    ok = await csr.verify();
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new Error('csr signature does not verify');
-  return { publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), keyType };
 }

@@ -10,13 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CertificateAuthority } from '../../src/backend/ca.js';
+import { CsrKeyTypeError, verifyCsrPem } from '../../src/protocol/csr-verify.js';
 import {
   createCsr,
-  CsrKeyTypeError,
   encodePoolToken,
   generateWorkerKeyPair,
   parsePoolToken,
-  verifyCsrPem,
   workerKeyTypeFor,
   workerKeyTypesUpTo,
   type PemKeyPair,

@@ -6,7 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { createPrivateKey, createPublicKey, randomBytes, type webcrypto } from 'node:crypto';
-import { generateEcdsaKeyPair, signingAlgorithmFor, verifyCsrPem, webCryptoKeyPair, workerKeyTypesUpTo } from '../../../src/protocol/keys.js';
+import { signingAlgorithmFor, verifyCsrPem, webCryptoKeyPair } from '../../../src/protocol/csr-verify.js';
+import { generateEcdsaKeyPair, workerKeyTypesUpTo } from '../../../src/protocol/keys.js';
 import { x509 } from '../../../src/protocol/x509.js';
 import type { BackendApi, BackendConnector, WorkerSession } from '../../../src/controller/backend/connector.js';
 import {
