@@ -26,7 +26,7 @@ export const GOALS = {
   latencyP99Ratio: 1.3,
   dispatchP50Ratio: 2,
   dispatchP99Ms: 250,
-  rssAt1000MiB: 200,
+  rssAt1000MiB: 150,
   recoverySeconds: 5,
   coldStartP50Ms: 3000,
 };

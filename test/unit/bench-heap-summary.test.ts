@@ -39,3 +39,25 @@ describe('heap snapshot summary', () => {
     expect(() => summarizeHeap(s)).toThrow('heap snapshot: node_fields lack type, name or self_size: type,name,id');
   });
 });
+
+describe('per-worker growth between two snapshots', () => {
+  test('each kind grows by its difference over the added workers; kinds in only one snapshot count from zero', async () => {
+    const { perWorkerGrowth } = await import('../../bench/heap-summary.js');
+    const a = [
+      { kind: 'MqttClient', count: 100, bytes: 100_000 },
+      { kind: '(code)', count: 5000, bytes: 6_000_000 },
+      { kind: 'Gone', count: 2, bytes: 2000 },
+    ];
+    const b = [
+      { kind: 'MqttClient', count: 1000, bytes: 1_000_000 },
+      { kind: '(code)', count: 5000, bytes: 6_000_000 },
+      { kind: 'TLSSocket', count: 900, bytes: 450_000 },
+    ];
+    expect(perWorkerGrowth(a, b, 900)).toEqual([
+      { kind: 'MqttClient', count: 1, bytes: 1000 },
+      { kind: 'TLSSocket', count: 1, bytes: 500 },
+      { kind: '(code)', count: 0, bytes: 0 },
+      { kind: 'Gone', count: -2 / 900, bytes: -2000 / 900 },
+    ]);
+  });
+});
