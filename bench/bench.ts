@@ -989,7 +989,7 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
   await until('every run to be running in the backend', async () => {
     const states = await runState();
     return runIds.every((id) => states.get(id) === 'running');
-  }, 120_000, 250);
+  }, Math.max(120_000, runIds.length * 100), 250);
   await poolStatusWhen(ctx, `busyWorkers == ${runIds.length}`, (s) => num(s.busyWorkers) === runIds.length, 60_000);
   await sleep(2_000);
 
@@ -1047,6 +1047,11 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
   const runsNotRunning = runIds.filter((id) => states.get(id) !== 'running').length;
   const seconds = (tAdopted - tKill) / 1000;
   opts.log(`recovery: ${seconds.toFixed(2)} s`);
+  if (duplicatePods + secretsRewritten + wrongStatus.length + runsNotRunning + registeredAfter - registeredBefore > 0) {
+    ctx.problems.push(
+      `recovery not clean: duplicate pods ${duplicatePods}, re-registrations ${registeredAfter - registeredBefore}, Secrets rewritten ${secretsRewritten}, runs not running ${runsNotRunning}, Worker statuses wrong ${wrongStatus.length}${wrongStatus.length > 0 ? ` (first: ${wrongStatus.slice(0, 3).join('; ')})` : ''}`,
+    );
+  }
   return {
     workers: n,
     busy: pods.length,

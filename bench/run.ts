@@ -126,11 +126,21 @@ function curveSizes(v: string | boolean): number[] {
 async function runCurve(sizes: readonly number[], options: BenchOptions, command: string, args: Record<string, string | boolean>, out: string): Promise<void> {
   const points: CurvePoint[] = [];
   const results: BenchResult[] = [];
+  const failed: string[] = [];
   for (const [i, workers] of sizes.entries()) {
     options.log(`curve: N = ${workers} (${i + 1} of ${sizes.length})`);
     // The controller is compiled once, for the first size.
-    const r = await runBench({ ...options, workers, runs: undefined, noBuild: options.noBuild === true || (options.compiled === true && i > 0) });
+    let r: BenchResult;
+    try {
+      r = await runBench({ ...options, workers, runs: undefined, noBuild: options.noBuild === true || (options.compiled === true && i > 0) });
+    } catch (err) {
+      // One size that fails leaves the others' points standing; the table says which is missing and why.
+      failed.push(`N = ${workers}: ${err instanceof Error ? err.message : String(err)}`);
+      options.log(`curve: N = ${workers} failed: ${failed.at(-1) ?? ''}`);
+      continue;
+    }
     results.push(r);
+    if (typeof args.json === 'string') writeFileSync(resolve(args.json), `${JSON.stringify(results, null, 2)}\n`);
     if (r.idle === undefined) throw new Error('curve: the idle measure did not run');
     points.push({
       workers,
@@ -144,9 +154,14 @@ async function runCurve(sizes: readonly number[], options: BenchOptions, command
     process.stdout.write(`\nN = ${workers}\n${textTable(rows(r))}\n`);
     if (r.problems.length > 0) process.stdout.write(`problems: ${r.problems.join('; ')}\n`);
   }
-  if (typeof args.json === 'string') writeFileSync(resolve(args.json), `${JSON.stringify(results, null, 2)}\n`);
-  const first = results[0] as BenchResult;
-  const markdown = curveMarkdown(points, { date: first.date, command, cores: first.cores, controller: options.compiled === true ? 'compiled' : 'through tsx' });
+  const first = results[0];
+  if (first === undefined) throw new Error(`curve: every size failed: ${failed.join('; ')}`);
+  const problems = results.flatMap((r) => r.problems.map((p) => `N = ${r.options.workers}: ${p}`));
+  const markdown = [
+    curveMarkdown(points, { date: first.date, command, cores: first.cores, controller: options.compiled === true ? 'compiled' : 'through tsx' }),
+    ...(failed.length > 0 ? ['', `Sizes that failed: ${failed.join('; ')}.`] : []),
+    ...(problems.length > 0 ? ['', `Problems seen: ${problems.join('; ')}.`] : []),
+  ].join('\n');
   process.stdout.write(`\n${markdown}\n`);
   if (args['no-write'] !== true) {
     const svg = join(dirname(out), 'bench-curve.svg');
