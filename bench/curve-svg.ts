@@ -85,12 +85,14 @@ function panelSvg(panel: Panel, index: number, xTicks: readonly number[]): strin
   const yMid = y0 + M.top + PLOT_H / 2;
   out.push(text(x0 + 16, yMid, panel.yTitle, `class="axis-title" text-anchor="middle" transform="rotate(-90 ${px(x0 + 16)} ${px(yMid)})"`));
   if (values.length === 0) out.push(text(plotLeft + PLOT_W / 2, yMid, panel.none, `class="none" text-anchor="middle" fill="${GREY}"`));
-  panel.series.forEach((s, i) => {
-    const lx = plotLeft + i * 140;
+  // Each legend starts after the one before it (about 7 px a character at this font size).
+  let lx = plotLeft;
+  panel.series.forEach((s) => {
     const ly = y0 + 38;
     const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
     out.push(`<line x1="${px(lx)}" y1="${px(ly - 4)}" x2="${px(lx + 22)}" y2="${px(ly - 4)}" stroke="${s.color}" stroke-width="2"${dash}/>`);
     out.push(text(lx + 27, ly, s.legend, 'class="legend"'));
+    lx += 27 + s.legend.length * 7 + 16;
   });
   for (const s of panel.series) {
     const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
