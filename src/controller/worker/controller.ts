@@ -159,11 +159,12 @@ export async function reconcileWorker(base: ControllerContext, key: string, rc: 
   void ctx.sessions.setState(key, protocolState, runs.activeRunId).catch(() => undefined);
 
   const after = [runs.requeueAfter, certificate.recheckAfterMs].filter((ms): ms is number => ms !== undefined);
-  if (opened && worker.status?.connected !== true && !ctx.sessions.isConnected(key)) {
+  if (opened && !ctx.sessions.isConnected(key)) {
     // A session opened just now connects, or fails (at the latest when its connect times out), and
     // either brings the Worker back here: the status is written then, once, rather than
-    // "registered, not connected" now and "connected" a moment later. One API write per worker
-    // fewer in a scale-out (PATCH workers/status 2.02 -> 1.24 per worker at N = 1000).
+    // "not connected" now and "connected" a moment later. A new worker's scale-out costs one
+    // status write fewer (PATCH workers/status 2.02 -> 1.24 per worker at N = 1000), and a
+    // restarted controller no longer flips every connected Worker to "connected: false" and back.
     return after.length === 0 ? undefined : { requeueAfter: Math.min(...after) };
   }
   await writeStatus(
