@@ -46,7 +46,9 @@ test.skipIf(skipWithout('the node', node !== null))('the bench measures every ro
   expect(result.lifecycle?.runs).toBe(3);
   expect(result.lifecycle?.writesPerRun).toBeGreaterThan(0);
   expect(result.coldStart).toMatchObject({ runs: 2, submitToRunning: { n: 2 }, bare: { n: 2 } });
-  expect(result.coldStart?.submitToRunning.p50).toBeGreaterThan(result.coldStart?.bare.p50 ?? Infinity);
+  // Which of the two is faster is a timing, left to the bench: with ECDSA keys a cold start is within the node's noise of a bare Pod.
+  expect(result.coldStart?.submitToRunning.p50).toBeGreaterThan(0);
+  expect(result.coldStart?.bare.p50).toBeGreaterThan(0);
   expect(result.failover?.toLeaderSeconds).toBeGreaterThan(0);
   expect(result.failover?.toAdoptedSeconds).toBeGreaterThanOrEqual(result.failover?.toSyncedSeconds ?? Infinity);
   expect(rows(result).map((r) => r.measure.split(' ')[0])).toEqual(['scale-out', 'dispatch', 'dispatch', 'idle', 'idle', 'API', 'cold', 'queue-to-run', 'queue-to-run', 'failover', 'recovery']);
