@@ -34,6 +34,7 @@ import { startBenchBackend, type BenchBackend } from './lib/backend.js';
 import { createNamespace, install, kubectlRun, startBenchCluster, type BenchCluster, type RunImages } from './lib/cluster.js';
 import { buildController, COMPILED_MAIN } from './lib/build.js';
 import { ControllerProcess } from './lib/controller.js';
+import { withConcurrency } from './lib/concurrency.js';
 import { CpuMeter, memoryOf } from './lib/proc.js';
 import { nowMs, WatchThread, type WatchEvent } from './lib/watch.js';
 import { controllerWrites, measureScaleLimit, type ScaleLimit } from './scale-limit.js';
@@ -272,15 +273,6 @@ async function until<T>(what: string, check: () => T | undefined | false | Promi
     if (Date.now() > deadline) throw new Error(`bench: timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
-}
-
-async function inBatches<T>(items: readonly T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(size, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++] as T);
-    }),
-  );
 }
 
 const round = (v: number, digits = 2): number => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -982,8 +974,8 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
   const pods = (await cluster.client.listAll(PODS, ctx.namespace, { labelSelector: LABEL_RUN_ID })).items;
   if (cluster.runImages === undefined) {
     opts.log(`recovery: ${pods.length} run pods set Running (playing the kubelet: no node runs them)`);
-    await inBatches(pods, 16, async (p) => {
-      await cluster.client.mergePatch(PODS, ctx.namespace, p.metadata?.name ?? '', { status: runningPodStatus() }, { subresource: 'status' });
+    await withConcurrency(pods.length, 16, async (i) => {
+      await cluster.client.mergePatch(PODS, ctx.namespace, pods[i]?.metadata?.name ?? '', { status: runningPodStatus() }, { subresource: 'status' });
     });
   } else {
     opts.log(`recovery: waiting for the kubelet to run the ${pods.length} run pods`);

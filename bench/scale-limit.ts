@@ -29,12 +29,12 @@ import { encodeMessage, type StateMessage } from '../src/protocol/messages.js';
 import { decodeSecretPrivateKey, parsePoolToken } from '../src/protocol/token.js';
 import { readonlyTopic, writeonlyTopic } from '../src/protocol/topics.js';
 import { MESSAGE_VERSION } from '../src/protocol/version.js';
+import { DEFAULT_WORKER_CONCURRENCY } from '../src/controller/manager.js';
 import { EVENTS, SECRETS, type CoreEvent, type KubeClient, type Secret } from '../src/runtime/k8s-client.js';
 import type { RequestCounts } from './lib/apiserver-metrics.js';
+import { withConcurrency } from './lib/concurrency.js';
 import { nowMs } from './lib/watch.js';
 
-/** The controller's Worker reconcile slots (src/controller/manager.ts): the concurrency the bare client gets. */
-export const CONTROLLER_WORKER_SLOTS = 64;
 
 export interface ScaleLimit {
   /** Writes the controller made during the scale-out, per worker, by "VERB resource[/subresource]". */
@@ -91,16 +91,6 @@ export function share(total: number, n: number, i: number): number {
   return Math.floor(total / n) + (i < total % n ? 1 : 0);
 }
 
-/** Runs `jobs` with at most `concurrency` at once. */
-export async function withConcurrency(count: number, concurrency: number, job: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, count) }, async () => {
-      while (next < count) await job(next++);
-    }),
-  );
-}
-
 export interface ScaleLimitInput {
   /** A fresh client of the bench's own (warm sockets are made before timing). */
   client: KubeClient;
@@ -130,7 +120,7 @@ export async function measureScaleLimit(input: ScaleLimitInput): Promise<ScaleLi
     keySeconds,
     seconds: keySeconds + api.seconds + broker.sessionSeconds,
     registerSeconds: broker.registerSeconds,
-    concurrency: CONTROLLER_WORKER_SLOTS,
+    concurrency: DEFAULT_WORKER_CONCURRENCY,
     notReplayed: api.notReplayed,
   };
 }
@@ -183,9 +173,9 @@ async function replayWrites(input: ScaleLimitInput): Promise<{ seconds: number; 
   };
   const kinds = REPLAY_ORDER.filter((k) => (input.writes.get(k) ?? 0) > 0 && !notReplayed.includes(k));
   // Warm sockets, as the controller's client has them after its informers' lists.
-  await Promise.all(Array.from({ length: CONTROLLER_WORKER_SLOTS }, () => client.get(WORKERPOOL_REF, ns, poolName)));
+  await Promise.all(Array.from({ length: DEFAULT_WORKER_CONCURRENCY }, () => client.get(WORKERPOOL_REF, ns, poolName)));
   const t0 = nowMs();
-  await withConcurrency(n, CONTROLLER_WORKER_SLOTS, async (i) => {
+  await withConcurrency(n, DEFAULT_WORKER_CONCURRENCY, async (i) => {
     for (const kind of kinds) {
       const times = share(input.writes.get(kind) ?? 0, n, i);
       for (let k = 0; k < times; k++) await replays[kind](i, kind === 'PATCH events' ? 0 : k);
@@ -209,7 +199,7 @@ async function bareSessions(input: ScaleLimitInput): Promise<{ sessionSeconds: n
   }
   const registered: { workerId: string; certificatePem: string; caPem: string; privateKeyPem: string }[] = [];
   const r0 = nowMs();
-  await withConcurrency(n, CONTROLLER_WORKER_SLOTS, async (i) => {
+  await withConcurrency(n, DEFAULT_WORKER_CONCURRENCY, async (i) => {
     const k = keys[i] as { key: PemKeyPair; csr: string };
     const res = await protocol.register(k.csr);
     registered[i] = { workerId: res.workerId, certificatePem: res.certificatePem, caPem: res.caPem, privateKeyPem: k.key.privateKeyPem };
@@ -221,7 +211,7 @@ async function bareSessions(input: ScaleLimitInput): Promise<{ sessionSeconds: n
   const state = encodeMessage({ type: 'state', version: MESSAGE_VERSION, state: 'idle' } satisfies StateMessage);
   const s0 = nowMs();
   try {
-    await withConcurrency(n, CONTROLLER_WORKER_SLOTS, async (i) => {
+    await withConcurrency(n, DEFAULT_WORKER_CONCURRENCY, async (i) => {
       const w = registered[i] as (typeof registered)[number];
       const client = await mqtt.connectAsync(token.brokerUrl, {
         clientId: w.workerId,

@@ -33,6 +33,13 @@ import { reconcileWorker, watchWorkers } from './worker/controller.js';
 import { KeyFactory } from './worker/key-factory.js';
 import { Registrations } from './worker/registrations.js';
 
+/**
+ * Worker reconciles at once by default: far more slots than key-generation threads, so that
+ * reconciles waiting for a key do not hold up the quick ones (a session that just connected,
+ * a run that just ended).
+ */
+export const DEFAULT_WORKER_CONCURRENCY = 64;
+
 export interface ManagerOptions extends ControllerOptions {
   readonly client: KubeClient;
   readonly log: Logger;
@@ -81,9 +88,7 @@ export class Manager {
       }),
       workers: new WorkQueue((key, rc) => reconcileWorker(ctx, key, rc), {
         name: 'worker',
-        // Far more slots than key-generation threads: reconciles waiting for a key must not hold up
-        // the quick ones (a session that just connected, a run that just ended).
-        concurrency: opts.workerConcurrency ?? 64,
+        concurrency: opts.workerConcurrency ?? DEFAULT_WORKER_CONCURRENCY,
         logger: log,
         onReconciled: (r) => opts.onReconciled?.('worker', r),
       }),

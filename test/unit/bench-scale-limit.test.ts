@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { controllerWrites, share, withConcurrency } from '../../bench/scale-limit.js';
+import { withConcurrency } from '../../bench/lib/concurrency.js';
+import { controllerWrites, share } from '../../bench/scale-limit.js';
 
 describe('the scale-out limit replays the controller writes', () => {
   test('controllerWrites keeps writes on the controller resources, subresources included, and nothing else', () => {

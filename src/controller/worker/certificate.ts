@@ -25,7 +25,7 @@ export interface CertificateTimes {
  * Bounded, oldest first out: past the bound it only costs the parse again.
  */
 const known = new Map<string, CertificateTimes | undefined>();
-export const CERTIFICATE_TIMES_CACHE_SIZE = 4096;
+const CERTIFICATE_TIMES_CACHE_SIZE = 4096;
 
 /** Serial and validity of a PEM certificate; undefined when it is not one. */
 export function certificateTimes(pem: string | undefined): CertificateTimes | undefined {
