@@ -317,7 +317,7 @@ export async function startBackend(opts: BackendOptions): Promise<RunningBackend
       await bus.drain();
       await bus.close();
       await broker?.close();
-      await store.persist();
+      await store.close();
       log.info('backend stopped');
     },
   };

@@ -1,7 +1,8 @@
-import { open, readFile, rename, mkdir } from 'node:fs/promises';
+import { open, readFile, rename, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { ScheduleMessage, ScriptRef } from '../protocol/messages.js';
 import type { LogMeta } from './run-files.js';
+import { diffState, replayJournal, writtenStateOf, type WrittenState } from './state-journal.js';
 
 /** Run lifecycle as the API shows it. */
 export type RunState = 'queued' | 'scheduled' | 'preparing' | 'running' | 'finished' | 'failed' | 'stopped';
@@ -79,34 +80,65 @@ function empty(): StateData {
 }
 
 /**
- * The backend's state, in memory, persisted as one JSON file.
+ * The backend's state, in memory, persisted as a snapshot (`state.json`) and
+ * a journal of the changes since (`state.journal`, see state-journal.ts).
  *
- * Writes are atomic (temp file, fsync, rename, fsync of the directory) and
- * coalesced: callers change `data` and then `await persist()`, which resolves
- * once a write that began after the call is on disk. Many concurrent changes
- * therefore cost one write, and nothing is acknowledged before it is durable.
+ * Callers change `data` and then `await persist()`, which resolves once a
+ * write that began after the call is durable: one journal line with the
+ * records that differ from what is on disk, appended and fdatasync'd. Writes
+ * are coalesced (many concurrent changes cost one), and nothing is
+ * acknowledged before it is durable. Once the journal outgrows the snapshot
+ * (and at every open, which also drops a torn last line), the snapshot is
+ * rewritten atomically (temp file, fsync, rename, fsync of the directory) and
+ * the journal emptied; the snapshot records the last journal entry it holds,
+ * so a crash between the two replays nothing twice.
  */
 export class StateStore {
   private writing: Promise<void> | undefined;
   private pending: Promise<void> | undefined;
+  private written: WrittenState;
+  private journal: FileHandle | undefined;
+  private journalBytes = 0;
+  private snapshotBytes = 0;
 
   private constructor(
     readonly file: string,
+    readonly journalFile: string,
     readonly data: StateData,
-  ) {}
+    private seq: number,
+  ) {
+    this.written = writtenStateOf(data);
+  }
 
   static async open(dataDir: string): Promise<StateStore> {
     await mkdir(dataDir, { recursive: true });
     const file = path.join(dataDir, 'state.json');
+    const journalFile = path.join(dataDir, 'state.journal');
     let data = empty();
+    let seq = 0;
     try {
-      const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<StateData>;
+      const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<StateData> & { journalSeq?: number };
       if (parsed.version !== 1) throw new Error(`${file}: unsupported state version ${String(parsed.version)}`);
-      data = { ...empty(), ...parsed } as StateData;
+      const { journalSeq, ...rest } = parsed;
+      data = { ...empty(), ...rest } as StateData;
+      seq = journalSeq ?? 0;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    return new StateStore(file, data);
+    let journalText = '';
+    try {
+      journalText = await readFile(journalFile, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    seq = replayJournal(data, journalText, seq, journalFile).lastSeq;
+    const store = new StateStore(file, journalFile, data, seq);
+    store.journal = await open(journalFile, 'a', 0o600);
+    // The journal's own directory entry must be durable before anything appended to it counts.
+    await syncDirectory(dataDir);
+    // Whatever was replayed (or torn) goes into a fresh snapshot, and the journal starts empty.
+    if (journalText !== '' || !(await exists(file))) await store.snapshot();
+    return store;
   }
 
   /** Resolves when the current content (and anything changed before the call) is on disk. */
@@ -129,11 +161,36 @@ export class StateStore {
     return next;
   }
 
+  /** Lets go of the journal once the last write is done; a later persist() writes a snapshot. */
+  async close(): Promise<void> {
+    await this.persist();
+    const journal = this.journal;
+    this.journal = undefined;
+    await journal?.close();
+  }
+
   private async write(): Promise<void> {
     const now = Date.now();
     for (const [k, exp] of Object.entries(this.data.nonces)) if (exp <= now) delete this.data.nonces[k];
     for (const [k, r] of Object.entries(this.data.revoked)) if (Date.parse(r.expiresAt) <= now) delete this.data.revoked[k];
-    const text = JSON.stringify(this.data);
+    const diff = diffState(this.data, this.written, this.seq + 1);
+    if (diff === undefined) return;
+    const bytes = Buffer.byteLength(diff.line);
+    if (this.journal === undefined || this.journalBytes + bytes > Math.max(this.snapshotBytes, MIN_JOURNAL_BYTES)) {
+      await this.snapshot();
+      return;
+    }
+    await this.journal.write(diff.line);
+    await this.journal.datasync();
+    this.seq++;
+    this.journalBytes += bytes;
+    diff.apply();
+  }
+
+  /** Rewrites the snapshot with everything, then empties the journal. */
+  private async snapshot(): Promise<void> {
+    const written = writtenStateOf(this.data);
+    const text = JSON.stringify({ ...this.data, journalSeq: this.seq });
     const tmp = `${this.file}.tmp`;
     const fh = await open(tmp, 'w', 0o600);
     try {
@@ -143,11 +200,35 @@ export class StateStore {
       await fh.close();
     }
     await rename(tmp, this.file);
-    const dir = await open(path.dirname(this.file), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
+    await syncDirectory(path.dirname(this.file));
+    this.written = written;
+    this.snapshotBytes = Buffer.byteLength(text);
+    if (this.journal !== undefined) {
+      await this.journal.truncate(0);
+      await this.journal.sync();
+      this.journalBytes = 0;
     }
+  }
+}
+
+/** The journal is rewritten into the snapshot once it is bigger than the snapshot, and not before this. */
+const MIN_JOURNAL_BYTES = 1024 * 1024;
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }

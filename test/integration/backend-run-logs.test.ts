@@ -83,9 +83,11 @@ describe('run scripts and logs in the backend', () => {
     expect(schedule.script).toEqual({ sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length });
     expect(JSON.stringify(schedule)).not.toContain('héllo');
     expect((await pool.client.runScript(id)).equals(bytes)).toBe(true);
-    // On disk, beside state.json, not in it.
+    // On disk, beside the state (snapshot and journal), not in it.
     expect(await readFile(path.join(env.dataDir, 'runs', id, 'script'), 'utf8')).toBe(script);
-    expect(await readFile(path.join(env.dataDir, 'state.json'), 'utf8')).not.toContain('héllo');
+    const state = (await readFile(path.join(env.dataDir, 'state.json'), 'utf8')) + (await readFile(path.join(env.dataDir, 'state.journal'), 'utf8'));
+    expect(state).toContain(id);
+    expect(state).not.toContain('héllo');
     const err = await other.client.runScript(id).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TerminalBackendError);
     expect((err as TerminalBackendError).status).toBe(404);

@@ -7,13 +7,12 @@
  * schedule rejected by its worker failing the run, durable nonces.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
-import path from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createCsr, generateRsaKeyPair, readonlyTopic, signRequest, workerApiPaths, writeonlyTopic, type WorkerCredentials } from '../../src/protocol/index.js';
+import { stateOnDisk } from '../support/backend-state.js';
 import { createPool, registerWorker, request, runState, startEnv, waitFor, workerView, type BrokerKind, type Env, type Pool } from './backend-harness.js';
 
 function rawWorker(pool: Pool, creds: WorkerCredentials): MqttClient {
@@ -262,7 +261,7 @@ describe('backend API limits and checks', () => {
     const res = await request(env.backend, 'GET', p, undefined, undefined, headers);
     expect(res.status).toBe(200);
     // Read at once, as a crash right after the answer would leave it.
-    const state = JSON.parse(await readFile(path.join(env.dataDir, 'state.json'), 'utf8')) as { nonces: Record<string, number> };
+    const state = await stateOnDisk(env.dataDir);
     expect(Object.keys(state.nonces)).toContain(`${pool.id}/${headers['x-wp-nonce']}`);
   });
 });
