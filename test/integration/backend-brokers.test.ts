@@ -276,6 +276,28 @@ describe.each<BrokerKind>(['embedded', 'mosquitto'])('backend with the %s broker
     own.client.close();
   });
 
+  test('messages of a thousand workers\' worth, sent while the backend is away, all reach it, the run\'s end after them', async () => {
+    const own = await createPool(env, `backlog-${kind}`);
+    const creds = await registerWorker(own);
+    const worker = await connectWorker(own, creds);
+    await waitFor('worker idle', async () => (await workerView(env, own.id, creds.workerId))?.state === 'idle');
+    const run = (await env.admin<{ id: string }>('POST', '/api/runs', { poolId: own.id })).body.id;
+    await waitFor('run accepted', async () => (await runState(env, run)).state === 'preparing');
+
+    await env.stopBackend();
+    // What 1000 workers heartbeating every 30 s send in 45 s, then the run's end.
+    const sent = [...Array.from({ length: 1500 }, () => worker.conn.setState('busy', run)), worker.conn.sendRunStatus({ runId: run, status: 'finished', exitCode: 0 })];
+    // mosquitto acknowledges them all to the worker while the backend is away, and must keep them for it;
+    // the embedded broker is away with the backend, and the worker holds the run's end until it is back.
+    if (kind === 'mosquitto') await Promise.all(sent);
+    await env.startBackendAgain();
+    await Promise.all(sent);
+    await waitFor('the run\'s end, sent after 1500 others, applied', async () => (await runState(env, run)).state === 'finished', 60_000);
+    expect(env.brokerOutput.join('')).not.toContain('dropped');
+    await worker.conn.close();
+    own.client.close();
+  }, 120_000);
+
   test('drain reports busy workers; stats count them; deregistration requeues an unaccepted run', async () => {
     const own = await createPool(env, `drain-${kind}`);
     const creds = await registerWorker(own);
