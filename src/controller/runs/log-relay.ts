@@ -26,6 +26,7 @@ import { BackendError, RetryableBackendError, TerminalBackendError, type RunLogS
 import { httpStatus, isNotFound } from '../../runtime/errors.js';
 import { PODS, type KubeClient, type Pod } from '../../runtime/k8s-client.js';
 import type { Logger } from '../../runtime/log.js';
+import { Slots } from '../../runtime/slots.js';
 import type { BackendApi } from '../backend/connector.js';
 
 /** Most bytes sent in one append (the backend takes up to 1 MiB per request). */
@@ -34,6 +35,16 @@ export const MAX_BATCH_BYTES = 512 * 1024;
 export const FLUSH_INTERVAL_MS = 250;
 /** How long a run's end waits for its log to be complete in the backend, at most. */
 export const LOG_DRAIN_MAX_MS = 30_000;
+/**
+ * Relays that may be starting a pass at once (the backend's log state, the
+ * Pod, the log stream opened); streaming does not hold a slot. A controller
+ * restarted with 1000 busy runs starts 1000 relays: all at once, their signed
+ * backend calls (an RSA signature each) took 3.3 s of its CPU in its first
+ * seconds and delayed the re-adoption of the workers' sessions by about 3.5 s
+ * (`npm run bench -- --workers 1000 --phases scale,recovery`: 13.2-14.3 s,
+ * 10.6 s with no relays).
+ */
+export const RELAY_START_SLOTS = 8;
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10_000;
@@ -172,6 +183,9 @@ class Uploader {
   }
 }
 
+/** A pass's end: 'again' (the container may print more), or how the relay ended. */
+type PassOutcome = 'again' | { outcome: string; fields?: Record<string, unknown> };
+
 interface Relay {
   readonly target: RelayTarget;
   readonly abort: AbortController;
@@ -183,6 +197,7 @@ interface Relay {
 /** The log relays of this process's runs, one per run Pod. */
 export class LogRelays {
   private readonly relays = new Map<string, Relay>();
+  private readonly starts = new Slots(RELAY_START_SLOTS);
 
   constructor(private readonly deps: LogRelayDeps) {}
 
@@ -230,7 +245,13 @@ export class LogRelays {
     let retry = RETRY_MIN_MS;
     while (!signal.aborted) {
       try {
-        const outcome = await this.pass(target, signal);
+        const release = await this.starts.acquire(signal);
+        let outcome: PassOutcome;
+        try {
+          outcome = await this.pass(target, signal, release);
+        } finally {
+          release();
+        }
         if (outcome !== 'again') {
           this.settle(relay, outcome.outcome, outcome.fields);
           return;
@@ -261,9 +282,10 @@ export class LogRelays {
 
   /**
    * One read of the log: from where the backend is, to the end of the
-   * stream. 'again' when the container may print more.
+   * stream. 'again' when the container may print more. `started` frees the
+   * pass's start slot once it has nothing left but to wait or stream.
    */
-  private async pass(target: RelayTarget, signal: AbortSignal): Promise<'again' | { outcome: string; fields?: Record<string, unknown> }> {
+  private async pass(target: RelayTarget, signal: AbortSignal, started: () => void): Promise<PassOutcome> {
     const backend = await this.deps.backendFor(target);
     const state = await backend.logState(target.runId, { signal });
     if (state.complete) return { outcome: state.truncated ? 'truncated by the backend' : 'complete', fields: { bytes: state.length } };
@@ -274,11 +296,12 @@ export class LogRelays {
     if (!workerStarted(pod)) {
       // Not started yet, or never will be (the Pod failed before it): nothing to relay.
       if (terminated || pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') return { outcome: 'the worker container never ran' };
+      started();
       await sleep(1_000, signal);
       return 'again';
     }
     // A container that ended has its whole log on the node: read it once, to its end, then say it is complete.
-    const read = await this.copy(backend, target, state.length, !terminated, signal);
+    const read = await this.copy(backend, target, state.length, !terminated, signal, started);
     if (read.complete) return { outcome: 'truncated by the backend', fields: { bytes: read.offset } };
     if (!terminated) {
       // The follow ended: the container stopped (its status will say so) or the stream broke.
@@ -291,7 +314,7 @@ export class LogRelays {
   }
 
   /** Reads the container's log, skips the first `skip` bytes, appends the rest. */
-  private async copy(backend: BackendApi, target: RelayTarget, skip: number, follow: boolean, signal: AbortSignal): Promise<{ offset: number; complete: boolean; short: boolean }> {
+  private async copy(backend: BackendApi, target: RelayTarget, skip: number, follow: boolean, signal: AbortSignal, started: () => void): Promise<{ offset: number; complete: boolean; short: boolean }> {
     const local = new AbortController();
     const both = AbortSignal.any([signal, local.signal]);
     let stream: IncomingMessage;
@@ -302,6 +325,7 @@ export class LogRelays {
       if (httpStatus(err) === 400 && !follow) return { offset: skip, complete: false, short: false };
       throw err;
     }
+    started();
     const up = new Uploader(backend, target.runId, skip, both);
     let skipped = 0;
     try {
