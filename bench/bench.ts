@@ -35,7 +35,7 @@ import { createNamespace, install, kubectlRun, startBenchCluster, type BenchClus
 import { buildController, COMPILED_MAIN } from './lib/build.js';
 import { ControllerProcess } from './lib/controller.js';
 import { withConcurrency } from './lib/concurrency.js';
-import { CpuMeter, memoryOf } from './lib/proc.js';
+import { CpuMeter, cpuSecondsOf, memoryOf } from './lib/proc.js';
 import { nowMs, WatchThread, type WatchEvent } from './lib/watch.js';
 import { controllerWrites, measureScaleLimit, type ScaleLimit } from './scale-limit.js';
 
@@ -229,6 +229,8 @@ export interface RecoveryResult {
   leaderElect: boolean;
   /** Reconciles by kind of the new process until every worker was re-adopted (with controllerMetrics). */
   reconciles?: Record<string, number>;
+  /** CPU seconds by process from the kill to the last worker re-announced (the new controller: since its start). */
+  cpu?: Record<string, number>;
 }
 
 export interface BenchResult {
@@ -1011,11 +1013,15 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
     if (ok) adopted.set(r.workerId, r.t);
   };
   opts.log(`recovery: SIGKILL the controller with ${pods.length} busy of ${n} workers`);
+  const meter = new CpuMeter(() => ({ 'bench (backend, broker)': process.pid, ...cluster.pids }));
+  meter.begin();
   tKill = nowMs();
   await ctx.controller.kill('SIGKILL');
   const next = await startController(ctx, leaderElect, 'recovery');
   const spawnedAt = nowMs();
   await until(`all ${n} workers re-adopted`, () => adopted.size === expected.size, Math.max(120_000, n * 500));
+  // The new process's whole life so far is the recovery's.
+  const cpu = { controller: cpuSecondsOf(next.pid), ...meter.end() };
   backend.tap.onReceive = undefined;
   const reconciles = await reconcileCounts(next);
   const tAdopted = Math.max(...adopted.values());
@@ -1063,5 +1069,6 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
     runsNotRunning,
     leaderElect,
     reconciles,
+    cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v)])),
   };
 }

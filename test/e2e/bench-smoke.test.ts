@@ -42,6 +42,8 @@ test.skipIf(skipWithout('the node', node !== null))('the bench measures every ro
   expect(result.dispatch?.bare.n).toBe(3);
   expect(result.idle?.rssMiB).toBeGreaterThan(0);
   expect(result.recovery).toMatchObject({ workers: 3, busy: 3, duplicatePods: 0, reRegistered: 0, secretsRewritten: 0, wrongStatus: [], runsNotRunning: 0 });
+  expect(result.recovery?.cpu?.controller).toBeGreaterThan(0);
+  expect(Object.keys(result.recovery?.cpu ?? {})).toEqual(['controller', 'bench (backend, broker)']);
   // Counters of a shared cluster include other tests' requests: only that the figures are there.
   expect(result.lifecycle?.runs).toBe(3);
   expect(result.lifecycle?.writesPerRun).toBeGreaterThan(0);
