@@ -231,6 +231,8 @@ export interface RecoveryResult {
   reconciles?: Record<string, number>;
   /** CPU seconds by process from the kill to the last worker re-announced (the new controller: since its start). */
   cpu?: Record<string, number>;
+  /** kube-apiserver requests by "VERB resource" over the same span (everyone's: the counters do not say who asked). */
+  apiRequests?: Record<string, number>;
 }
 
 export interface BenchResult {
@@ -1014,6 +1016,7 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
   };
   opts.log(`recovery: SIGKILL the controller with ${pods.length} busy of ${n} workers`);
   const meter = new CpuMeter(() => ({ 'bench (backend, broker)': process.pid, ...cluster.pids }));
+  const apiBefore = await scrapeRequestCounts(cluster.kc);
   meter.begin();
   tKill = nowMs();
   await ctx.controller.kill('SIGKILL');
@@ -1023,6 +1026,7 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
   // The new process's whole life so far is the recovery's.
   const cpu = { controller: cpuSecondsOf(next.pid), ...meter.end() };
   backend.tap.onReceive = undefined;
+  const apiRequests = Object.fromEntries([...diffCounts(apiBefore, await scrapeRequestCounts(cluster.kc))].sort());
   const reconciles = await reconcileCounts(next);
   const tAdopted = Math.max(...adopted.values());
   const synced = next.records().find((r) => r.msg === 'caches synced');
@@ -1070,5 +1074,6 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
     leaderElect,
     reconciles,
     cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v)])),
+    apiRequests,
   };
 }

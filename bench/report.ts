@@ -203,6 +203,7 @@ export function markdownSection(r: BenchResult, command: string): string {
   if (rc !== undefined) {
     lines.push(`- Recovery: SIGKILL -> every worker's session re-announced (busy with its run, or idle) by a new process${rc.leaderElect ? ' campaigning for the Lease' : ' (no leader election; with --leader-elect a standby first waits out the 15 s lease)'}: ${f(rc.seconds)} s. Duplicate pods ${rc.duplicatePods}, re-registrations ${rc.reRegistered}, Secrets rewritten ${rc.secretsRewritten}, Worker statuses wrong ${rc.wrongStatus.length}, runs no longer running ${rc.runsNotRunning}.${rc.reconciles === undefined ? '' : ` Reconciles of the new process until then: ${Object.entries(rc.reconciles).map(([k, v]) => `${k} ${v}`).join(', ')}.`}`);
     if (rc.cpu !== undefined) lines.push(`  CPU seconds used from the kill to the last re-announcement (${f(rc.seconds)} s x ${r.cores} cores = ${f(rc.seconds * r.cores, 1)} available): ${Object.entries(rc.cpu).map(([k, v]) => `${k} ${f(v, 1)}`).join(', ')}.`);
+    if (rc.apiRequests !== undefined) lines.push(`  kube-apiserver requests meanwhile (everyone's): ${Object.entries(rc.apiRequests).map(([k, v]) => `\`${k}\` ${v}`).join(', ')}.`);
   }
   if (r.problems.length > 0) lines.push(`- Problems seen: ${r.problems.join('; ')}`);
   return lines.join('\n');

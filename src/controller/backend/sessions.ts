@@ -34,6 +34,8 @@ interface Session {
   readonly fingerprint: string;
   /** Replacing a connected session: counts as connected until the new one connects (or fails to). */
   handover: boolean;
+  /** Opened, and has not yet said whether it connected. */
+  opening: boolean;
   /** Last state announced, so that unchanged states cost no message. */
   state: string;
 }
@@ -59,13 +61,13 @@ export class SessionManager {
 
   /**
    * Opens the session, or replaces it when the broker or credentials changed.
-   * Idempotent. True when it opened one now (it reports its connect, or its
-   * failure, through onConnectionChange).
+   * Idempotent. A session opened reports its connect, or its failure, through
+   * onConnectionChange; until then it is {@link isOpening}.
    */
-  ensure(workerKey: string, spec: SessionSpec): boolean {
+  ensure(workerKey: string, spec: SessionSpec): void {
     const fingerprint = fingerprintOf(spec);
     const existing = this.sessions.get(workerKey);
-    if (existing?.fingerprint === fingerprint) return false;
+    if (existing?.fingerprint === fingerprint) return;
     // A replaced session (a renewed certificate, new credentials) ends with a clean DISCONNECT before
     // the new one connects: a takeover would end it without one, and the broker would publish its
     // will, telling the backend the worker went offline.
@@ -86,18 +88,20 @@ export class SessionManager {
       logger: { info: (msg, fields) => log.info(msg, fields), warn: (msg, fields) => log.warn(msg, fields) },
     });
     let everConnected = false;
-    const session: Session = { connection, fingerprint, state: `${spec.initialState.state}/${spec.initialState.runId ?? ''}`, handover };
+    const session: Session = { connection, fingerprint, state: `${spec.initialState.state}/${spec.initialState.runId ?? ''}`, handover, opening: true };
     const endHandover = setTimeout(() => (session.handover = false), 30_000);
     endHandover.unref();
     connection.on('connect', () => {
       if (everConnected) this.reconnects++;
       everConnected = true;
       session.handover = false;
+      session.opening = false;
       clearTimeout(endHandover);
       this.handlers.onConnectionChange(workerKey, true);
     });
     connection.on('disconnect', () => {
       session.handover = false;
+      session.opening = false;
       this.handlers.onConnectionChange(workerKey, false);
     });
     connection.on('rejected', ({ reason }) => this.handlers.onRejected(workerKey, reason));
@@ -110,11 +114,19 @@ export class SessionManager {
           if (this.sessions.get(workerKey)?.connection === connection) connection.start();
         });
     }
-    return true;
   }
 
   has(workerKey: string): boolean {
     return this.sessions.has(workerKey);
+  }
+
+  /**
+   * Whether the session was opened and has not yet said whether it connected:
+   * it will, through onConnectionChange (a failure at the latest when its
+   * connect times out).
+   */
+  isOpening(workerKey: string): boolean {
+    return this.sessions.get(workerKey)?.opening === true;
   }
 
   isConnected(workerKey: string): boolean {

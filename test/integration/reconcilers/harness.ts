@@ -70,6 +70,8 @@ export interface InProcessOptions {
 export class InProcessController {
   readonly backend: FakeBackend;
   readonly logs = new LogLines();
+  /** Keys of the Worker reconciles that ended, in order, across restarts. */
+  readonly workerReconciles: string[] = [];
   /** Direct admin access for the test's own reads and writes. */
   readonly admin: KubeClient;
   private manager: Manager | undefined;
@@ -98,6 +100,9 @@ export class InProcessController {
       identity: 'in-process-test',
       stuckPodGraceMs: this.options.stuckPodGraceMs ?? 300_000,
       connector: this.backend,
+      onReconciled: (kind, report) => {
+        if (kind === 'worker') this.workerReconciles.push(report.key);
+      },
     });
     await this.manager.start();
   }
