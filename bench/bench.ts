@@ -30,7 +30,7 @@ import { parsePoolToken } from '../src/protocol/token.js';
 import type { ProtocolVersion } from '../src/protocol/version.js';
 import { freePort } from '../src/backend/broker.js';
 import { diffCounts, perMinute, scrapeCodeCount, scrapeRequestCounts, type RequestCounts } from './lib/apiserver-metrics.js';
-import { startBenchBackend, type BenchBackend } from './lib/backend.js';
+import { startBenchBackend, type BenchBackend, type BenchBroker } from './lib/backend.js';
 import { createNamespace, install, kubectlRun, startBenchCluster, type BenchCluster, type RunImages } from './lib/cluster.js';
 import { buildController, COMPILED_MAIN } from './lib/build.js';
 import { ControllerProcess } from './lib/controller.js';
@@ -57,6 +57,8 @@ export interface BenchOptions {
   keys: number;
   /** The protocol version the bench's backend speaks (1: RSA workers, 2: ECDSA); default the backend's own. */
   protocolVersion?: ProtocolVersion;
+  /** The workers' broker: the backend's embedded one (default) or mosquitto. */
+  broker?: BenchBroker;
   /** Runs of the queue-to-run latency measure (default 50). */
   latencyRuns?: number;
   /** Which measures to take; scale-out always runs (the others need its workers). */
@@ -244,7 +246,7 @@ export interface BenchResult {
   load: { start: number; end: number };
   /** True when no node ran the run Pods and the bench played the kubelet (more Pods than one node's maxPods). */
   playedKubelet: boolean;
-  options: { workers: number; runs: number; idleSeconds: number; baselineSeconds: number; keys: number; controller: 'tsx' | 'compiled'; protocolVersion?: ProtocolVersion };
+  options: { workers: number; runs: number; idleSeconds: number; baselineSeconds: number; keys: number; controller: 'tsx' | 'compiled'; protocolVersion?: ProtocolVersion; broker?: BenchBroker };
   scale: ScaleResult;
   idle?: IdleResult;
   dispatch?: DispatchResult;
@@ -277,6 +279,12 @@ async function until<T>(what: string, check: () => T | undefined | false | Promi
     if (Date.now() > deadline) throw new Error(`bench: timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/** The processes of the backend side, named for the CPU readings: this one (with the embedded broker), and mosquitto. */
+function backendPids(ctx: Ctx): Record<string, number> {
+  const pid = ctx.backend.brokerPid;
+  return pid === undefined ? { 'bench (backend, broker)': process.pid } : { 'bench (backend)': process.pid, mosquitto: pid };
 }
 
 const round = (v: number, digits = 2): number => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -380,7 +388,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     namespaces.push(namespace, bareNamespace);
     log(`namespaces ${namespace} (controller) and ${bareNamespace} (bare pods)`);
 
-    backend = await startBenchBackend(opts.protocolVersion);
+    backend = await startBenchBackend(opts.protocolVersion, opts.broker);
     const pool = await backend.admin<{ id: string; token: string; privateKey: string }>('POST', '/api/pools', { name: 'bench' });
     if (pool.status !== 201) throw new Error(`create pool: HTTP ${pool.status}`);
     const keyType = workerKeyTypeFor(parsePoolToken(pool.body.token).protocolVersion);
@@ -447,7 +455,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       kubernetes: cluster.versions?.kubernetes,
       load: { start: loadStart, end: 0 },
       playedKubelet: cluster.runImages === undefined,
-      options: { workers: opts.workers, runs, idleSeconds: opts.idleSeconds, baselineSeconds: opts.baselineSeconds, keys: opts.keys, controller: opts.compiled === true ? 'compiled' : 'tsx', protocolVersion: opts.protocolVersion },
+      options: { workers: opts.workers, runs, idleSeconds: opts.idleSeconds, baselineSeconds: opts.baselineSeconds, keys: opts.keys, controller: opts.compiled === true ? 'compiled' : 'tsx', protocolVersion: opts.protocolVersion, broker: opts.broker },
       scale,
       problems,
     };
@@ -525,7 +533,7 @@ async function scaleOut(ctx: Ctx, keys: { type: WorkerKeyType; wallMs: number[] 
     onlineAt.set(r.workerId, r.t);
     if (onlineAt.size === n && allOnlineAt === undefined) allOnlineAt = r.t;
   };
-  const meter = new CpuMeter(() => ({ controller: ctx.controller.pid, 'bench (backend, broker)': process.pid, ...cluster.pids }));
+  const meter = new CpuMeter(() => ({ controller: ctx.controller.pid, ...backendPids(ctx), ...cluster.pids }));
   const reconcilesBefore = await reconcileCounts(ctx.controller);
   const apiBefore = await scrapeRequestCounts(cluster.kc);
   meter.begin();
@@ -1015,7 +1023,7 @@ async function recovery(ctx: Ctx, runIds: string[]): Promise<RecoveryResult> {
     if (ok) adopted.set(r.workerId, r.t);
   };
   opts.log(`recovery: SIGKILL the controller with ${pods.length} busy of ${n} workers`);
-  const meter = new CpuMeter(() => ({ 'bench (backend, broker)': process.pid, ...cluster.pids }));
+  const meter = new CpuMeter(() => ({ ...backendPids(ctx), ...cluster.pids }));
   const apiBefore = await scrapeRequestCounts(cluster.kc);
   meter.begin();
   tKill = nowMs();

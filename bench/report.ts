@@ -171,9 +171,9 @@ function mdTable(rs: readonly Row[]): string {
 export function markdownSection(r: BenchResult, command: string): string {
   const lines: string[] = [];
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  lines.push(`### N = ${r.options.workers}, controller ${r.options.controller === 'compiled' ? 'compiled' : 'through tsx'}${r.options.protocolVersion === 1 ? ', protocol version 1 (RSA workers)' : ''} (${r.date.slice(0, 10)})`);
+  lines.push(`### N = ${r.options.workers}, controller ${r.options.controller === 'compiled' ? 'compiled' : 'through tsx'}${r.options.protocolVersion === 1 ? ', protocol version 1 (RSA workers)' : ''}${r.options.broker === 'mosquitto' ? ', mosquitto' : ''} (${r.date.slice(0, 10)})`);
   lines.push('');
-  lines.push(`\`${command}\` on ${r.cores} cores (${cpu}), controller run ${r.options.controller === 'compiled' ? 'compiled (plain node)' : 'through tsx (as `npm start`)'}, Node ${r.node}, kube-apiserver ${r.kubernetes ?? '(existing cluster)'}; measured ${r.date}; load average ${f(r.load.start, 1)} at the start, ${f(r.load.end, 1)} at the end.`);
+  lines.push(`\`${command}\` on ${r.cores} cores (${cpu}), controller run ${r.options.controller === 'compiled' ? 'compiled (plain node)' : 'through tsx (as `npm start`)'}, Node ${r.node}, kube-apiserver ${r.kubernetes ?? '(existing cluster)'}, the workers' broker ${r.options.broker === 'mosquitto' ? 'mosquitto (a process of its own)' : 'the backend\'s embedded one (aedes, in the bench process)'}; measured ${r.date}; load average ${f(r.load.start, 1)} at the start, ${f(r.load.end, 1)} at the end.`);
   lines.push('');
   lines.push(mdTable(rows(r)));
   lines.push('');
@@ -211,7 +211,7 @@ export function markdownSection(r: BenchResult, command: string): string {
 
 /** Replaces this size's block in `path` (or appends it), keeping everything else. */
 export function writeSection(path: string, r: BenchResult, command: string): void {
-  const key = `workers=${r.options.workers}${r.options.controller === 'compiled' ? ',compiled' : ''}${r.options.protocolVersion === 1 ? ',protocol=1' : ''}`;
+  const key = `workers=${r.options.workers}${r.options.controller === 'compiled' ? ',compiled' : ''}${r.options.protocolVersion === 1 ? ',protocol=1' : ''}${r.options.broker === 'mosquitto' ? ',broker=mosquitto' : ''}`;
   writeBlock(path, key, markdownSection(r, command));
 }
 

@@ -5,6 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { repoRoot } from '../src/cluster/binaries.js';
 import { PROTOCOL_VERSIONS, type ProtocolVersion } from '../src/protocol/version.js';
+import { BENCH_BROKERS, type BenchBroker } from './lib/backend.js';
 import { ALL_PHASES, runBench, type BenchOptions, type BenchResult, type Phase } from './bench.js';
 import { curveMarkdown, curveSvg, type CurvePoint } from './curve.js';
 import { rows, textTable, writeBlock, writeSection } from './report.js';
@@ -17,6 +18,8 @@ const USAGE = `npm run bench -- [options]
   --baseline-seconds S  apiserver background window before the controller starts (default 30)
   --keys K              worker key pairs (of the pool's type) timed for the scale-out limit (default 60)
   --protocol-version V  the backend speaks protocol version 1 (RSA worker keys) or 2 (ECDSA P-256; the default)
+  --broker B            the workers' broker: embedded (the backend's own, in the bench process; the default)
+                        or mosquitto (a mosquitto process beside it, configured as docs/mosquitto.md)
   --latency-runs N      runs of the queue-to-run latency measure (default 50)
   --phases LIST         comma-separated of scale,idle,lifecycle,coldstart,latency,dispatch,failover,recovery (default all)
   --kubeconfig PATH     use this cluster instead of starting a fresh control plane
@@ -61,13 +64,19 @@ function protocolVersion(v: string | boolean | undefined): ProtocolVersion | und
   return n as ProtocolVersion;
 }
 
+function broker(v: string | boolean | undefined): BenchBroker | undefined {
+  if (v === undefined) return undefined;
+  if (!(BENCH_BROKERS as readonly unknown[]).includes(v)) throw new Error(`--broker must be one of ${BENCH_BROKERS.join(', ')}, got ${String(v)}`);
+  return v as BenchBroker;
+}
+
 async function main(): Promise<void> {
   const args = parse(process.argv.slice(2));
   if (args.help === true) {
     process.stdout.write(USAGE);
     return;
   }
-  const known = new Set(['workers', 'runs', 'idle-seconds', 'baseline-seconds', 'keys', 'protocol-version', 'latency-runs', 'phases', 'kubeconfig', 'cpu-prof', 'recovery-leader-elect', 'out', 'json', 'no-write', 'help', 'compiled', 'no-build', 'controller-metrics', 'curve', 'heap-snapshot']);
+  const known = new Set(['workers', 'runs', 'idle-seconds', 'baseline-seconds', 'keys', 'protocol-version', 'latency-runs', 'phases', 'kubeconfig', 'cpu-prof', 'recovery-leader-elect', 'out', 'json', 'no-write', 'help', 'compiled', 'no-build', 'controller-metrics', 'curve', 'heap-snapshot', 'broker']);
   for (const k of Object.keys(args)) if (!known.has(k)) throw new Error(`unknown option --${k}\n\n${USAGE}`);
   const phases = new Set<Phase>(
     typeof args.phases === 'string' ? (args.phases.split(',').map((p) => p.trim()) as Phase[]) : ALL_PHASES,
@@ -88,6 +97,7 @@ async function main(): Promise<void> {
     baselineSeconds: int(args['baseline-seconds'], curve === undefined ? 30 : 10, 'baseline-seconds'),
     keys: int(args.keys, 60, 'keys'),
     protocolVersion: protocolVersion(args['protocol-version']),
+    broker: broker(args.broker),
     latencyRuns: args['latency-runs'] === undefined ? undefined : int(args['latency-runs'], 50, 'latency-runs'),
     phases: curve === undefined ? phases : new Set<Phase>(['scale', 'idle', 'recovery']),
     kubeconfigPath: typeof args.kubeconfig === 'string' ? resolve(args.kubeconfig) : undefined,

@@ -10,7 +10,8 @@ import { mkdtemp } from 'node:fs/promises';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startBackend, type RunningBackend } from '../../src/backend/server.js';
+import { startMosquitto, type MosquittoProcess } from '../../src/backend/mosquitto-process.js';
+import { startBackend, type BackendOptions, type RunningBackend } from '../../src/backend/server.js';
 import { BackendService, type WorkerSender } from '../../src/backend/service.js';
 import type { RunStatusMessage, ScheduleMessage, StateMessage, StopMessage } from '../../src/protocol/messages.js';
 import type { ProtocolVersion } from '../../src/protocol/version.js';
@@ -68,16 +69,30 @@ export interface BenchBackend {
   /** Log records by message text ("worker registered", "worker registered again", ...). */
   logCounts: Map<string, number>;
   admin<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** The broker's own process, when it is not the embedded one. */
+  brokerPid?: number;
   stop(): Promise<void>;
 }
 
-export async function startBenchBackend(protocolVersion?: ProtocolVersion): Promise<BenchBackend> {
+/** The broker the workers connect to: the backend's embedded one (aedes, in this process), or mosquitto beside it. */
+export type BenchBroker = 'embedded' | 'mosquitto';
+export const BENCH_BROKERS: readonly BenchBroker[] = ['embedded', 'mosquitto'];
+
+export async function startBenchBackend(protocolVersion?: ProtocolVersion, broker: BenchBroker = 'embedded'): Promise<BenchBackend> {
   install();
-  const dataDir = await mkdtemp(join(tmpdir(), 'kwc-bench-backend-'));
+  const root = await mkdtemp(join(tmpdir(), 'kwc-bench-backend-'));
+  const dataDir = join(root, 'data');
   const logCounts = new Map<string, number>();
+  let mosquitto: MosquittoProcess | undefined;
+  let brokerOptions: Partial<BackendOptions> = {};
+  if (broker === 'mosquitto') {
+    mosquitto = await startMosquitto({ dataDir, dir: join(root, 'mosquitto') });
+    brokerOptions = { externalBroker: mosquitto.brokerUrl, crlFile: mosquitto.crlFile, onCrlWritten: mosquitto.reload };
+  }
   const backend = await startBackend({
     dataDir,
     protocolVersion,
+    ...brokerOptions,
     logLevel: 'info',
     // Counted, not kept: a 1000-worker run logs tens of thousands of lines.
     logSink: (line) => {
@@ -98,6 +113,8 @@ export async function startBenchBackend(protocolVersion?: ProtocolVersion): Prom
       tap.onReceive = undefined;
       agent.destroy();
       await backend.stop();
+      await mosquitto?.stop();
     },
+    brokerPid: mosquitto?.pid,
   };
 }

@@ -4,15 +4,12 @@
  * helpers to call the admin API and to bring up workers with the real
  * protocol client. No mocks: every connection is real TLS.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../src/backend/broker.js';
-import { HOST_PIECES } from '../../src/cluster/host-packages.js';
-import { writeMosquittoConfig } from '../../src/backend/mosquitto.js';
+import { mosquittoMissing, startMosquitto, type MosquittoProcess } from '../../src/backend/mosquitto-process.js';
 import { startBackend, type BackendOptions, type RunningBackend } from '../../src/backend/server.js';
 import {
   BackendClient,
@@ -45,15 +42,10 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
   }
 }
 
-/** Debian installs mosquitto into /usr/sbin, which a user's PATH may lack (the test setup installs it there on first use). */
-const MOSQUITTO = existsSync(HOST_PIECES.mosquitto.files[0]) ? HOST_PIECES.mosquitto.files[0] : 'mosquitto';
-
 /** Fails with a clear message when mosquitto is missing, instead of skipping. */
 export function requireMosquitto(): void {
-  const probe = spawnSync(MOSQUITTO, ['-h'], { encoding: 'utf8' });
-  if (probe.error) {
-    throw new Error('mosquitto is not installed (needed by the external-broker tests): apt-get install -y mosquitto');
-  }
+  const missing = mosquittoMissing();
+  if (missing !== undefined) throw new Error(`${missing} (needed by the external-broker tests)`);
 }
 
 export interface Env {
@@ -78,8 +70,7 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
   const dir = await mkdtemp(path.join(os.tmpdir(), `wpc-backend-${kind}-`));
   const dataDir = path.join(dir, 'data');
   const logLines: string[] = [];
-  const output: string[] = [];
-  let mosquitto: ChildProcess | undefined;
+  let mosquitto: MosquittoProcess | undefined;
   const options: BackendOptions = {
     dataDir,
     port: await freePort(),
@@ -89,28 +80,11 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
   };
   if (kind === 'mosquitto') {
     requireMosquitto();
-    const port = await freePort();
-    const { confPath, brokerUrl } = await writeMosquittoConfig({
-      dataDir,
-      outDir: path.join(dir, 'mosquitto'),
-      port,
-      // As root, mosquitto would switch to the `mosquitto` user, who cannot read a 0700 temp dir.
-      runAsUser: process.getuid?.() === 0 ? 'root' : undefined,
-    });
-    mosquitto = spawn(MOSQUITTO, ['-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-    mosquitto.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
-    mosquitto.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
-    const proc = mosquitto;
-    await waitFor(`mosquitto to listen on ${port}`, () => {
-      if (proc.exitCode !== null) throw new Error(`mosquitto exited: ${output.join('')}`);
-      return output.join('').includes(' running');
-    });
-    options.externalBroker = brokerUrl;
+    mosquitto = await startMosquitto({ dataDir, dir: path.join(dir, 'mosquitto') });
+    options.externalBroker = mosquitto.brokerUrl;
     // The backend keeps mosquitto's crlfile current and makes it reload, as docs/mosquitto.md says.
-    options.crlFile = path.join(dir, 'mosquitto', 'crl.pem');
-    options.onCrlWritten = () => {
-      if (proc.exitCode === null) proc.kill('SIGHUP');
-    };
+    options.crlFile = mosquitto.crlFile;
+    options.onCrlWritten = mosquitto.reload;
   } else {
     options.brokerPort = await freePort();
   }
@@ -124,7 +98,7 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
       return backend;
     },
     logLines,
-    brokerOutput: output,
+    brokerOutput: mosquitto?.output ?? [],
     options,
     async stopBackend() {
       if (running) await backend.stop();
@@ -141,12 +115,7 @@ export async function startEnv(kind: BrokerKind, extra: Partial<BackendOptions> 
     admin: (method, urlPath, body) => request(backend, method, urlPath, body, backend.adminToken),
     async close() {
       await env.stopBackend();
-      if (mosquitto && mosquitto.exitCode === null) {
-        const p = mosquitto;
-        const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-        p.kill('SIGTERM');
-        await exited;
-      }
+      await mosquitto?.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
