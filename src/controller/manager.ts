@@ -5,6 +5,7 @@
  * Started by the leader only; stopping it leaves every run Pod in place.
  */
 import { availableParallelism } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CONTROLLER_NAME, LABEL_MANAGED_BY, LABEL_WORKER, MANAGED_BY_VALUE } from '../api/constants.js';
 import { WORKER_REF, WORKERPOOL_REF, type WorkerObject, type WorkerPoolObject } from '../api/types.js';
 import type { ToWorkerMessage } from '../protocol/index.js';
@@ -57,10 +58,20 @@ export interface ManagerOptions extends ControllerOptions {
   readonly connector?: BackendConnector;
 }
 
+/**
+ * At a start, run log relays wait until the workers' sessions are back (no
+ * Worker reconcile queued or running, no session still opening), at most
+ * this long. Measured at N = 1000 busy workers (`npm run bench -- --workers
+ * 1000 --phases scale,recovery`): relays starting beside the sessions took a
+ * share of the controller's one thread while it re-adopted them.
+ */
+export const RELAYS_WAIT_FOR_SESSIONS_MAX_MS = 10_000;
+
 export class Manager {
   readonly ctx: ControllerContext;
   private readonly stopping = new AbortController();
   private synced = false;
+  private sessionsBack: () => void = () => undefined;
 
   constructor(private readonly opts: ManagerOptions) {
     const { client, log, namespaces } = opts;
@@ -115,6 +126,7 @@ export class Manager {
       expectations: new Expectations(),
       runs: new RunTracker(),
       logs: new LogRelays({
+        begin: new Promise<void>((resolve) => (this.sessionsBack = resolve)),
         client: client.withSignal(this.stopping.signal),
         backendFor: async (target) => {
           const worker = caches.workers.getByKey(target.workerKey);
@@ -156,6 +168,19 @@ export class Manager {
     watchRunPods(this.ctx);
     this.synced = true;
     this.opts.log.info('caches synced', { pools: caches.pools.size, workers: caches.workers.size, runPods: caches.pods.size });
+    void this.awaitSessionsBack();
+  }
+
+  /** Opens the log relays' gate once the Workers enqueued at the start are done and their sessions settled. */
+  private async awaitSessionsBack(): Promise<void> {
+    const { queues, sessions } = this.ctx;
+    const started = Date.now();
+    const back = (): boolean => queues.workers.depth === 0 && queues.workers.inFlight === 0 && sessions.openingCount === 0;
+    while (!back() && Date.now() - started < RELAYS_WAIT_FOR_SESSIONS_MAX_MS && !this.stopping.signal.aborted) {
+      await sleep(100, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+    }
+    this.opts.log.info('worker sessions back; run log relays begin', { sessions: sessions.count, connected: sessions.connectedCount, waitedMs: Date.now() - started });
+    this.sessionsBack();
   }
 
   get hasSynced(): boolean {

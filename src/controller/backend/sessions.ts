@@ -174,6 +174,13 @@ export class SessionManager {
     return this.sessions.size;
   }
 
+  /** Sessions opened that have not yet said whether they connected. */
+  get openingCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.opening) n++;
+    return n;
+  }
+
   get connectedCount(): number {
     let n = 0;
     for (const s of this.sessions.values()) if (s.connection.connected) n++;

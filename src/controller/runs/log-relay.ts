@@ -23,6 +23,7 @@
 import type { IncomingMessage } from 'node:http';
 import { CONTAINER_WORKER } from '../../api/constants.js';
 import { BackendError, RetryableBackendError, TerminalBackendError, type RunLogState } from '../../protocol/index.js';
+import { untilAborted } from '../../runtime/abort.js';
 import { httpStatus, isNotFound } from '../../runtime/errors.js';
 import { PODS, type KubeClient, type Pod } from '../../runtime/k8s-client.js';
 import type { Logger } from '../../runtime/log.js';
@@ -67,6 +68,12 @@ export interface LogRelayDeps {
   /** The relay of a run ended (its log is complete, or there is none to be had). */
   readonly onSettled: (target: RelayTarget) => void;
   readonly signal: AbortSignal;
+  /**
+   * Relays make their first pass once this resolves: a controller that
+   * starts re-adopts the workers' sessions first, then catches up on logs
+   * (the kubelet keeps them meanwhile; nothing is lost).
+   */
+  readonly begin?: Promise<void>;
 }
 
 /** The `worker` container's status in a Pod. */
@@ -242,6 +249,13 @@ export class LogRelays {
   private async run(relay: Relay): Promise<void> {
     const { target } = relay;
     const signal = AbortSignal.any([this.deps.signal, relay.abort.signal]);
+    if (this.deps.begin !== undefined) {
+      try {
+        await untilAborted(this.deps.begin, signal);
+      } catch {
+        return;
+      }
+    }
     let retry = RETRY_MIN_MS;
     while (!signal.aborted) {
       try {

@@ -59,3 +59,37 @@ test('relays start a few at a time, and every one of them gets its turn', async 
     relays.stopAll();
   }
 }, 60_000);
+
+test('relays make no pass before their gate opens, then every one does', async () => {
+  const namespace = await createTestNamespace('log-relay-gate');
+  const client = KubeClient.fromKubeConfig(testKubeConfig(), { fieldManager: 'test' });
+  let asked = 0;
+  const backend: Pick<BackendApi, 'logState'> = {
+    logState: async (): Promise<RunLogState> => {
+      asked++;
+      return { length: 0, complete: false, truncated: false, limit: 1024 };
+    },
+  };
+  let open: () => void = () => undefined;
+  const settled: string[] = [];
+  const stop = new AbortController();
+  const relays = new LogRelays({
+    client,
+    backendFor: async () => backend as BackendApi,
+    log: silentLogger,
+    onSettled: (t) => settled.push(t.runId),
+    signal: stop.signal,
+    begin: new Promise<void>((resolve) => (open = resolve)),
+  });
+  try {
+    for (let i = 0; i < 3; i++) relays.ensure({ runId: `run-${i}`, namespace, podName: `gone-${i}`, podUid: `uid-${i}`, workerKey: `${namespace}/w-${i}` });
+    await sleep(500);
+    expect(asked).toBe(0);
+    open();
+    await eventually('every relay settled', () => settled.length === 3);
+    expect(asked).toBe(3);
+  } finally {
+    stop.abort();
+    relays.stopAll();
+  }
+}, 60_000);

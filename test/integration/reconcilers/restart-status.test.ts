@@ -3,7 +3,8 @@
  * says whether it connected, the Worker's status keeps what it said: a
  * connected Worker does not read "connected: false" for the moment its new
  * session takes, however often it is reconciled meanwhile (at N = 1000 that
- * flip cost 1.5 status writes per worker during the recovery).
+ * flip cost 1.5 status writes per worker during the recovery). And its run
+ * log relays wait for those sessions: they catch up on logs afterwards.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,7 +63,28 @@ describe('a restarted controller', () => {
         [true, 'Idle'],
       ]);
     } finally {
-      watch.stop();
+      await watch.stop();
     }
+  });
+
+  it('opens the run log relays\' gate only once the workers\' sessions are back', async () => {
+    await c.createPool('logs', 1, poolCredentials('01hlogsaftersessionsaaaaaa'));
+    await eventually('an idle connected worker', async () => (await c.workers('logs'))[0]?.status?.state === 'Idle');
+    const [w] = await c.workers('logs');
+    if (w === undefined) throw new Error('no worker');
+
+    await c.stop();
+    for (const other of await c.workers()) c.backend.offline.add(other.spec.workerId);
+    const from = c.logs.lines.length;
+    const gateOpened = () => c.logs.lines.slice(from).find((l) => l.includes('worker sessions back; run log relays begin'));
+    await c.start();
+    await eventually('the new session opened', () => c.backend.sessionOf(w.spec.workerId)?.connected === false);
+    await sleep(1_500);
+    expect(gateOpened()).toBeUndefined();
+
+    for (const other of await c.workers()) c.backend.connect(other.spec.workerId);
+    await eventually('the gate open', () => gateOpened() !== undefined);
+    const sessions = (await c.workers()).length;
+    expect(JSON.parse(gateOpened() ?? '{}')).toMatchObject({ sessions, connected: sessions });
   });
 });
