@@ -6,6 +6,16 @@ import { expect, test } from 'vitest';
 import { StateStore, type StateData } from '../../src/backend/store.js';
 import { stateOnDisk } from '../support/backend-state.js';
 
+/** Runs `fn` with a fresh directory, removed afterwards. */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-store-'));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** The state another start would read. */
 async function reread(dir: string): Promise<StateData> {
   const store = await StateStore.open(dir);
@@ -13,10 +23,8 @@ async function reread(dir: string): Promise<StateData> {
   return store.data;
 }
 
-
-test('concurrent changes all reach the file, in few writes, readable after reopening', async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-store-'));
-  try {
+test('concurrent changes all reach the file, in few writes, readable after reopening', () =>
+  inTempDir(async (dir) => {
     const store = await StateStore.open(dir);
     const waits: Array<Promise<void>> = [];
     for (let i = 0; i < 200; i++) {
@@ -40,26 +48,18 @@ test('concurrent changes all reach the file, in few writes, readable after reope
     expect(Object.keys(reopened.pools)).toHaveLength(200);
     // Expired nonces are pruned on write.
     expect(Object.keys(reopened.nonces)).toEqual(['P1/m']);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('an unreadable state file stops the backend instead of starting empty', async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-store-'));
-  try {
+test('an unreadable state file stops the backend instead of starting empty', () =>
+  inTempDir(async (dir) => {
     await writeFile(path.join(dir, 'state.json'), '{"version": 7}');
     await expect(StateStore.open(dir)).rejects.toThrow(/unsupported state version 7/);
     await writeFile(path.join(dir, 'state.json'), '{trunc');
     await expect(StateStore.open(dir)).rejects.toThrow(/JSON/);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a change is one journal line of its own records, not a rewrite of the snapshot', async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-store-'));
-  try {
+test('a change is one journal line of its own records, not a rewrite of the snapshot', () =>
+  inTempDir(async (dir) => {
     const store = await StateStore.open(dir);
     for (let i = 0; i < 50; i++) store.data.pools[`P${i}`] = { id: `P${i}`, name: `pool ${i}`, publicKeyPem: 'k', createdAt: 'now' };
     await store.persist();
@@ -83,14 +83,10 @@ test('a change is one journal line of its own records, not a rewrite of the snap
     expect(Object.keys(reopened.data.pools)).toHaveLength(49);
     expect(await readFile(reopened.journalFile, 'utf8')).toBe('');
     expect((JSON.parse(await readFile(reopened.file, 'utf8')) as { journalSeq: number }).journalSeq).toBe(2);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a journal bigger than the snapshot is folded into it', async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-store-'));
-  try {
+test('a journal bigger than the snapshot is folded into it', () =>
+  inTempDir(async (dir) => {
     const store = await StateStore.open(dir);
     const key = 'k'.repeat(64 * 1024);
     store.data.pools.P = { id: 'P', name: 'pool', publicKeyPem: key, createdAt: '0' };
@@ -109,14 +105,10 @@ test('a journal bigger than the snapshot is folded into it', async () => {
     expect((await stat(store.journalFile)).size).toBeGreaterThan(0);
     await store.close();
     expect((await reread(dir)).pools.P).toEqual({ id: 'P', name: 'pool', publicKeyPem: 'small', createdAt: 'last' });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('after a crash: a torn last journal line is dropped, the lines before it kept; a damaged earlier line stops the backend', async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-store-'));
-  try {
+test('after a crash: a torn last journal line is dropped, the lines before it kept; a damaged earlier line stops the backend', () =>
+  inTempDir(async (dir) => {
     const store = await StateStore.open(dir);
     store.data.pools.A = { id: 'A', name: 'a', publicKeyPem: 'k', createdAt: 'now' };
     await store.persist();
@@ -129,14 +121,10 @@ test('after a crash: a torn last journal line is dropped, the lines before it ke
 
     await writeFile(path.join(dir, 'state.journal'), '{"q":9,"set":[["pools"\n{"q":10}\n');
     await expect(StateStore.open(dir)).rejects.toThrow(`${path.join(dir, 'state.journal')}: line 1 is not a journal entry`);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a persist after close writes a snapshot, which a journal left on disk does not undo', async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'wpc-store-'));
-  try {
+test('a persist after close writes a snapshot, which a journal left on disk does not undo', () =>
+  inTempDir(async (dir) => {
     const store = await StateStore.open(dir);
     store.data.pools.A = { id: 'A', name: 'a', publicKeyPem: 'k', createdAt: 'now' };
     await store.persist();
@@ -147,7 +135,4 @@ test('a persist after close writes a snapshot, which a journal left on disk does
     await store.persist();
     expect(await readFile(store.journalFile, 'utf8')).toBe(journal);
     expect((await reread(dir)).pools).toEqual({});
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
