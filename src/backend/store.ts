@@ -1,4 +1,4 @@
-import { open, readFile, rename, mkdir, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, mkdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { ScheduleMessage, ScriptRef } from '../protocol/messages.js';
 import type { LogMeta } from './run-files.js';
@@ -116,12 +116,14 @@ export class StateStore {
     const journalFile = path.join(dataDir, 'state.journal');
     let data = empty();
     let seq = 0;
+    let snapshotFound = false;
     try {
       const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<StateData> & { journalSeq?: number };
       if (parsed.version !== 1) throw new Error(`${file}: unsupported state version ${String(parsed.version)}`);
       const { journalSeq, ...rest } = parsed;
       data = { ...empty(), ...rest } as StateData;
       seq = journalSeq ?? 0;
+      snapshotFound = true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
@@ -137,7 +139,7 @@ export class StateStore {
     // The journal's own directory entry must be durable before anything appended to it counts.
     await syncDirectory(dataDir);
     // Whatever was replayed (or torn) goes into a fresh snapshot, and the journal starts empty.
-    if (journalText !== '' || !(await exists(file))) await store.snapshot();
+    if (journalText !== '' || !snapshotFound) await store.snapshot();
     return store;
   }
 
@@ -214,15 +216,6 @@ export class StateStore {
 /** The journal is rewritten into the snapshot once it is bigger than the snapshot, and not before this. */
 const MIN_JOURNAL_BYTES = 1024 * 1024;
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
 
 async function syncDirectory(dir: string): Promise<void> {
   const fh = await open(dir, 'r');

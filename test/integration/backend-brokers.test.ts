@@ -242,13 +242,19 @@ describe.each<BrokerKind>(['embedded', 'mosquitto'])('backend with the %s broker
     own.client.close();
   });
 
-  test('a backend restart loses no pool, worker or run, and messages sent meanwhile arrive', async () => {
-    const own = await createPool(env, `restart-${kind}`);
+  /** A pool of one connected worker that has accepted a run. */
+  async function workerWithRun(name: string) {
+    const own = await createPool(env, name);
     const creds = await registerWorker(own);
     const worker = await connectWorker(own, creds);
     await waitFor('worker idle', async () => (await workerView(env, own.id, creds.workerId))?.state === 'idle');
     const run = (await env.admin<{ id: string }>('POST', '/api/runs', { poolId: own.id })).body.id;
     await waitFor('run accepted', async () => (await runState(env, run)).state === 'preparing');
+    return { own, creds, worker, run };
+  }
+
+  test('a backend restart loses no pool, worker or run, and messages sent meanwhile arrive', async () => {
+    const { own, creds, worker, run } = await workerWithRun(`restart-${kind}`);
     const queued = (await env.admin<{ id: string }>('POST', '/api/runs', { poolId: own.id })).body.id;
     await env.admin('POST', `/api/pools/${own.id}/workers/${creds.workerId}/drain`);
     const tokenBefore = env.backend.adminToken;
@@ -277,12 +283,7 @@ describe.each<BrokerKind>(['embedded', 'mosquitto'])('backend with the %s broker
   });
 
   test('messages of a thousand workers\' worth, sent while the backend is away, all reach it, the run\'s end after them', async () => {
-    const own = await createPool(env, `backlog-${kind}`);
-    const creds = await registerWorker(own);
-    const worker = await connectWorker(own, creds);
-    await waitFor('worker idle', async () => (await workerView(env, own.id, creds.workerId))?.state === 'idle');
-    const run = (await env.admin<{ id: string }>('POST', '/api/runs', { poolId: own.id })).body.id;
-    await waitFor('run accepted', async () => (await runState(env, run)).state === 'preparing');
+    const { own, worker, run } = await workerWithRun(`backlog-${kind}`);
 
     await env.stopBackend();
     // What 1000 workers heartbeating every 30 s send in 45 s, then the run's end.
